@@ -1,0 +1,13 @@
+//! Everything a busflow-comms activity touches: the domain model, Postgres
+//! store, templates, provider adapters, secrets, and the `#[activities]`
+//! implementations registered on the worker. Workflows call these activities
+//! by their definitions; nothing here is deterministic-only.
+
+pub mod crypto;
+pub mod identifiers;
+pub mod model;
+pub mod notification;
+pub mod providers;
+pub mod store;
+pub mod templates;
+pub mod triggers;

@@ -1,0 +1,193 @@
+//! Domain vocabulary shared by every crate: ids, channels and statuses.
+//!
+//! Every value that crosses a process boundary (Postgres, Temporal payloads,
+//! HTTP) is a Rust enum or newtype here, never a loose string. Statuses are
+//! stored as text with CHECK constraints (see `migrations/`), so the string
+//! forms below are the database contract.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+macro_rules! id_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+    };
+}
+
+id_newtype!(
+    /// A bus operator: every row and every workflow belongs to exactly one.
+    TenantId
+);
+id_newtype!(
+    /// A person we message: passenger, driver or vendor.
+    ContactId
+);
+id_newtype!(
+    /// One message on one channel (an outbound attempt or an inbound message).
+    MessageId
+);
+id_newtype!(
+    /// A tenant's account on one provider (a WhatsApp number, an SES identity...).
+    ChannelAccountId
+);
+
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
+        #[sqlx(type_name = "text")]
+        pub enum $name {
+            $(
+                #[serde(rename = $text)]
+                #[sqlx(rename = $text)]
+                $variant,
+            )+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored and wire form.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownVariant;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(UnknownVariant {
+                        kind: stringify!($name),
+                        value: other.to_owned(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+/// A string that is not one of an enum's stored forms.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {kind} '{value}'")]
+pub struct UnknownVariant {
+    kind: &'static str,
+    value: String,
+}
+
+text_enum!(
+    /// How a message travels.
+    Channel {
+        WhatsApp => "WHATSAPP",
+        Email => "EMAIL",
+        Sms => "SMS",
+        Webchat => "WEBCHAT",
+    }
+);
+
+text_enum!(
+    /// Where a message is in its life. Moves only forward:
+    /// QUEUED < SENT < DELIVERED < READ; FAILED is terminal.
+    MessageStatus {
+        Queued => "QUEUED",
+        Sent => "SENT",
+        Delivered => "DELIVERED",
+        Read => "READ",
+        Failed => "FAILED",
+    }
+);
+
+text_enum!(
+    /// Which way a message went.
+    Direction {
+        Inbound => "INBOUND",
+        Outbound => "OUTBOUND",
+    }
+);
+
+text_enum!(
+    /// Who a contact is to the operator.
+    ContactKind {
+        Customer => "CUSTOMER",
+        Driver => "DRIVER",
+        Vendor => "VENDOR",
+    }
+);
+
+text_enum!(
+    /// A channel account's lifecycle.
+    ChannelAccountStatus {
+        Pending => "PENDING",
+        Active => "ACTIVE",
+        Suspended => "SUSPENDED",
+        Disconnected => "DISCONNECTED",
+    }
+);
+
+text_enum!(
+    /// Live accounts call the provider; sandbox accounts never leave the process.
+    ChannelAccountMode {
+        Live => "LIVE",
+        Sandbox => "SANDBOX",
+    }
+);
+
+text_enum!(
+    /// The service behind a channel account.
+    Provider {
+        MetaCloud => "META_CLOUD",
+        AwsSes => "AWS_SES",
+        AwsSns => "AWS_SNS",
+        Webchat => "WEBCHAT",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_forms_round_trip_through_from_str() {
+        for status in MessageStatus::ALL {
+            assert_eq!(status.as_str().parse::<MessageStatus>().ok(), Some(*status));
+        }
+        assert!(
+            "whatsapp".parse::<Channel>().is_err(),
+            "stored forms are upper case"
+        );
+    }
+
+    #[test]
+    fn serde_uses_the_stored_form() {
+        let json = serde_json::to_string(&Channel::WhatsApp).expect("serializes");
+        assert_eq!(json, "\"WHATSAPP\"");
+    }
+}

@@ -1,0 +1,408 @@
+//! The activities of a notification: prepare (resolve, render, queue) and
+//! dispatch (send through the channel's provider, record the outcome).
+//!
+//! Both are idempotent: prepare inserts one message per workflow step (a retry
+//! returns the same row) and dispatch does nothing to a message that already
+//! left QUEUED. Inputs and outputs carry ids, never addresses or secrets: those
+//! are read from Postgres inside the activity, so Temporal history holds no
+//! personal data beyond the event's own variables.
+
+use crate::model::{
+    Channel, ChannelAccountId, ChannelAccountStatus, ContactId, MessageId, MessageStatus, TenantId,
+};
+use crate::providers::ses::{EmailAccountConfig, SesEmail};
+use crate::providers::{Failure, FailureClass, SendMessageCommand};
+use crate::store::{self, channel_accounts::ChannelAccount, contacts::Contact};
+use crate::templates::{self, RenderError};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use std::sync::Arc;
+use temporalio_macros::activities;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+/// Application failure types a workflow (and an operator) can tell apart.
+pub mod failure_types {
+    pub const TEMPLATE_VARIABLE_MISSING: &str = "TemplateVariableMissing";
+    pub const TEMPLATE_INVALID: &str = "TemplateInvalid";
+    pub const TEMPLATE_NOT_FOUND: &str = "TemplateNotFound";
+    pub const CONTACT_NOT_FOUND: &str = "ContactNotFound";
+    pub const NO_ADDRESS: &str = "RecipientHasNoAddress";
+    pub const NO_CHANNEL_ACCOUNT: &str = "NoActiveChannelAccount";
+    pub const MESSAGE_NOT_FOUND: &str = "MessageNotFound";
+    pub const PROVIDER_RETRY: &str = "ProviderRetryable";
+    pub const NOTIFICATION_UNDELIVERABLE: &str = "NotificationUndeliverable";
+}
+
+/// Input of `prepare_notification`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrepareInput {
+    pub tenant_id: TenantId,
+    pub contact_id: ContactId,
+    pub trigger_event: String,
+    pub channel: Channel,
+    pub workflow_id: String,
+    pub attempt: i16,
+    /// Chosen by the workflow (deterministic), so a retry reuses it.
+    pub message_id: MessageId,
+    pub replaces_message_id: Option<MessageId>,
+    /// The event's data, e.g. `{"booking": {...}}`; `contact` and `tenant` are added here.
+    pub variables: serde_json::Value,
+}
+
+/// A message queued for one channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreparedMessage {
+    pub message_id: MessageId,
+    pub channel: Channel,
+    pub channel_account_id: ChannelAccountId,
+    pub template_key: String,
+}
+
+/// Input of `dispatch_message`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DispatchInput {
+    pub tenant_id: TenantId,
+    pub message_id: MessageId,
+}
+
+/// How a dispatch ended, when it ended for good. Retryable failures are not an
+/// outcome: they are activity errors that Temporal retries with backoff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DispatchOutcome {
+    Sent {
+        external_message_id: String,
+    },
+    /// Permanently refused; the message is FAILED with `reason`.
+    Rejected {
+        reason: String,
+        account_problem: bool,
+    },
+}
+
+/// Provider clients shared by every dispatch.
+#[derive(Clone, Debug)]
+pub struct Providers {
+    pub ses: SesEmail,
+}
+
+/// The notification activities, registered on the worker.
+pub struct NotificationActivities {
+    pool: PgPool,
+    providers: Providers,
+}
+
+impl NotificationActivities {
+    pub fn new(pool: PgPool, providers: Providers) -> Self {
+        Self { pool, providers }
+    }
+}
+
+#[activities]
+impl NotificationActivities {
+    /// Resolves contact, channel account and template, renders, and inserts
+    /// the message QUEUED.
+    #[activity(name = "prepare_notification")]
+    pub async fn prepare_notification(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: PrepareInput,
+    ) -> Result<PreparedMessage, ActivityError> {
+        let pool = &self.pool;
+        let contact = store::contacts::get(pool, input.tenant_id, input.contact_id)
+            .await?
+            .ok_or_else(|| {
+                permanent(
+                    failure_types::CONTACT_NOT_FOUND,
+                    format!("contact {} not found", input.contact_id),
+                )
+            })?;
+        if recipient_address(&contact, input.channel).is_none() {
+            return Err(permanent(
+                failure_types::NO_ADDRESS,
+                format!("contact {} has no {} address", contact.id, input.channel),
+            ));
+        }
+        let account =
+            store::channel_accounts::active_for_channel(pool, input.tenant_id, input.channel)
+                .await?
+                .ok_or_else(|| {
+                    permanent(
+                        failure_types::NO_CHANNEL_ACCOUNT,
+                        format!(
+                            "tenant {} has no ACTIVE {} channel account",
+                            input.tenant_id, input.channel
+                        ),
+                    )
+                })?;
+        let tenant = store::tenants::settings(pool, input.tenant_id).await?;
+        let locale = contact
+            .locale
+            .clone()
+            .unwrap_or_else(|| tenant.default_locale.clone());
+        let chain = templates::locale_chain(&locale);
+        let source = store::templates::resolve(
+            pool,
+            input.tenant_id,
+            &input.trigger_event,
+            input.channel,
+            &chain,
+        )
+        .await?
+        .ok_or_else(|| {
+            permanent(
+                failure_types::TEMPLATE_NOT_FOUND,
+                format!(
+                    "no {} template for '{}' in {} (tenant or platform)",
+                    input.channel,
+                    input.trigger_event,
+                    chain.join(", ")
+                ),
+            )
+        })?;
+        let variables = template_variables(input.variables.clone(), &contact, &tenant.display_name);
+        let rendered = templates::render(&source, &variables).map_err(|e| match &e {
+            RenderError::MissingVariable { .. } => {
+                permanent(failure_types::TEMPLATE_VARIABLE_MISSING, e.to_string())
+            }
+            RenderError::Invalid { .. } => {
+                permanent(failure_types::TEMPLATE_INVALID, e.to_string())
+            }
+        })?;
+        let message_id = store::messages::insert_outbound_queued(
+            pool,
+            &store::messages::NewOutboundMessage {
+                id: input.message_id,
+                tenant_id: input.tenant_id,
+                contact_id: contact.id,
+                channel_account_id: account.id,
+                channel: input.channel,
+                workflow_id: input.workflow_id.clone(),
+                attempt: input.attempt,
+                replaces_message_id: input.replaces_message_id,
+                trigger_event: input.trigger_event.clone(),
+                template_key: source.template_key.clone(),
+                subject: rendered.subject,
+                body: rendered.body,
+                body_html: rendered.body_html,
+            },
+        )
+        .await?;
+        tracing::info!(
+            tenant.id = %input.tenant_id,
+            message.id = %message_id,
+            workflow.id = %input.workflow_id,
+            "queued {} message {message_id} for {}",
+            input.channel,
+            input.trigger_event
+        );
+        Ok(PreparedMessage {
+            message_id,
+            channel: input.channel,
+            channel_account_id: account.id,
+            template_key: source.template_key,
+        })
+    }
+
+    /// Sends a QUEUED message through its channel account's provider.
+    #[activity(name = "dispatch_message")]
+    pub async fn dispatch_message(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: DispatchInput,
+    ) -> Result<DispatchOutcome, ActivityError> {
+        let pool = &self.pool;
+        let message = store::messages::get_outbound(pool, input.tenant_id, input.message_id)
+            .await?
+            .ok_or_else(|| {
+                permanent(
+                    failure_types::MESSAGE_NOT_FOUND,
+                    format!("message {} not found", input.message_id),
+                )
+            })?;
+        match message.status {
+            MessageStatus::Queued => {}
+            MessageStatus::Failed => {
+                return Ok(DispatchOutcome::Rejected {
+                    reason: message.failed_reason.unwrap_or_default(),
+                    account_problem: false,
+                });
+            }
+            _ => {
+                return Ok(DispatchOutcome::Sent {
+                    external_message_id: message.external_message_id.unwrap_or_default(),
+                });
+            }
+        }
+        let account = match message.channel_account_id {
+            Some(id) => store::channel_accounts::get(pool, input.tenant_id, id).await?,
+            None => None,
+        };
+        let contact = match message.contact_id {
+            Some(id) => store::contacts::get(pool, input.tenant_id, id).await?,
+            None => None,
+        };
+        let (Some(account), Some(contact)) = (account, contact) else {
+            return self
+                .reject(
+                    &message.id,
+                    input.tenant_id,
+                    "channel account or contact no longer exists",
+                    false,
+                )
+                .await;
+        };
+        if account.status != ChannelAccountStatus::Active {
+            let reason = format!("channel account {} is {}", account.id, account.status);
+            return self
+                .reject(&message.id, input.tenant_id, &reason, true)
+                .await;
+        }
+        let Some(recipient) = recipient_address(&contact, message.channel) else {
+            let reason = format!("contact has no {} address", message.channel);
+            return self
+                .reject(&message.id, input.tenant_id, &reason, false)
+                .await;
+        };
+        let command = SendMessageCommand {
+            message_id: message.id,
+            channel: message.channel,
+            recipient,
+            subject: message.subject.clone(),
+            body: message.body.clone(),
+            body_html: message.body_html.clone(),
+        };
+        match self.send(&account, &command).await {
+            Ok(accepted) => {
+                store::messages::mark_sent(
+                    pool,
+                    input.tenant_id,
+                    message.id,
+                    &accepted.external_message_id,
+                )
+                .await?;
+                tracing::info!(
+                    tenant.id = %input.tenant_id,
+                    message.id = %message.id,
+                    "sent {} message {} as {}",
+                    message.channel,
+                    message.id,
+                    accepted.external_message_id
+                );
+                Ok(DispatchOutcome::Sent {
+                    external_message_id: accepted.external_message_id,
+                })
+            }
+            Err(failure) => match failure.class {
+                FailureClass::Retry => {
+                    tracing::warn!(tenant.id = %input.tenant_id, message.id = %message.id, "dispatch will retry: {failure}");
+                    Err(ActivityError::application(
+                        ApplicationFailure::builder(failure.to_string())
+                            .type_name(failure_types::PROVIDER_RETRY.to_owned())
+                            .maybe_next_retry_delay(failure.retry_after)
+                            .build(),
+                    ))
+                }
+                FailureClass::Recipient => {
+                    self.reject(&message.id, input.tenant_id, &failure.to_string(), false)
+                        .await
+                }
+                FailureClass::Account => {
+                    self.reject(&message.id, input.tenant_id, &failure.to_string(), true)
+                        .await
+                }
+            },
+        }
+    }
+}
+
+impl NotificationActivities {
+    async fn send(
+        &self,
+        account: &ChannelAccount,
+        command: &SendMessageCommand,
+    ) -> Result<crate::providers::Accepted, Failure> {
+        match command.channel {
+            Channel::Email => {
+                let config: EmailAccountConfig =
+                    serde_json::from_value(account.provider_config.0.clone()).map_err(|e| {
+                        Failure {
+                            provider: "SES",
+                            class: FailureClass::Account,
+                            code: "InvalidAccountConfig".into(),
+                            reason: format!(
+                                "email channel account {} is misconfigured: {e}",
+                                account.id
+                            ),
+                            retry_after: None,
+                        }
+                    })?;
+                self.providers.ses.send(&config, command).await
+            }
+            other => Err(Failure {
+                provider: "busflow",
+                class: FailureClass::Account,
+                code: "ChannelNotSupported".into(),
+                reason: format!("{other} is not supported yet"),
+                retry_after: None,
+            }),
+        }
+    }
+
+    async fn reject(
+        &self,
+        message_id: &MessageId,
+        tenant_id: TenantId,
+        reason: &str,
+        account_problem: bool,
+    ) -> Result<DispatchOutcome, ActivityError> {
+        store::messages::mark_failed(&self.pool, tenant_id, *message_id, reason).await?;
+        tracing::warn!(tenant.id = %tenant_id, message.id = %message_id, "message {message_id} failed: {reason}");
+        Ok(DispatchOutcome::Rejected {
+            reason: reason.to_owned(),
+            account_problem,
+        })
+    }
+}
+
+/// The contact's address on a channel, if it has one.
+pub fn recipient_address(contact: &Contact, channel: Channel) -> Option<String> {
+    let ids = &contact.identifiers.0;
+    match channel {
+        Channel::Email => ids.email.clone(),
+        Channel::Sms => ids.phone.clone().or_else(|| ids.whatsapp.clone()),
+        Channel::WhatsApp => ids.whatsapp.clone().or_else(|| ids.phone.clone()),
+        Channel::Webchat => Some(contact.id.to_string()),
+    }
+}
+
+fn template_variables(
+    mut variables: serde_json::Value,
+    contact: &Contact,
+    tenant_name: &str,
+) -> serde_json::Value {
+    if !variables.is_object() {
+        variables = serde_json::json!({});
+    }
+    let first_name = contact
+        .display_name
+        .split_whitespace()
+        .next()
+        .unwrap_or_default();
+    variables["contact"] = serde_json::json!({
+        "display_name": contact.display_name,
+        "first_name": first_name,
+        "locale": contact.locale,
+    });
+    variables["tenant"] = serde_json::json!({ "display_name": tenant_name });
+    variables
+}
+
+fn permanent(type_name: &str, message: String) -> ActivityError {
+    ActivityError::application(
+        ApplicationFailure::builder(message)
+            .type_name(type_name.to_owned())
+            .non_retryable(true)
+            .build(),
+    )
+}

@@ -1,0 +1,65 @@
+//! The one edge to the providers. Every outbound message becomes a
+//! `SendMessageCommand`; an adapter per provider turns it into that provider's
+//! request and classifies every failure as data (`Failure`), so the workflow
+//! decides between retry, fall back and fail without knowing any provider.
+
+pub mod aws;
+pub mod ses;
+
+use crate::model::{Channel, MessageId};
+use std::time::Duration;
+
+/// A provider-neutral instruction to send one message to one recipient.
+#[derive(Debug, Clone)]
+pub struct SendMessageCommand {
+    pub message_id: MessageId,
+    pub channel: Channel,
+    /// E.164 phone number, email address, or webchat session, per channel.
+    pub recipient: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub body_html: Option<String>,
+}
+
+/// What a provider said when it accepted a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub external_message_id: String,
+}
+
+/// How a failure must be handled. The three classes of every provider table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// Transient: try again (after `retry_after` when the provider says so).
+    Retry,
+    /// This recipient cannot be reached on this channel: fall back.
+    Recipient,
+    /// The tenant's account is broken (credentials, suspension, unverified
+    /// sender): fail, flag the account, fall back.
+    Account,
+}
+
+/// A classified provider failure. `reason` is safe to store and show: it never
+/// carries credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{provider} {code}: {reason}")]
+pub struct Failure {
+    pub provider: &'static str,
+    pub class: FailureClass,
+    pub code: String,
+    pub reason: String,
+    pub retry_after: Option<Duration>,
+}
+
+/// One row of a provider's error table: an error code and its class.
+pub type ErrorRule = (&'static str, FailureClass);
+
+/// Looks a code up in a provider's table; unknown codes retry (bounded by the
+/// activity's retry policy).
+pub fn classify(table: &[ErrorRule], code: &str) -> FailureClass {
+    table
+        .iter()
+        .find(|(known, _)| *known == code)
+        .map(|(_, class)| *class)
+        .unwrap_or(FailureClass::Retry)
+}

@@ -1,0 +1,231 @@
+//! Email through Amazon SES v2 `SendEmail` (simple content: text + html).
+
+use super::{Accepted, ErrorRule, Failure, FailureClass, SendMessageCommand, classify};
+use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use serde::Deserialize;
+
+const PROVIDER: &str = "SES";
+
+/// SES error codes and what they mean for delivery. Source: SES v2 API
+/// reference for SendEmail, and PROVIDERS_NOTES.md.
+pub const SES_ERRORS: &[ErrorRule] = &[
+    ("MessageRejected", FailureClass::Recipient),
+    ("BadRequestException", FailureClass::Recipient),
+    ("MailFromDomainNotVerifiedException", FailureClass::Account),
+    ("AccountSuspendedException", FailureClass::Account),
+    ("SendingPausedException", FailureClass::Account),
+    ("NotFoundException", FailureClass::Account),
+    ("TooManyRequestsException", FailureClass::Retry),
+    ("LimitExceededException", FailureClass::Retry),
+    ("Throttling", FailureClass::Retry),
+    ("ThrottlingException", FailureClass::Retry),
+    ("InternalFailure", FailureClass::Retry),
+    ("ServiceUnavailable", FailureClass::Retry),
+];
+
+/// The non-secret part of an email channel account's `provider_config`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmailAccountConfig {
+    pub from_address: String,
+    #[serde(default)]
+    pub from_name: Option<String>,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// SES configuration set that publishes delivery events.
+    #[serde(default)]
+    pub configuration_set: Option<String>,
+}
+
+impl EmailAccountConfig {
+    fn from_header(&self) -> String {
+        match &self.from_name {
+            Some(name) if !name.is_empty() => {
+                format!(
+                    "\"{}\" <{}>",
+                    name.replace(['"', '\\'], ""),
+                    self.from_address
+                )
+            }
+            _ => self.from_address.clone(),
+        }
+    }
+}
+
+/// The SES adapter.
+#[derive(Clone, Debug)]
+pub struct SesEmail {
+    client: aws_sdk_sesv2::Client,
+}
+
+impl SesEmail {
+    pub fn new(sdk_config: &aws_config::SdkConfig) -> Self {
+        Self {
+            client: aws_sdk_sesv2::Client::new(sdk_config),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        account: &EmailAccountConfig,
+        command: &SendMessageCommand,
+    ) -> Result<Accepted, Failure> {
+        let text = |data: &str| {
+            Content::builder()
+                .data(data)
+                .charset("UTF-8")
+                .build()
+                .map_err(|e| local_failure(e.to_string()))
+        };
+        let mut body = Body::builder().text(text(&command.body)?);
+        if let Some(html) = &command.body_html {
+            body = body.html(text(html)?);
+        }
+        let message = Message::builder()
+            .subject(text(command.subject.as_deref().unwrap_or_default())?)
+            .body(body.build())
+            .build();
+        let request = self
+            .client
+            .send_email()
+            .from_email_address(account.from_header())
+            .destination(
+                Destination::builder()
+                    .to_addresses(command.recipient.clone())
+                    .build(),
+            )
+            .set_reply_to_addresses(account.reply_to.clone().map(|r| vec![r]))
+            .set_configuration_set_name(account.configuration_set.clone())
+            .content(EmailContent::builder().simple(message).build());
+        match request.send().await {
+            Ok(output) => match output.message_id {
+                Some(id) if !id.is_empty() => Ok(Accepted {
+                    external_message_id: id,
+                }),
+                _ => Err(Failure {
+                    provider: PROVIDER,
+                    class: FailureClass::Retry,
+                    code: "NoMessageId".into(),
+                    reason: "SES accepted the request but returned no MessageId".into(),
+                    retry_after: None,
+                }),
+            },
+            Err(err) => Err(classify_sdk_error(&err)),
+        }
+    }
+}
+
+impl SesEmail {
+    /// Registers a sending domain identity (verifies it at once on the moto
+    /// emulator; on real SES verification follows the DNS records). An
+    /// identity that already exists is fine.
+    pub async fn create_domain_identity(&self, domain: &str) -> Result<(), Failure> {
+        match self
+            .client
+            .create_email_identity()
+            .email_identity(domain)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().code() == Some("AlreadyExistsException") => {
+                Ok(())
+            }
+            Err(e) => Err(classify_sdk_error(&e)),
+        }
+    }
+}
+
+fn classify_sdk_error<E: ProvideErrorMetadata, R: std::fmt::Debug>(
+    err: &SdkError<E, R>,
+) -> Failure {
+    match err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("Unknown").to_owned();
+            let reason = service
+                .err()
+                .message()
+                .unwrap_or("no message from SES")
+                .to_owned();
+            Failure {
+                provider: PROVIDER,
+                class: classify(SES_ERRORS, &code),
+                code,
+                reason,
+                retry_after: None,
+            }
+        }
+        SdkError::TimeoutError(_) => transport_failure("Timeout", "SES did not answer in time"),
+        SdkError::DispatchFailure(_) => {
+            transport_failure("Unreachable", "SES endpoint could not be reached")
+        }
+        SdkError::ResponseError(_) => {
+            transport_failure("BadResponse", "SES answered with an unreadable response")
+        }
+        _ => transport_failure("Unknown", "SES request failed before it was sent"),
+    }
+}
+
+fn transport_failure(code: &str, reason: &str) -> Failure {
+    Failure {
+        provider: PROVIDER,
+        class: FailureClass::Retry,
+        code: code.into(),
+        reason: reason.into(),
+        retry_after: None,
+    }
+}
+
+fn local_failure(reason: String) -> Failure {
+    Failure {
+        provider: PROVIDER,
+        class: FailureClass::Recipient,
+        code: "InvalidContent".into(),
+        reason,
+        retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_sorts_codes_into_retry_recipient_and_account() {
+        assert_eq!(
+            classify(SES_ERRORS, "MessageRejected"),
+            FailureClass::Recipient
+        );
+        assert_eq!(
+            classify(SES_ERRORS, "AccountSuspendedException"),
+            FailureClass::Account
+        );
+        assert_eq!(
+            classify(SES_ERRORS, "SendingPausedException"),
+            FailureClass::Account
+        );
+        assert_eq!(
+            classify(SES_ERRORS, "TooManyRequestsException"),
+            FailureClass::Retry
+        );
+        assert_eq!(
+            classify(SES_ERRORS, "SomethingNew"),
+            FailureClass::Retry,
+            "unknown codes retry"
+        );
+    }
+
+    #[test]
+    fn the_from_header_quotes_the_display_name() {
+        let account = EmailAccountConfig {
+            from_address: "noreply@demo.busflow.test".into(),
+            from_name: Some("Autobuses \"Demo\"".into()),
+            reply_to: None,
+            configuration_set: None,
+        };
+        assert_eq!(
+            account.from_header(),
+            "\"Autobuses Demo\" <noreply@demo.busflow.test>"
+        );
+    }
+}

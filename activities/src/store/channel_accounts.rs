@@ -1,0 +1,63 @@
+//! Channel accounts: a tenant's sender on one provider.
+
+use crate::crypto::SealedSecret;
+use crate::model::{
+    Channel, ChannelAccountId, ChannelAccountMode, ChannelAccountStatus, Provider, TenantId,
+};
+use sqlx::PgPool;
+use sqlx::types::Json;
+
+/// A channel account row. `provider_secrets` stays sealed until the dispatch
+/// activity opens it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChannelAccount {
+    pub id: ChannelAccountId,
+    pub tenant_id: TenantId,
+    pub channel: Channel,
+    pub provider: Provider,
+    pub status: ChannelAccountStatus,
+    pub mode: ChannelAccountMode,
+    pub provider_config: Json<serde_json::Value>,
+    pub provider_secrets: Option<Json<SealedSecret>>,
+}
+
+impl ChannelAccount {
+    /// The associated data that binds this account's sealed secrets to it.
+    pub fn secret_context(&self) -> String {
+        format!("{}/{}", self.tenant_id, self.id)
+    }
+}
+
+const COLUMNS: &str =
+    "id, tenant_id, channel, provider, status, mode, provider_config, provider_secrets";
+
+/// The tenant's ACTIVE account for a channel (the oldest, if several).
+pub async fn active_for_channel(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    channel: Channel,
+) -> sqlx::Result<Option<ChannelAccount>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from channel_accounts
+          where tenant_id = $1 and channel = $2 and status = 'ACTIVE'
+          order by created_at, id limit 1"
+    ))
+    .bind(tenant_id)
+    .bind(channel)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn get(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    id: ChannelAccountId,
+) -> sqlx::Result<Option<ChannelAccount>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from channel_accounts where tenant_id = $1 and id = $2"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}

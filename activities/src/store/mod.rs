@@ -1,0 +1,25 @@
+//! Postgres access, one module per table. Every query takes the tenant id and
+//! filters by it: a query that forgets the tenant cannot be written through
+//! these functions.
+
+pub mod channel_accounts;
+pub mod contacts;
+pub mod messages;
+pub mod templates;
+pub mod tenants;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use std::time::Duration;
+
+/// The embedded migrations in `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Opens a pool; fails fast (5 s) when Postgres does not answer.
+pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(database_url)
+        .await
+}

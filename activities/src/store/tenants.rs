@@ -1,0 +1,34 @@
+//! Tenant settings, with the defaults a tenant without a row gets.
+
+use crate::model::TenantId;
+use sqlx::PgPool;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TenantSettings {
+    pub display_name: String,
+    pub default_region: String,
+    pub default_locale: String,
+    pub time_zone: String,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        Self {
+            display_name: String::new(),
+            default_region: "MX".into(),
+            default_locale: "es-MX".into(),
+            time_zone: "America/Mexico_City".into(),
+        }
+    }
+}
+
+pub async fn settings(pool: &PgPool, tenant_id: TenantId) -> sqlx::Result<TenantSettings> {
+    let row: Option<TenantSettings> = sqlx::query_as(
+        "select display_name, default_region, default_locale, time_zone
+           from tenant_settings where tenant_id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.unwrap_or_default())
+}

@@ -1,0 +1,184 @@
+//! Notification templates: which template applies, and rendering it.
+//!
+//! Resolution walks the locale chain (`es-MX` → `es` → `en`) and, for each
+//! locale, prefers the tenant's own template over the platform default, so a
+//! recipient gets their language before they get the tenant's branding.
+//! Rendering is strict: a variable the template uses but the event did not
+//! carry is an error that names the variable, never an empty string in a
+//! customer's inbox.
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// The locale chain for a preferred locale: `es-MX` → `es-MX`, `es`, `en`.
+pub fn locale_chain(preferred: &str) -> Vec<String> {
+    let mut chain: Vec<String> = Vec::new();
+    let mut push = |locale: &str| {
+        if !locale.is_empty() && !chain.iter().any(|l| l.eq_ignore_ascii_case(locale)) {
+            chain.push(locale.to_owned());
+        }
+    };
+    let preferred = preferred.trim().replace('_', "-");
+    push(&preferred);
+    if let Some((language, _)) = preferred.split_once('-') {
+        push(language);
+    }
+    push("en");
+    chain
+}
+
+/// A template as stored, before rendering.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TemplateSource {
+    pub template_key: String,
+    pub locale: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub body_html: Option<String>,
+}
+
+/// What the recipient will read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderedMessage {
+    pub subject: Option<String>,
+    pub body: String,
+    pub body_html: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template '{template}' uses variable '{variable}' that the event does not provide")]
+    MissingVariable { template: String, variable: String },
+    #[error("template '{template}' cannot be rendered: {reason}")]
+    Invalid { template: String, reason: String },
+}
+
+/// Renders subject, text body and html body with the same variables.
+pub fn render(
+    source: &TemplateSource,
+    variables: &serde_json::Value,
+) -> Result<RenderedMessage, RenderError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let render_one = |env: &mut Environment<'_>, part: &str, text: &str, auto_escape: bool| {
+        let name = format!("{}.{part}", source.template_key);
+        let invalid = |e: minijinja::Error| RenderError::Invalid {
+            template: source.template_key.clone(),
+            reason: e.to_string(),
+        };
+        env.set_auto_escape_callback(move |_| {
+            if auto_escape {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        let template = env.template_from_named_str(&name, text).map_err(invalid)?;
+        template.render(variables).map_err(|e| {
+            if e.kind() == minijinja::ErrorKind::UndefinedError {
+                let used: BTreeSet<String> =
+                    template.undeclared_variables(true).into_iter().collect();
+                if let Some(variable) = used.into_iter().find(|path| !has_path(variables, path)) {
+                    return RenderError::MissingVariable {
+                        template: source.template_key.clone(),
+                        variable,
+                    };
+                }
+            }
+            invalid(e)
+        })
+    };
+    let subject = match &source.subject {
+        Some(s) => Some(render_one(&mut env, "subject", s, false)?.trim().to_owned()),
+        None => None,
+    };
+    let body = render_one(&mut env, "body", &source.body, false)?;
+    let body_html = match &source.body_html {
+        Some(html) => Some(render_one(&mut env, "html", html, true)?),
+        None => None,
+    };
+    Ok(RenderedMessage {
+        subject,
+        body,
+        body_html,
+    })
+}
+
+fn has_path(value: &serde_json::Value, dotted: &str) -> bool {
+    let mut current = value;
+    for segment in dotted.split('.') {
+        match current.get(segment) {
+            Some(next) if !next.is_null() => current = next,
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn source(subject: &str, body: &str) -> TemplateSource {
+        TemplateSource {
+            template_key: "booking_confirmed/EMAIL/es".into(),
+            locale: "es".into(),
+            subject: Some(subject.into()),
+            body: body.into(),
+            body_html: Some("<p>{{ contact.display_name }}</p>".into()),
+        }
+    }
+
+    #[test]
+    fn locale_chain_falls_back_to_language_then_english() {
+        assert_eq!(locale_chain("es-MX"), ["es-MX", "es", "en"]);
+        assert_eq!(locale_chain("es_MX"), ["es-MX", "es", "en"]);
+        assert_eq!(locale_chain("en"), ["en"]);
+        assert_eq!(locale_chain(""), ["en"]);
+    }
+
+    #[test]
+    fn renders_subject_text_and_escaped_html() {
+        let vars = json!({"contact": {"display_name": "Ana <3"}, "booking": {"booking_reference": "BK-1"}});
+        let out = render(
+            &source(
+                "Reserva {{ booking.booking_reference }}",
+                "Hola {{ contact.display_name }}",
+            ),
+            &vars,
+        )
+        .expect("renders");
+        assert_eq!(out.subject.as_deref(), Some("Reserva BK-1"));
+        assert_eq!(out.body, "Hola Ana <3");
+        assert_eq!(out.body_html.as_deref(), Some("<p>Ana &lt;3</p>"));
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let vars = json!({"contact": {"display_name": "Ana"}, "booking": {}});
+        let err = render(
+            &source("Reserva {{ booking.booking_reference }}", "x"),
+            &vars,
+        )
+        .expect_err("missing");
+        match err {
+            RenderError::MissingVariable { variable, .. } => {
+                assert_eq!(variable, "booking.booking_reference")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_filter_covers_an_optional_variable() {
+        let vars = json!({"contact": {"display_name": "Ana"}, "booking": {}});
+        let out = render(
+            &source("Asiento {{ booking.seat | default('por asignar') }}", "x"),
+            &vars,
+        )
+        .expect("renders");
+        assert_eq!(out.subject.as_deref(), Some("Asiento por asignar"));
+    }
+}

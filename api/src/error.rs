@@ -1,0 +1,113 @@
+//! Error policy of the HTTP API.
+//!
+//! Every 4xx/5xx has one JSON shape, Hasura's action error shape:
+//! `{"message": "...", "extensions": {"code": "..."}}`. Handlers return
+//! `ApiError`; expected problems (bad input, auth, conflicts, Temporal down)
+//! are constructed with a code that names them, and anything unexpected is an
+//! `anyhow::Error` that becomes an opaque 500 and is logged once, here.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Client {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::client(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::client(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::client(StatusCode::CONFLICT, code, message)
+    }
+
+    /// A dependency is down; the caller should retry (Hasura does).
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::client(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(10)
+    }
+
+    pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Client {
+            status,
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// Asks the caller to come back after `secs` (Hasura honours `Retry-After`).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        if let Self::Client {
+            retry_after_secs, ..
+        } = &mut self
+        {
+            *retry_after_secs = Some(secs);
+        }
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Client {
+                status,
+                code,
+                message,
+                retry_after_secs,
+            } => {
+                if status.is_server_error() {
+                    tracing::warn!(error.code = code, "{message}");
+                }
+                let mut response = (
+                    status,
+                    axum::Json(json!({"message": message, "extensions": {"code": code}})),
+                )
+                    .into_response();
+                if let Some(secs) = retry_after_secs {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
+                response
+            }
+            ApiError::Unexpected(err) => {
+                tracing::error!(error = format!("{err:#}"), "unexpected error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({
+                        "message": "internal error; see the service log",
+                        "extensions": {"code": "INTERNAL"}
+                    })),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// Parses a JSON body, naming the problem on failure (serde's message has the
+/// field and position).
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "INVALID_PAYLOAD",
+            format!("request body is not a valid payload: {e}"),
+        )
+    })
+}

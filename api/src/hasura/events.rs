@@ -1,0 +1,302 @@
+//! `POST /hasura/events`: Hasura Event Trigger webhooks, routed by trigger name.
+//!
+//! Order of checks: shared secret, then the JSON envelope, then the trigger's
+//! row. Any refusal happens before anything is written. Every route is
+//! idempotent on Hasura's event id (Hasura delivers at least once).
+
+use super::payload::{EventTriggerPayload, Op};
+use crate::AppState;
+use crate::auth::require_shared_secret;
+use crate::error::{ApiError, parse_json};
+use crate::temporal::{NotificationLabels, StartError, StartResult};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use busflow_activities::identifiers::{EmailAddress, IdentifierError, PhoneNumber};
+use busflow_activities::model::TenantId;
+use busflow_activities::store::{self, contacts::PassengerContact, contacts::UpsertContactError};
+use busflow_activities::triggers::{self, NotificationTrigger};
+use busflow_workflows::NotificationRequest;
+use busflow_workflows::names::notification_workflow_id;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// What the service did with an event (200 body).
+#[derive(Debug, Serialize)]
+pub struct EventResponse {
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    ContactUpserted,
+    Started,
+    AlreadyStarted,
+    Ignored,
+}
+
+pub async fn receive(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<EventResponse>, ApiError> {
+    require_shared_secret(&headers, &app.config.webhook_secret)?;
+    let event: EventTriggerPayload = parse_json(&body)?;
+    validate_event_id(&event.id)?;
+    let name = event.trigger.name.as_str();
+    if name == triggers::PASSENGER_PROFILE_UPSERTED {
+        return upsert_passenger_profile(&app, &event).await.map(Json);
+    }
+    match triggers::notification_trigger(name) {
+        Some(trigger) if trigger.name == triggers::BOOKING_CONFIRMED => {
+            booking_confirmed(&app, &event, trigger).await.map(Json)
+        }
+        _ => Err(ApiError::bad_request(
+            "UNKNOWN_TRIGGER",
+            format!(
+                "unknown trigger '{name}'; this service handles: {}",
+                triggers::all_trigger_names().collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
+/// Event ids end up in workflow ids: keep them to a safe alphabet.
+fn validate_event_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "INVALID_EVENT_ID",
+            "event id must be 1-128 characters of letters, digits, '-' or '_'",
+        ))
+    }
+}
+
+/// Deserializes `event.data.new` into the trigger's row type.
+fn new_row<T: DeserializeOwned>(event: &EventTriggerPayload) -> Result<T, ApiError> {
+    let trigger = &event.trigger.name;
+    let Some(row) = event.event.data.new.clone().filter(|v| !v.is_null()) else {
+        return Err(ApiError::bad_request(
+            "MISSING_ROW",
+            format!(
+                "trigger '{trigger}' needs event.data.new (op {:?}); configure it for INSERT/UPDATE",
+                event.event.op
+            ),
+        ));
+    };
+    serde_json::from_value(row).map_err(|e| {
+        ApiError::bad_request(
+            "INVALID_ROW",
+            format!("trigger '{trigger}': event.data.new: {e}"),
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct PassengerProfileRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    #[serde(default)]
+    full_name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    whatsapp_phone: Option<String>,
+    #[serde(default)]
+    locale: Option<String>,
+    #[serde(default)]
+    time_zone: Option<String>,
+}
+
+async fn upsert_passenger_profile(
+    app: &AppState,
+    event: &EventTriggerPayload,
+) -> Result<EventResponse, ApiError> {
+    let row: PassengerProfileRow = new_row(event)?;
+    let tenant_id = TenantId(row.tenant_id);
+    let settings = store::tenants::settings(&app.pool, tenant_id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let invalid = |field: &str, e: IdentifierError| {
+        ApiError::bad_request(
+            "INVALID_IDENTIFIER",
+            format!("passenger profile {}: {field}: {e}", row.id),
+        )
+    };
+    let present = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let email = present(&row.email)
+        .map(|e| EmailAddress::parse(&e))
+        .transpose()
+        .map_err(|e| invalid("email", e))?;
+    let phone = present(&row.phone)
+        .map(|p| PhoneNumber::parse(&p, &settings.default_region))
+        .transpose()
+        .map_err(|e| invalid("phone", e))?;
+    let whatsapp = present(&row.whatsapp_phone)
+        .map(|p| PhoneNumber::parse(&p, &settings.default_region))
+        .transpose()
+        .map_err(|e| invalid("whatsapp_phone", e))?;
+    let contact = PassengerContact {
+        tenant_id,
+        passenger_profile_id: row.id,
+        display_name: present(&row.full_name).unwrap_or_default(),
+        email,
+        phone,
+        whatsapp,
+        locale: present(&row.locale),
+        time_zone: present(&row.time_zone),
+    };
+    let contact_id = store::contacts::upsert_passenger(&app.pool, &contact)
+        .await
+        .map_err(|e| match e {
+            taken @ UpsertContactError::IdentifierTaken(_) => ApiError::conflict(
+                "IDENTIFIER_TAKEN",
+                format!("passenger profile {}: {taken}", row.id),
+            ),
+            UpsertContactError::Database(db) => ApiError::Unexpected(db.into()),
+        })?;
+    tracing::info!(tenant.id = %tenant_id, contact.id = %contact_id, "upserted contact {contact_id} from passenger profile {}", row.id);
+    Ok(EventResponse {
+        outcome: Outcome::ContactUpserted,
+        workflow_id: None,
+        contact_id: Some(contact_id.0),
+        reason: None,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct BookingRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    passenger_profile_id: Uuid,
+    status: String,
+    #[serde(default)]
+    trip_id: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BookingStatusOnly {
+    #[serde(default)]
+    status: Option<String>,
+}
+
+async fn booking_confirmed(
+    app: &AppState,
+    event: &EventTriggerPayload,
+    trigger: &NotificationTrigger,
+) -> Result<EventResponse, ApiError> {
+    let booking: BookingRow = new_row(event)?;
+    if booking.status != "CONFIRMED" {
+        return Ok(ignored(format!(
+            "booking status is {}, not CONFIRMED",
+            booking.status
+        )));
+    }
+    if event.event.op == Op::Update {
+        let was = event
+            .event
+            .data
+            .old
+            .clone()
+            .and_then(|old| serde_json::from_value::<BookingStatusOnly>(old).ok())
+            .and_then(|old| old.status);
+        if was.as_deref() == Some("CONFIRMED") {
+            return Ok(ignored("booking was already CONFIRMED".to_owned()));
+        }
+    }
+    let tenant_id = TenantId(booking.tenant_id);
+    let contact = store::contacts::find_by_passenger_profile(&app.pool, tenant_id, booking.passenger_profile_id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "CONTACT_NOT_YET_KNOWN",
+                format!(
+                    "no contact for passenger profile {} yet (its passenger_profile_upserted event has not arrived); retry later",
+                    booking.passenger_profile_id
+                ),
+            )
+            .retry_after(30)
+        })?;
+    let workflow_id = notification_workflow_id(tenant_id, &event.id, contact.id);
+    let mut entity_refs = vec![
+        format!("booking:{}", booking.id),
+        format!("passenger_profile:{}", booking.passenger_profile_id),
+    ];
+    if let Some(trip) = booking.trip_id {
+        entity_refs.push(format!("trip:{trip}"));
+    }
+    let booking_row = event.event.data.new.clone().unwrap_or_default();
+    let reference = booking_row
+        .get("booking_reference")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| booking.id.to_string());
+    let request = NotificationRequest {
+        tenant_id,
+        contact_id: contact.id,
+        trigger_event: trigger.name.to_owned(),
+        source_event_id: event.id.clone(),
+        channels: trigger.default_chain.to_vec(),
+        variables: serde_json::json!({ "booking": booking_row }),
+        step_deadline_secs: app.config.step_deadline.as_secs(),
+    };
+    let labels = NotificationLabels {
+        entity_refs,
+        summary: format!(
+            "{} for booking {reference} → contact {}",
+            trigger.name, contact.id
+        ),
+    };
+    let result = app
+        .temporal
+        .start_notification(&workflow_id, request, labels)
+        .await
+        .map_err(|StartError::Unavailable(e)| {
+            ApiError::unavailable(
+                "TEMPORAL_UNAVAILABLE",
+                format!("workflow not started, retry later: {e:#}"),
+            )
+        })?;
+    Ok(EventResponse {
+        outcome: match result {
+            StartResult::Started => Outcome::Started,
+            StartResult::AlreadyStarted => Outcome::AlreadyStarted,
+        },
+        workflow_id: Some(workflow_id),
+        contact_id: Some(contact.id.0),
+        reason: None,
+    })
+}
+
+fn ignored(reason: String) -> EventResponse {
+    EventResponse {
+        outcome: Outcome::Ignored,
+        workflow_id: None,
+        contact_id: None,
+        reason: Some(reason),
+    }
+}

@@ -1,0 +1,5 @@
+//! Hasura's calls into this service: event triggers (and, later, cron
+//! triggers and actions).
+
+pub mod events;
+pub mod payload;

@@ -1,0 +1,31 @@
+//! Liveness and readiness for orchestrators and the dev stack.
+
+use crate::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The process is up.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Postgres and Temporal both answer.
+pub async fn readyz(State(app): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+    let postgres = sqlx::query_scalar::<_, i32>("select 1")
+        .fetch_one(&app.pool)
+        .await
+        .is_ok();
+    let temporal = app.temporal.client().await.is_ok();
+    let status = if postgres && temporal {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"postgres": postgres, "temporal": temporal})),
+    )
+}

@@ -1,0 +1,50 @@
+//! The busflow-comms HTTP API (axum): Hasura event triggers today; cron
+//! triggers, actions and provider webhooks as they land. The full route list
+//! is in `router`, so the API surface is visible in one place.
+
+pub mod auth;
+pub mod error;
+pub mod hasura;
+pub mod health;
+pub mod temporal;
+
+use axum::Router;
+use axum::routing::{get, post};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use temporal::TemporalGateway;
+
+/// Settings the handlers need.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// Value of the `x-busflow-secret` header Hasura must send.
+    pub webhook_secret: String,
+    /// How long one channel's dispatch may retry before it counts as failed.
+    pub step_deadline: Duration,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("webhook_secret", &"<redacted>")
+            .field("step_deadline", &self.step_deadline)
+            .finish()
+    }
+}
+
+/// Shared state of every handler.
+pub struct AppState {
+    pub pool: PgPool,
+    pub temporal: TemporalGateway,
+    pub config: ApiConfig,
+}
+
+/// Every route of the service.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/hasura/events", post(hasura::events::receive))
+        .with_state(state)
+}

@@ -1,0 +1,152 @@
+//! The API's way to Temporal: a lazily connected client (the API starts and
+//! answers 503 while Temporal is down, and connects once it is back) and the
+//! starters for each workflow.
+
+use anyhow::Context;
+use busflow_workflows::names::{memo, search_attributes as sa, workflow_types};
+use busflow_workflows::{NotificationRequest, NotificationWorkflow};
+use std::time::Duration;
+use temporalio_client::{
+    Client, ClientOptions, Connection, Url, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowStartOptions, envconfig::LoadClientConfigProfileOptions, errors::WorkflowStartError,
+};
+use temporalio_common::MemoValues;
+use temporalio_common::search_attributes::SearchAttributes;
+use tokio::sync::OnceCell;
+
+/// Where Temporal is. `None` fields come from the standard Temporal
+/// environment (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_TLS_*`,
+/// `TEMPORAL_API_KEY`, `temporal.toml`).
+#[derive(Debug, Clone, Default)]
+pub struct TemporalSettings {
+    /// `host:port` or a URL.
+    pub address: Option<String>,
+    pub namespace: Option<String>,
+}
+
+/// Connects a client per the settings and the Temporal environment.
+pub async fn connect(settings: &TemporalSettings, identity: &str) -> anyhow::Result<Client> {
+    let (mut connection, mut client_options) =
+        ClientOptions::load_from_config(LoadClientConfigProfileOptions::default()).map_err(
+            |e| anyhow::anyhow!("reading Temporal client configuration from the environment: {e}"),
+        )?;
+    if let Some(address) = &settings.address {
+        let url = if address.contains("://") {
+            address.clone()
+        } else {
+            let scheme = if connection.tls_options.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{address}")
+        };
+        connection.target =
+            Url::parse(&url).with_context(|| format!("Temporal address '{address}'"))?;
+    }
+    if let Some(namespace) = &settings.namespace {
+        client_options.namespace = namespace.clone();
+    }
+    connection.identity = identity.to_owned();
+    connection.connect_timeout = Some(Duration::from_secs(3));
+    let target = connection.target.to_string();
+    let connection = Connection::connect(connection)
+        .await
+        .with_context(|| format!("connecting to Temporal at {target}"))?;
+    Client::new(connection, client_options).context("creating the Temporal client")
+}
+
+/// Whether a start created the workflow or found it already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartResult {
+    Started,
+    AlreadyStarted,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("Temporal is unreachable: {0:#}")]
+    Unavailable(anyhow::Error),
+}
+
+/// Lazily connected starter used by the API handlers.
+pub struct TemporalGateway {
+    settings: TemporalSettings,
+    task_queue: String,
+    client: OnceCell<Client>,
+}
+
+/// What to show an operator about a notification in the Temporal UI.
+#[derive(Debug, Clone)]
+pub struct NotificationLabels {
+    /// `booking:<id>`, `trip:<id>`…: found with `EntityRefs = 'booking:<id>'`.
+    pub entity_refs: Vec<String>,
+    pub summary: String,
+}
+
+impl TemporalGateway {
+    pub fn new(settings: TemporalSettings, task_queue: impl Into<String>) -> Self {
+        Self {
+            settings,
+            task_queue: task_queue.into(),
+            client: OnceCell::new(),
+        }
+    }
+
+    /// The same gateway around an existing client (worker and API in one process).
+    pub fn with_client(client: Client, task_queue: impl Into<String>) -> Self {
+        Self {
+            settings: TemporalSettings::default(),
+            task_queue: task_queue.into(),
+            client: OnceCell::new_with(Some(client)),
+        }
+    }
+
+    pub async fn client(&self) -> anyhow::Result<&Client> {
+        self.client
+            .get_or_try_init(|| connect(&self.settings, "busflow-comms-api"))
+            .await
+    }
+
+    /// Starts `NotificationWorkflow` under `workflow_id`; a second start of the
+    /// same id — running or closed — is `AlreadyStarted`, never a second run.
+    pub async fn start_notification(
+        &self,
+        workflow_id: &str,
+        request: NotificationRequest,
+        labels: NotificationLabels,
+    ) -> Result<StartResult, StartError> {
+        let client = self.client().await.map_err(StartError::Unavailable)?;
+        let search_attributes = SearchAttributes::new([
+            sa::TENANT_ID.value_set(request.tenant_id.to_string()),
+            sa::TRIGGER_EVENT.value_set(request.trigger_event.clone()),
+            sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
+            sa::ENTITY_REFS.value_set(labels.entity_refs),
+        ]);
+        let mut memo_values = MemoValues::new();
+        memo_values.insert(memo::SUMMARY, labels.summary.clone());
+        let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.to_owned())
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
+            .search_attributes(search_attributes)
+            .memo(memo_values)
+            .static_summary(labels.summary)
+            .build();
+        match client
+            .start_workflow(NotificationWorkflow::run, request, options)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(
+                    workflow.id = workflow_id,
+                    "started {} {workflow_id}",
+                    workflow_types::NOTIFICATION
+                );
+                Ok(StartResult::Started)
+            }
+            Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(StartResult::AlreadyStarted),
+            Err(other) => Err(StartError::Unavailable(anyhow::Error::new(other))),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Service settings: command-line flags overlaying environment variables
+//! overlaying the defaults of DESIGN.md's external contract. Validated at
+//! start-up; a missing or malformed value stops the process with a message
+//! that names it.
+
+use busflow_activities::providers::aws::AwsSettings;
+use busflow_api::temporal::TemporalSettings;
+use busflow_workflows::names::TASK_QUEUE;
+use clap::Args;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/busflow_comms";
+
+/// Where Postgres is.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Postgres URL of the communications database.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Connections in the pool.
+    #[arg(long, env = "BUSFLOW_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+}
+
+/// Where Temporal is and which queue this service uses.
+#[derive(Debug, Clone, Args)]
+pub struct TemporalArgs {
+    /// Temporal frontend `host:port`; also read from TEMPORAL_ADDRESS by the Temporal
+    /// client configuration (with TEMPORAL_NAMESPACE, TEMPORAL_TLS_*, TEMPORAL_API_KEY).
+    #[arg(long = "temporal-address", env = "TEMPORAL_ADDRESS")]
+    pub address: Option<String>,
+    #[arg(long = "temporal-namespace", env = "TEMPORAL_NAMESPACE")]
+    pub namespace: Option<String>,
+    #[arg(long, env = "BUSFLOW_TASK_QUEUE", default_value = TASK_QUEUE)]
+    pub task_queue: String,
+}
+
+impl TemporalArgs {
+    pub fn settings(&self) -> TemporalSettings {
+        TemporalSettings {
+            address: self.address.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
+}
+
+/// What the worker's activities need.
+#[derive(Debug, Clone, Args)]
+pub struct ProviderArgs {
+    /// AWS region of SES and SNS.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub aws_region: String,
+    /// Override the AWS endpoint (e.g. the moto emulator); unset for real AWS.
+    #[arg(long, env = "BUSFLOW_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+}
+
+impl ProviderArgs {
+    pub fn aws(&self) -> AwsSettings {
+        AwsSettings {
+            region: self.aws_region.clone(),
+            endpoint_url: self.aws_endpoint_url.clone(),
+            static_credentials: None,
+        }
+    }
+}
+
+/// What the HTTP API needs.
+#[derive(Clone, Args)]
+pub struct ApiArgs {
+    /// Address the API listens on.
+    #[arg(long, env = "BUSFLOW_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Shared secret Hasura sends in `x-busflow-secret`.
+    #[arg(long, env = "BUSFLOW_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// How long one channel's dispatch may retry before it counts as failed.
+    #[arg(long, env = "BUSFLOW_STEP_DEADLINE_SECS", default_value_t = 900)]
+    pub step_deadline_secs: u64,
+}
+
+impl std::fmt::Debug for ApiArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiArgs")
+            .field("listen", &self.listen)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("step_deadline_secs", &self.step_deadline_secs)
+            .finish()
+    }
+}
+
+impl ApiArgs {
+    pub fn config(&self) -> anyhow::Result<busflow_api::ApiConfig> {
+        let secret = self
+            .webhook_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "BUSFLOW_WEBHOOK_SECRET is not set: Hasura must send it in x-busflow-secret"
+                )
+            })?;
+        Ok(busflow_api::ApiConfig {
+            webhook_secret: secret,
+            step_deadline: Duration::from_secs(self.step_deadline_secs),
+        })
+    }
+}

@@ -1,0 +1,170 @@
+//! `busflow-comms dev`: the whole local stack in one process tree — the
+//! Temporal dev server and the moto emulator as supervised children, the
+//! database created and migrated, the demo tenant seeded, and the worker and
+//! API running together until Ctrl-C stops everything.
+
+pub mod config;
+pub mod processes;
+pub mod seed;
+
+use crate::shutdown::Shutdown;
+use crate::{database, server, worker};
+use anyhow::Context;
+use busflow_activities::providers::aws::AwsSettings;
+use busflow_api::temporal::{TemporalGateway, TemporalSettings};
+use busflow_api::{ApiConfig, AppState};
+use config::DevStack;
+use processes::{ManagedProcess, TemporalDevServer, wait_for_port};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let stack = DevStack::load(config_path)?;
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+
+    // Postgres first: it is the one part we do not start, so fail fast on it.
+    database::ensure_database(&stack.service.database_url).await?;
+    let pool = database::connect(&stack.service.database_url, 10).await?;
+    database::migrate(&pool).await?;
+
+    let state_dir = stack
+        .temporal
+        .db_filename
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ".".into());
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+
+    let pragmas: Vec<(String, String)> =
+        stack.temporal.sqlite_pragmas.clone().into_iter().collect();
+    let attributes: Vec<(String, String)> = stack
+        .temporal
+        .search_attributes
+        .clone()
+        .into_iter()
+        .collect();
+    let temporal_args = TemporalDevServer {
+        ip: &stack.temporal.ip,
+        port: stack.temporal.port,
+        ui_port: Some(stack.temporal.ui_port),
+        namespace: &stack.temporal.namespace,
+        db_filename: Some(&stack.temporal.db_filename),
+        sqlite_pragmas: &pragmas,
+        search_attributes: &attributes,
+        log_level: &stack.temporal.log_level,
+    }
+    .args();
+    let mut temporal = ManagedProcess::spawn(
+        "Temporal dev server",
+        &stack.temporal.cli,
+        &temporal_args,
+        &state_dir.join("temporal.log"),
+    )?;
+    let moto_args = vec![
+        "-H".to_owned(),
+        stack.aws_emulator.ip.clone(),
+        "-p".to_owned(),
+        stack.aws_emulator.port.to_string(),
+    ];
+    let mut moto = ManagedProcess::spawn(
+        "moto (SES/SNS emulator)",
+        &stack.aws_emulator.command,
+        &moto_args,
+        &state_dir.join("moto.log"),
+    )?;
+    let aws_address = format!("{}:{}", stack.aws_emulator.ip, stack.aws_emulator.port);
+    wait_for_port(
+        &mut temporal,
+        &stack.temporal_address(),
+        Duration::from_secs(60),
+    )
+    .await?;
+    wait_for_port(&mut moto, &aws_address, Duration::from_secs(30)).await?;
+
+    let temporal_settings = TemporalSettings {
+        address: Some(stack.temporal_address()),
+        namespace: Some(stack.temporal.namespace.clone()),
+    };
+    let client = connect_with_patience(&temporal_settings, Duration::from_secs(30)).await?;
+
+    let aws = AwsSettings {
+        region: stack.aws_emulator.region.clone(),
+        endpoint_url: Some(stack.aws_endpoint()),
+        static_credentials: Some((
+            stack.aws_emulator.access_key_id.clone(),
+            stack.aws_emulator.secret_access_key.clone(),
+        )),
+    };
+    let providers = worker::providers(&aws).await;
+    let demo_domain = stack
+        .demo_tenant
+        .email
+        .from_address
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_owned())
+        .unwrap_or_default();
+    providers
+        .ses
+        .create_domain_identity(&demo_domain)
+        .await
+        .context("registering the demo sender domain on the emulator")?;
+    seed::seed_demo_tenant(&pool, &stack.demo_tenant).await?;
+
+    let state = Arc::new(AppState {
+        pool: pool.clone(),
+        temporal: TemporalGateway::with_client(client.clone(), stack.service.task_queue.clone()),
+        config: ApiConfig {
+            webhook_secret: stack.service.webhook_secret.clone(),
+            step_deadline: Duration::from_secs(900),
+        },
+    });
+    let listener = server::bind(stack.service.listen).await?;
+    let api = tokio::spawn(server::serve(listener, state, shutdown.wait()));
+    print_banner(&stack);
+
+    let worker_result = worker::run(
+        client,
+        &stack.service.task_queue,
+        pool,
+        providers,
+        shutdown.wait(),
+    )
+    .await;
+    shutdown.trigger();
+    let api_result = api.await.context("API task")?;
+    moto.stop(Duration::from_secs(5));
+    temporal.stop(Duration::from_secs(10));
+    worker_result.and(api_result)
+}
+
+/// The dev server accepts TCP before its frontend serves; retry the client.
+async fn connect_with_patience(
+    settings: &TemporalSettings,
+    patience: Duration,
+) -> anyhow::Result<temporalio_client::Client> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match busflow_api::temporal::connect(settings, "busflow-comms-dev").await {
+            Ok(client) => return Ok(client),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+fn print_banner(stack: &DevStack) {
+    let api = stack.service.listen;
+    println!(
+        "\nbusflow-comms dev stack is up\n  API          http://{api}\n  Temporal UI  http://{}:{}\n  Temporal     {} (namespace {})\n  SES/SNS      {} (moto; sent mail at /moto-api/data.json)\n  demo tenant  {} ({})\nCtrl-C stops everything.\n",
+        stack.temporal.ip,
+        stack.temporal.ui_port,
+        stack.temporal_address(),
+        stack.temporal.namespace,
+        stack.aws_endpoint(),
+        stack.demo_tenant.display_name,
+        stack.demo_tenant.id,
+    );
+}

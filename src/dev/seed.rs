@@ -1,0 +1,108 @@
+//! The demo tenant of the dev stack, seeded idempotently on every start.
+
+use super::config::DemoTenant;
+use anyhow::Context;
+use busflow_activities::identifiers::{EmailAddress, PhoneNumber};
+use busflow_activities::model::{ChannelAccountId, TenantId};
+use busflow_activities::store::contacts::{self, PassengerContact};
+use sqlx::PgPool;
+
+/// Tenant settings row (display name, region, locale, time zone).
+pub async fn upsert_tenant(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    display_name: &str,
+    default_region: &str,
+    default_locale: &str,
+    time_zone: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into tenant_settings (tenant_id, display_name, default_region, default_locale, time_zone)
+         values ($1, $2, $3, $4, $5)
+         on conflict (tenant_id) do update
+            set display_name = excluded.display_name, default_region = excluded.default_region,
+                default_locale = excluded.default_locale, time_zone = excluded.time_zone,
+                updated_at = now()",
+    )
+    .bind(tenant_id)
+    .bind(display_name)
+    .bind(default_region)
+    .bind(default_locale)
+    .bind(time_zone)
+    .execute(pool)
+    .await
+    .context("seeding tenant settings")?;
+    Ok(())
+}
+
+/// An ACTIVE SES email channel account sending from `from_address`.
+pub async fn upsert_email_account(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    from_address: &str,
+    from_name: &str,
+) -> anyhow::Result<ChannelAccountId> {
+    let config = serde_json::json!({"from_address": from_address, "from_name": from_name});
+    let id = sqlx::query_scalar(
+        "insert into channel_accounts
+            (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
+         values ($1, 'EMAIL', 'AWS_SES', $2, 'ACTIVE', 'LIVE', $3, $4)
+         on conflict (tenant_id, channel, external_account_id) do update
+            set provider_config = excluded.provider_config, status = 'ACTIVE', updated_at = now()
+         returning id",
+    )
+    .bind(tenant_id)
+    .bind(from_name)
+    .bind(&config)
+    .bind(from_address)
+    .fetch_one(pool)
+    .await
+    .context("seeding the email channel account")?;
+    Ok(ChannelAccountId(id))
+}
+
+/// Seeds the demo tenant declared in `temporal-dev.yml`.
+pub async fn seed_demo_tenant(pool: &PgPool, demo: &DemoTenant) -> anyhow::Result<()> {
+    let tenant_id = TenantId(demo.id);
+    upsert_tenant(
+        pool,
+        tenant_id,
+        &demo.display_name,
+        &demo.default_region,
+        &demo.default_locale,
+        &demo.time_zone,
+    )
+    .await?;
+    upsert_email_account(
+        pool,
+        tenant_id,
+        &demo.email.from_address,
+        &demo.email.from_name,
+    )
+    .await?;
+    for passenger in &demo.passengers {
+        let contact = PassengerContact {
+            tenant_id,
+            passenger_profile_id: passenger.passenger_profile_id,
+            display_name: passenger.full_name.clone(),
+            email: passenger
+                .email
+                .as_deref()
+                .map(EmailAddress::parse)
+                .transpose()?,
+            phone: passenger
+                .phone
+                .as_deref()
+                .map(|p| PhoneNumber::parse(p, &demo.default_region))
+                .transpose()?,
+            whatsapp: None,
+            locale: passenger.locale.clone(),
+            time_zone: None,
+        };
+        contacts::upsert_passenger(pool, &contact)
+            .await
+            .with_context(|| format!("seeding demo passenger {}", passenger.full_name))?;
+    }
+    tracing::info!(tenant.id = %tenant_id, "seeded demo tenant {} ({tenant_id})", demo.display_name);
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The `busflow-comms` binary: `dev` runs the whole local stack; `serve`,
+//! `worker` and `migrate` run the parts alone against any Postgres and any
+//! Temporal cluster (address, namespace and TLS from the environment).
+
+use anyhow::Context;
+use busflow_api::AppState;
+use busflow_api::temporal::TemporalGateway;
+use busflow_comms::config::{ApiArgs, DatabaseArgs, ProviderArgs, TemporalArgs};
+use busflow_comms::shutdown::Shutdown;
+use busflow_comms::{database, dev, server, worker};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "busflow-comms",
+    version,
+    about = "Busflow communications service"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "BUSFLOW_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the local stack: Temporal dev server, AWS emulator, migrations, demo tenant, worker and API.
+    Dev {
+        /// The stack file.
+        #[arg(long, default_value = "temporal-dev.yml")]
+        config: PathBuf,
+    },
+    /// Run the HTTP API.
+    Serve {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        temporal: TemporalArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Run the Temporal worker.
+    Worker {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        temporal: TemporalArgs,
+        #[command(flatten)]
+        providers: ProviderArgs,
+    },
+    /// Create the database if missing and apply migrations.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Dev { config } => dev::run(&config).await,
+        Command::Migrate { database } => {
+            database::ensure_database(&database.database_url).await?;
+            let pool = database::connect(&database.database_url, 2).await?;
+            database::migrate(&pool).await?;
+            println!(
+                "migrations applied to {}",
+                database::redact(&database.database_url)
+            );
+            Ok(())
+        }
+        Command::Serve {
+            database,
+            temporal,
+            api,
+        } => {
+            let config = api.config()?;
+            let pool =
+                database::connect(&database.database_url, database.db_max_connections).await?;
+            let shutdown = Shutdown::new();
+            shutdown.trigger_on_signals();
+            let state = Arc::new(AppState {
+                pool,
+                temporal: TemporalGateway::new(temporal.settings(), temporal.task_queue.clone()),
+                config,
+            });
+            let listener = server::bind(api.listen).await?;
+            server::serve(listener, state, shutdown.wait()).await
+        }
+        Command::Worker {
+            database,
+            temporal,
+            providers,
+        } => {
+            let pool =
+                database::connect(&database.database_url, database.db_max_connections).await?;
+            let client =
+                busflow_api::temporal::connect(&temporal.settings(), "busflow-comms-worker")
+                    .await
+                    .context("the worker needs Temporal")?;
+            let shutdown = Shutdown::new();
+            shutdown.trigger_on_signals();
+            let providers = worker::providers(&providers.aws()).await;
+            worker::run(
+                client,
+                &temporal.task_queue,
+                pool,
+                providers,
+                shutdown.wait(),
+            )
+            .await
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,temporalio_sdk_core=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

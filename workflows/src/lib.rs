@@ -1,0 +1,8 @@
+//! Temporal workflow definitions for busflow-comms — deterministic code only:
+//! no IO, no clocks, no randomness but the context's. Activities live in
+//! `busflow-activities`; names shared with the API and ops live in `names`.
+
+pub mod names;
+pub mod notification;
+
+pub use notification::{NotificationOutcome, NotificationRequest, NotificationWorkflow};

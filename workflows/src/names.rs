@@ -1,0 +1,58 @@
+//! The one definition of every name that crosses a process boundary: task
+//! queue, workflow ids, workflow types, signals and search attributes. The API,
+//! the worker, tests and ops tooling use these, never re-typed strings.
+
+use busflow_activities::model::{ContactId, TenantId};
+use temporalio_common::search_attributes::SearchAttributeKey;
+
+/// Default task queue of the worker.
+pub const TASK_QUEUE: &str = "busflow-comms";
+
+/// Workflow type names (stable across refactors; `#[run(name = ...)]`).
+pub mod workflow_types {
+    pub const NOTIFICATION: &str = "NotificationWorkflow";
+}
+
+/// `notify/{tenant}/{source event id}/{contact}`: one notification per event
+/// and recipient, so a replayed Hasura event finds the same workflow.
+pub fn notification_workflow_id(
+    tenant: TenantId,
+    source_event_id: &str,
+    contact: ContactId,
+) -> String {
+    format!("notify/{tenant}/{source_event_id}/{contact}")
+}
+
+/// Search attributes this service sets. Registered on the dev server by
+/// `temporal-dev.yml`; register them on any other cluster before deploying.
+pub mod search_attributes {
+    use super::SearchAttributeKey;
+
+    pub const TENANT_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("TenantId");
+    pub const TRIGGER_EVENT: SearchAttributeKey<String> =
+        SearchAttributeKey::keyword("TriggerEvent");
+    pub const CHANNEL: SearchAttributeKey<String> = SearchAttributeKey::keyword("Channel");
+    pub const MESSAGE_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("MessageId");
+    pub const NOTIFICATION_STATUS: SearchAttributeKey<String> =
+        SearchAttributeKey::keyword("NotificationStatus");
+    /// Domain entities the notification is about: `booking:<id>`, `trip:<id>`...
+    pub const ENTITY_REFS: SearchAttributeKey<Vec<String>> =
+        SearchAttributeKey::keyword_list("EntityRefs");
+
+    /// Every custom attribute with its Temporal type, for registration.
+    pub fn registrations() -> [(&'static str, &'static str); 6] {
+        [
+            (TENANT_ID.name(), "Keyword"),
+            (TRIGGER_EVENT.name(), "Keyword"),
+            (CHANNEL.name(), "Keyword"),
+            (MESSAGE_ID.name(), "Keyword"),
+            (NOTIFICATION_STATUS.name(), "Keyword"),
+            (ENTITY_REFS.name(), "KeywordList"),
+        ]
+    }
+}
+
+/// Memo keys shown in the Temporal UI.
+pub mod memo {
+    pub const SUMMARY: &str = "summary";
+}
