@@ -195,10 +195,10 @@ mod tests {
             mx
         );
         assert_eq!(
-            PhoneNumber::parse("07700 900123", "GB")
+            PhoneNumber::parse("07911 123456", "GB")
                 .expect("trunk prefix")
                 .as_str(),
-            "+447700900123"
+            "+447911123456"
         );
     }
 

@@ -38,7 +38,7 @@ pub struct EmailAccountConfig {
 }
 
 impl EmailAccountConfig {
-    fn from_header(&self) -> String {
+    fn sender_header(&self) -> String {
         match &self.from_name {
             Some(name) if !name.is_empty() => {
                 format!(
@@ -88,7 +88,7 @@ impl SesEmail {
         let request = self
             .client
             .send_email()
-            .from_email_address(account.from_header())
+            .from_email_address(account.sender_header())
             .destination(
                 Destination::builder()
                     .to_addresses(command.recipient.clone())
@@ -216,7 +216,7 @@ mod tests {
     }
 
     #[test]
-    fn the_from_header_quotes_the_display_name() {
+    fn the_sender_header_quotes_the_display_name() {
         let account = EmailAccountConfig {
             from_address: "noreply@demo.busflow.test".into(),
             from_name: Some("Autobuses \"Demo\"".into()),
@@ -224,7 +224,7 @@ mod tests {
             configuration_set: None,
         };
         assert_eq!(
-            account.from_header(),
+            account.sender_header(),
             "\"Autobuses Demo\" <noreply@demo.busflow.test>"
         );
     }

@@ -1,0 +1,9 @@
+//! End-to-end tests of busflow-comms against real parts: Postgres at
+//! 127.0.0.1:5432, a Temporal dev server and a moto server started by the
+//! harness from `.tools/` (run `scripts/tools.sh` once; the README's test
+//! command does).
+
+mod hasura_events;
+mod notifications;
+mod schema;
+mod support;

@@ -1,0 +1,307 @@
+//! The first real path: a confirmed booking becomes one email, sent once.
+
+use crate::support::services::start_moto;
+use crate::support::{TestApp, TestOptions, booking_event};
+use busflow_comms::dev::processes::free_port;
+use busflow_workflows::names::notification_workflow_id;
+use serde_json::Value;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn a_confirmed_booking_emails_the_passenger_and_records_it_sent() {
+    let app = TestApp::spawn().await;
+    app.add_email_account(true).await;
+    let profile = Uuid::new_v4();
+    let email = app.recipient("ana");
+    let contact = app
+        .upsert_passenger(profile, "Ana López", &email, "es-MX")
+        .await;
+
+    let event_id = Uuid::new_v4().to_string();
+    let response = app
+        .post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-7Q2K"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["outcome"], "started");
+    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+    assert_eq!(body["workflow_id"], workflow_id.as_str());
+
+    let outcome = app
+        .workflow_result(&workflow_id)
+        .await
+        .expect("notification sent");
+
+    let emails = app.sent_emails().await;
+    assert_eq!(emails.len(), 1, "exactly one email: {emails:?}");
+    let sent = &emails[0];
+    assert_eq!(sent.to(), vec![email.clone()]);
+    assert!(
+        sent.source.contains(&app.sender()),
+        "from the tenant's sender: {}",
+        sent.source
+    );
+    // es-MX has no template of its own: the platform's "es" template is used.
+    assert_eq!(sent.subject, "Tu reserva BF-7Q2K está confirmada");
+    assert!(sent.body.contains("Hola Ana"), "{}", sent.body);
+    assert!(sent.body.contains("Asiento: 14B"), "{}", sent.body);
+    assert_eq!(sent.id, outcome.external_message_id);
+
+    let (status, external_id, subject, sent_at): (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) = sqlx::query_as(
+        "select status, external_message_id, subject, sent_at from messages where workflow_id = $1",
+    )
+    .bind(&workflow_id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("one message row");
+    assert_eq!(status, "SENT");
+    assert_eq!(external_id.as_deref(), Some(sent.id.as_str()));
+    assert_eq!(
+        subject.as_deref(),
+        Some("Tu reserva BF-7Q2K está confirmada")
+    );
+    assert!(sent_at.is_some());
+}
+
+#[tokio::test]
+async fn a_replayed_hasura_event_sends_nothing_twice() {
+    let app = TestApp::spawn().await;
+    app.add_email_account(true).await;
+    let profile = Uuid::new_v4();
+    let contact = app
+        .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
+        .await;
+    let event_id = Uuid::new_v4().to_string();
+    let event = booking_event(&event_id, app.tenant_id, profile, "BF-REPLAY");
+
+    let first = app.post_event(&event).await;
+    assert_eq!(first.status(), 200);
+    // Hasura retries while the workflow runs...
+    let while_running: Value = app.post_event(&event).await.json().await.expect("json");
+    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+    app.workflow_result(&workflow_id).await.expect("sent");
+    // ...and again after it finished.
+    let after_done = app.post_event(&event).await;
+    assert_eq!(after_done.status(), 200);
+    let after_done: Value = after_done.json().await.expect("json");
+
+    assert_eq!(while_running["outcome"], "already_started");
+    assert_eq!(after_done["outcome"], "already_started");
+    assert_eq!(after_done["workflow_id"], workflow_id.as_str());
+    assert_eq!(app.sent_emails().await.len(), 1);
+    assert_eq!(app.count("select count(*) from messages").await, 1);
+}
+
+#[tokio::test]
+async fn an_operator_finds_the_email_by_tenant_message_and_booking_in_temporal() {
+    let app = TestApp::spawn().await;
+    app.add_email_account(true).await;
+    let profile = Uuid::new_v4();
+    let contact = app
+        .upsert_passenger(profile, "John Smith", &app.recipient("john"), "en-US")
+        .await;
+    let event_id = Uuid::new_v4().to_string();
+    let event = booking_event(&event_id, app.tenant_id, profile, "BF-FIND");
+    let booking_id = event["event"]["data"]["new"]["id"]
+        .as_str()
+        .expect("booking id")
+        .to_owned();
+    assert_eq!(app.post_event(&event).await.status(), 200);
+    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+    let outcome = app.workflow_result(&workflow_id).await.expect("sent");
+    // en-US falls back to the platform "en" template.
+    assert_eq!(
+        app.sent_emails().await[0].subject,
+        "Your booking BF-FIND is confirmed"
+    );
+
+    let client = app.temporal().await;
+    let by_message = format!(
+        "TenantId = '{}' AND MessageId = '{}' AND NotificationStatus = 'SENT' AND Channel = 'EMAIL'",
+        app.tenant_id, outcome.message_id
+    );
+    let by_booking =
+        format!("EntityRefs = 'booking:{booking_id}' AND TriggerEvent = 'booking_confirmed'");
+    for query in [by_message, by_booking] {
+        let found = app
+            .eventually(
+                &format!("visibility for {query}"),
+                Duration::from_secs(20),
+                || {
+                    let client = client.clone();
+                    let query = query.clone();
+                    async move {
+                        use futures::StreamExt;
+                        let ids: Vec<String> = client
+                            .list_workflows(query, Default::default())
+                            .filter_map(|r| async move { r.ok().map(|w| w.id().to_owned()) })
+                            .collect()
+                            .await;
+                        (!ids.is_empty()).then_some(ids)
+                    }
+                },
+            )
+            .await;
+        assert_eq!(found, vec![workflow_id.clone()]);
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_template_overrides_the_platform_default_and_a_missing_variable_is_named() {
+    let app = TestApp::spawn().await;
+    app.add_email_account(true).await;
+    sqlx::query(
+        "insert into notification_templates (tenant_id, trigger_event, channel, locale, subject, body)
+         values ($1, 'booking_confirmed', 'EMAIL', 'es', 'Andén {{ booking.platform_gate }}', 'x')",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await
+    .expect("tenant template");
+    let profile = Uuid::new_v4();
+    let contact = app
+        .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
+        .await;
+    let event_id = Uuid::new_v4().to_string();
+    assert_eq!(
+        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-GATE"))
+            .await
+            .status(),
+        200
+    );
+
+    let error = app
+        .workflow_result(&notification_workflow_id(app.tenant_id, &event_id, contact))
+        .await
+        .expect_err("the workflow fails");
+    assert!(
+        error.contains("booking.platform_gate"),
+        "names the variable: {error}"
+    );
+    assert!(app.sent_emails().await.is_empty());
+    assert_eq!(app.count("select count(*) from messages").await, 0);
+}
+
+#[tokio::test]
+async fn an_unverified_sender_fails_the_message_with_the_reason_and_stops_retrying() {
+    let app = TestApp::spawn().await;
+    app.add_email_account(false).await;
+    let profile = Uuid::new_v4();
+    let contact = app
+        .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
+        .await;
+    let event_id = Uuid::new_v4().to_string();
+    assert_eq!(
+        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-REJ"))
+            .await
+            .status(),
+        200
+    );
+
+    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+    let error = app
+        .workflow_result(&workflow_id)
+        .await
+        .expect_err("undeliverable");
+    assert!(error.contains("MessageRejected"), "{error}");
+
+    let (status, reason, failed_at): (
+        String,
+        Option<String>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) = sqlx::query_as(
+        "select status, failed_reason, failed_at from messages where workflow_id = $1",
+    )
+    .bind(&workflow_id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("message row");
+    assert_eq!(status, "FAILED");
+    let reason = reason.expect("a reason");
+    assert!(reason.contains("MessageRejected"), "{reason}");
+    assert!(failed_at.is_some());
+    assert!(app.sent_emails().await.is_empty());
+
+    let client = app.temporal().await;
+    let description = client
+        .get_workflow_handle::<busflow_workflows::NotificationWorkflow>(&workflow_id)
+        .describe(Default::default())
+        .await
+        .expect("describe");
+    assert!(
+        description.raw_description.pending_activities.is_empty(),
+        "no dispatch left retrying after a permanent rejection"
+    );
+}
+
+#[tokio::test]
+async fn a_ses_outage_is_retried_with_backoff_and_the_email_goes_out_once_it_recovers() {
+    let port = free_port().expect("port");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(TestOptions {
+        aws_endpoint: Some(endpoint.clone()),
+        ..TestOptions::default()
+    })
+    .await;
+    // The account exists but nothing listens on the SES endpoint yet.
+    busflow_comms::dev::seed::upsert_email_account(
+        &app.pool,
+        app.tenant_id,
+        &app.sender(),
+        "Prueba",
+    )
+    .await
+    .expect("account");
+    let profile = Uuid::new_v4();
+    let contact = app
+        .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
+        .await;
+    let event_id = Uuid::new_v4().to_string();
+    assert_eq!(
+        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-OUT"))
+            .await
+            .status(),
+        200
+    );
+    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+
+    let client = app.temporal().await;
+    app.eventually("a second dispatch attempt", Duration::from_secs(30), || {
+        let handle =
+            client.get_workflow_handle::<busflow_workflows::NotificationWorkflow>(&workflow_id);
+        async move {
+            let description = handle.describe(Default::default()).await.ok()?;
+            let activity = description
+                .raw_description
+                .pending_activities
+                .first()
+                .cloned()?;
+            (activity.attempt >= 2).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        app.count("select count(*) from messages where status = 'QUEUED'")
+            .await,
+        1,
+        "still queued while SES is down"
+    );
+
+    let (_moto, _) = start_moto(port).await.expect("SES comes back");
+    app.add_email_account(true).await;
+    app.workflow_result(&workflow_id)
+        .await
+        .expect("sent after recovery");
+    assert_eq!(app.sent_emails().await.len(), 1);
+    assert_eq!(
+        app.count("select count(*) from messages where status = 'SENT'")
+            .await,
+        1
+    );
+}

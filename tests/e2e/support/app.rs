@@ -1,0 +1,389 @@
+//! `TestApp`: the real service — API on a random port, a worker on its own
+//! task queue, a fresh database — wired to the shared Temporal and moto, with
+//! one helper per thing a test does.
+
+use super::services::{self, AWS_KEYS, AWS_REGION};
+use busflow_activities::model::{ContactId, TenantId};
+use busflow_activities::providers::aws::AwsSettings;
+use busflow_api::temporal::{TemporalGateway, TemporalSettings};
+use busflow_api::{ApiConfig, AppState};
+use busflow_comms::dev::seed;
+use busflow_comms::shutdown::Shutdown;
+use busflow_comms::{database, server, worker};
+use busflow_workflows::NotificationWorkflow;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use temporalio_client::{Client, WorkflowGetResultOptions};
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-webhook-secret";
+
+/// How a test wants its app wired; defaults point at the shared services.
+pub struct TestOptions {
+    pub temporal_address: Option<String>,
+    pub aws_endpoint: Option<String>,
+    pub step_deadline: Duration,
+    pub start_worker: bool,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            temporal_address: None,
+            aws_endpoint: None,
+            step_deadline: Duration::from_secs(120),
+            start_worker: true,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    pub pool: PgPool,
+    pub tenant_id: TenantId,
+    /// Sender domain of this test's tenant (unique per test).
+    pub domain: String,
+    pub aws_endpoint: String,
+    pub temporal_address: String,
+    http: reqwest::Client,
+    shutdown: Shutdown,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// One email as moto recorded it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SentEmail {
+    pub id: String,
+    pub source: String,
+    pub destinations: Value,
+    pub subject: String,
+    pub body: String,
+}
+
+impl SentEmail {
+    pub fn to(&self) -> Vec<String> {
+        self.destinations["ToAddresses"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(TestOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: TestOptions) -> Self {
+        let shared = services::shared();
+        let database_url = services::fresh_database().await.expect("test database");
+        let pool = database::connect(&database_url, 5)
+            .await
+            .expect("test pool");
+        let temporal_address = options
+            .temporal_address
+            .clone()
+            .unwrap_or_else(|| shared.temporal_address.clone());
+        let aws_endpoint = options
+            .aws_endpoint
+            .clone()
+            .unwrap_or_else(|| shared.aws_endpoint.clone());
+        let task_queue = format!("test-{}", Uuid::new_v4().simple());
+        let tenant_id = TenantId(Uuid::new_v4());
+        let domain = format!(
+            "t{}.busflow.test",
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
+        let shutdown = Shutdown::new();
+        let temporal_settings = TemporalSettings {
+            address: Some(temporal_address.clone()),
+            namespace: Some("default".to_owned()),
+        };
+
+        if options.start_worker {
+            spawn_worker(
+                temporal_settings.clone(),
+                task_queue.clone(),
+                database_url.clone(),
+                aws_settings(&aws_endpoint),
+                shutdown.clone(),
+            );
+        }
+
+        let state = Arc::new(AppState {
+            pool: pool.clone(),
+            temporal: TemporalGateway::new(temporal_settings, task_queue.clone()),
+            config: ApiConfig {
+                webhook_secret: SECRET.to_owned(),
+                step_deadline: options.step_deadline,
+            },
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind API");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(server::serve(listener, state, shutdown.wait()));
+
+        let app = Self {
+            base_url,
+            pool,
+            tenant_id,
+            domain,
+            aws_endpoint,
+            temporal_address,
+
+            http: busflow_activities::http::client(Duration::from_secs(60)).expect("http client"),
+            shutdown,
+        };
+        seed::upsert_tenant(
+            &app.pool,
+            tenant_id,
+            "Autobuses Prueba",
+            "MX",
+            "es-MX",
+            "America/Mexico_City",
+        )
+        .await
+        .expect("seed tenant");
+        app
+    }
+
+    /// The tenant's ACTIVE SES account sending from `reservas@<domain>`, with
+    /// the domain verified on the emulator when `verified`.
+    pub async fn add_email_account(&self, verified: bool) {
+        if verified {
+            let providers = worker::providers(&aws_settings(&self.aws_endpoint)).await;
+            providers
+                .ses
+                .create_domain_identity(&self.domain)
+                .await
+                .expect("verify sender domain on moto");
+        }
+        seed::upsert_email_account(
+            &self.pool,
+            self.tenant_id,
+            &self.sender(),
+            "Autobuses Prueba",
+        )
+        .await
+        .expect("seed email account");
+    }
+
+    pub fn sender(&self) -> String {
+        format!("reservas@{}", self.domain)
+    }
+
+    /// A unique recipient address for this test.
+    pub fn recipient(&self, name: &str) -> String {
+        format!("{name}@inbox.{}", self.domain)
+    }
+
+    pub async fn post_event(&self, payload: &Value) -> reqwest::Response {
+        self.post_raw(payload.to_string(), Some(SECRET)).await
+    }
+
+    pub async fn post_raw(&self, body: String, secret: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/hasura/events", self.base_url))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(secret) = secret {
+            request = request.header("x-busflow-secret", secret);
+        }
+        request.send().await.expect("POST /hasura/events")
+    }
+
+    /// Sends `passenger_profile_upserted` and returns the contact id.
+    pub async fn upsert_passenger(
+        &self,
+        profile_id: Uuid,
+        name: &str,
+        email: &str,
+        locale: &str,
+    ) -> ContactId {
+        let event = profile_event(self.tenant_id, profile_id, name, email, locale);
+        let response = self.post_event(&event).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "profile upsert: {}",
+            response.text().await.unwrap_or_default()
+        );
+        let body: Value = response.json().await.expect("json");
+        ContactId(
+            body["contact_id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("contact_id"),
+        )
+    }
+
+    /// A fresh Temporal client (bound to the calling test's runtime).
+    pub async fn temporal(&self) -> Client {
+        busflow_api::temporal::connect(
+            &TemporalSettings {
+                address: Some(self.temporal_address.clone()),
+                namespace: Some("default".to_owned()),
+            },
+            "busflow-comms-tests",
+        )
+        .await
+        .expect("temporal client")
+    }
+
+    /// Waits for the workflow and returns its result (`Err` when it failed).
+    pub async fn workflow_result(
+        &self,
+        workflow_id: &str,
+    ) -> Result<busflow_workflows::NotificationOutcome, String> {
+        let client = self.temporal().await;
+        let handle = client.get_workflow_handle::<NotificationWorkflow>(workflow_id);
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            handle.get_result(WorkflowGetResultOptions::default()),
+        )
+        .await
+        .expect("workflow finished within 120 s")
+        .map_err(|e| format!("{e:#}"))
+    }
+
+    /// Emails moto recorded from this test's sender domain.
+    pub async fn sent_emails(&self) -> Vec<SentEmail> {
+        let data: Value = self
+            .http
+            .get(format!("{}/moto-api/data.json", self.aws_endpoint))
+            .send()
+            .await
+            .expect("moto data")
+            .json()
+            .await
+            .expect("moto json");
+        let messages: Vec<SentEmail> =
+            serde_json::from_value(data["ses"]["Message"].clone()).unwrap_or_default();
+        messages
+            .into_iter()
+            .filter(|m| m.source.contains(&self.domain))
+            .collect()
+    }
+
+    /// Polls `check` until it returns `Some`, or panics after `timeout`.
+    pub async fn eventually<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect(sql)
+    }
+}
+
+pub fn aws_settings(endpoint: &str) -> AwsSettings {
+    AwsSettings {
+        region: AWS_REGION.to_owned(),
+        endpoint_url: Some(endpoint.to_owned()),
+        static_credentials: Some((AWS_KEYS.0.to_owned(), AWS_KEYS.1.to_owned())),
+    }
+}
+
+/// The worker runs on a thread and runtime of its own: its future is not
+/// `Send`, and it must outlive nothing but the test that owns `shutdown`.
+fn spawn_worker(
+    temporal: TemporalSettings,
+    task_queue: String,
+    database_url: String,
+    aws: AwsSettings,
+    shutdown: Shutdown,
+) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("worker runtime");
+        runtime.block_on(async move {
+            let pool = database::connect(&database_url, 5)
+                .await
+                .expect("worker pool");
+            let client = busflow_api::temporal::connect(&temporal, "busflow-comms-test-worker")
+                .await
+                .expect("worker temporal client");
+            let providers = worker::providers(&aws).await;
+            if let Err(e) = worker::run(client, &task_queue, pool, providers, shutdown.wait()).await
+            {
+                eprintln!("test worker stopped with an error: {e:#}");
+            }
+        });
+    });
+}
+
+pub fn profile_event(
+    tenant: TenantId,
+    profile_id: Uuid,
+    name: &str,
+    email: &str,
+    locale: &str,
+) -> Value {
+    json!({
+        "id": Uuid::new_v4().to_string(),
+        "created_at": "2026-11-27T10:00:00Z",
+        "trigger": {"name": "passenger_profile_upserted"},
+        "table": {"schema": "public", "name": "passenger_profiles"},
+        "delivery_info": {"current_retry": 0, "max_retries": 5},
+        "event": {
+            "op": "INSERT",
+            "session_variables": {"x-hasura-role": "admin"},
+            "data": {"old": null, "new": {
+                "id": profile_id, "tenant_id": tenant.0, "full_name": name,
+                "email": email, "phone": "55 1234 5678", "locale": locale
+            }}
+        }
+    })
+}
+
+pub fn booking_event(event_id: &str, tenant: TenantId, profile_id: Uuid, reference: &str) -> Value {
+    json!({
+        "id": event_id,
+        "created_at": "2026-11-27T10:00:00Z",
+        "trigger": {"name": "booking_confirmed"},
+        "table": {"schema": "public", "name": "bookings"},
+        "delivery_info": {"current_retry": 0, "max_retries": 5},
+        "event": {
+            "op": "UPDATE",
+            "session_variables": {"x-hasura-role": "admin"},
+            "data": {
+                "old": {"status": "PENDING"},
+                "new": {
+                    "id": Uuid::new_v4(), "tenant_id": tenant.0, "trip_id": Uuid::new_v4(),
+                    "passenger_profile_id": profile_id, "status": "CONFIRMED",
+                    "booking_reference": reference, "seat": "14B"
+                }
+            }
+        }
+    })
+}
