@@ -271,6 +271,7 @@ impl NotificationActivities {
             subject: message.subject.clone(),
             body: message.body.clone(),
             body_html: message.body_html.clone(),
+            whatsapp_template: None,
         };
         match self.send(&account, &command).await {
             Ok(accepted) => {

@@ -19,6 +19,23 @@ pub struct SendMessageCommand {
     pub subject: Option<String>,
     pub body: String,
     pub body_html: Option<String>,
+    /// WhatsApp only: an approved template to send instead of free-form text
+    /// (required outside the 24 h customer service window).
+    pub whatsapp_template: Option<WhatsAppTemplate>,
+}
+
+/// An approved WhatsApp template with its parameters already rendered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WhatsAppTemplate {
+    pub name: String,
+    /// Meta language code, e.g. `es_MX`, `en_US`.
+    pub language: String,
+    /// Text parameters of the HEADER component, in order.
+    #[serde(default)]
+    pub header: Vec<String>,
+    /// Text parameters of the BODY component, in order.
+    #[serde(default)]
+    pub body: Vec<String>,
 }
 
 /// What a provider said when it accepted a message.
