@@ -8,6 +8,7 @@ pub mod http;
 pub mod identifiers;
 pub mod model;
 pub mod notification;
+pub mod planning;
 pub mod providers;
 pub mod store;
 pub mod templates;

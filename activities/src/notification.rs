@@ -10,10 +10,12 @@
 use crate::model::{
     Channel, ChannelAccountId, ChannelAccountStatus, ContactId, MessageId, MessageStatus, TenantId,
 };
+use crate::planning::{self, NotificationPlan};
 use crate::providers::ses::{EmailAccountConfig, SesEmail};
 use crate::providers::{Failure, FailureClass, SendMessageCommand};
 use crate::store::{self, channel_accounts::ChannelAccount, contacts::Contact};
 use crate::templates::{self, RenderError};
+use crate::triggers;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub mod failure_types {
     pub const MESSAGE_NOT_FOUND: &str = "MessageNotFound";
     pub const PROVIDER_RETRY: &str = "ProviderRetryable";
     pub const NOTIFICATION_UNDELIVERABLE: &str = "NotificationUndeliverable";
+    pub const UNKNOWN_TRIGGER: &str = "UnknownTrigger";
+    pub const INVALID_TENANT_SETTINGS: &str = "InvalidTenantSettings";
 }
 
 /// Input of `prepare_notification`.
@@ -59,6 +63,30 @@ pub struct PreparedMessage {
     pub template_key: String,
 }
 
+/// Input of `plan_notification`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanInput {
+    pub tenant_id: TenantId,
+    pub contact_id: ContactId,
+    pub trigger_event: String,
+    /// An explicit chain overrides the registry and the tenant's override.
+    pub channels: Option<Vec<Channel>>,
+}
+
+/// A message of a tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageRef {
+    pub tenant_id: TenantId,
+    pub message_id: MessageId,
+}
+
+/// A message's current delivery status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageState {
+    pub status: MessageStatus,
+    pub failed_reason: Option<String>,
+}
+
 /// Input of `dispatch_message`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DispatchInput {
@@ -70,8 +98,12 @@ pub struct DispatchInput {
 /// outcome: they are activity errors that Temporal retries with backoff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DispatchOutcome {
+    /// Accepted by the provider. `status` is the message's status right after,
+    /// which is further than SENT when a receipt arrived before we recorded
+    /// the provider's id.
     Sent {
         external_message_id: String,
+        status: MessageStatus,
     },
     /// Permanently refused; the message is FAILED with `reason`.
     Rejected {
@@ -100,6 +132,62 @@ impl NotificationActivities {
 
 #[activities]
 impl NotificationActivities {
+    /// Plans the channel chain for one recipient (see `crate::planning`).
+    #[activity(name = "plan_notification")]
+    pub async fn plan_notification(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: PlanInput,
+    ) -> Result<NotificationPlan, ActivityError> {
+        let pool = &self.pool;
+        let trigger = triggers::notification_trigger(&input.trigger_event).ok_or_else(|| {
+            permanent(
+                failure_types::UNKNOWN_TRIGGER,
+                format!("trigger '{}' is not in the registry", input.trigger_event),
+            )
+        })?;
+        let contact = store::contacts::get(pool, input.tenant_id, input.contact_id)
+            .await?
+            .ok_or_else(|| {
+                permanent(
+                    failure_types::CONTACT_NOT_FOUND,
+                    format!("contact {} not found", input.contact_id),
+                )
+            })?;
+        let tenant_override = store::tenants::trigger_override(pool, input.tenant_id, trigger.name)
+            .await
+            .map_err(|e| permanent(failure_types::INVALID_TENANT_SETTINGS, format!("{e:#}")))?;
+        let active = store::channel_accounts::active_channels(pool, input.tenant_id).await?;
+        Ok(planning::plan(
+            trigger,
+            input.channels.as_deref(),
+            tenant_override.as_ref(),
+            &contact,
+            &active,
+        ))
+    }
+
+    /// The message's delivery status as Postgres knows it.
+    #[activity(name = "message_status")]
+    pub async fn message_status(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: MessageRef,
+    ) -> Result<MessageState, ActivityError> {
+        let message = store::messages::get_outbound(&self.pool, input.tenant_id, input.message_id)
+            .await?
+            .ok_or_else(|| {
+                permanent(
+                    failure_types::MESSAGE_NOT_FOUND,
+                    format!("message {} not found", input.message_id),
+                )
+            })?;
+        Ok(MessageState {
+            status: message.status,
+            failed_reason: message.failed_reason,
+        })
+    }
+
     /// Resolves contact, channel account and template, renders, and inserts
     /// the message QUEUED.
     #[activity(name = "prepare_notification")]
@@ -228,9 +316,10 @@ impl NotificationActivities {
                     account_problem: false,
                 });
             }
-            _ => {
+            status => {
                 return Ok(DispatchOutcome::Sent {
                     external_message_id: message.external_message_id.unwrap_or_default(),
+                    status,
                 });
             }
         }
@@ -275,13 +364,21 @@ impl NotificationActivities {
         };
         match self.send(&account, &command).await {
             Ok(accepted) => {
-                store::messages::mark_sent(
+                let mut status = store::messages::mark_sent(
                     pool,
                     input.tenant_id,
                     message.id,
                     &accepted.external_message_id,
                 )
                 .await?;
+                if message.channel == Channel::Webchat {
+                    status = store_delivered_webchat(
+                        pool,
+                        input.tenant_id,
+                        &accepted.external_message_id,
+                    )
+                    .await?;
+                }
                 tracing::info!(
                     tenant.id = %input.tenant_id,
                     message.id = %message.id,
@@ -292,6 +389,7 @@ impl NotificationActivities {
                 );
                 Ok(DispatchOutcome::Sent {
                     external_message_id: accepted.external_message_id,
+                    status,
                 })
             }
             Err(failure) => match failure.class {
@@ -340,6 +438,10 @@ impl NotificationActivities {
                     })?;
                 self.providers.ses.send(&config, command).await
             }
+            // The widget reads messages from Postgres: stored is delivered.
+            Channel::Webchat => Ok(crate::providers::Accepted {
+                external_message_id: format!("webchat-{}", command.message_id),
+            }),
             other => Err(Failure {
                 provider: "busflow",
                 class: FailureClass::Account,
@@ -366,6 +468,31 @@ impl NotificationActivities {
     }
 }
 
+/// The widget reads messages from Postgres: a stored webchat message is delivered.
+async fn store_delivered_webchat(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    external_message_id: &str,
+) -> sqlx::Result<MessageStatus> {
+    let effect = store::messages::record_callback(
+        pool,
+        &store::messages::DeliveryCallback {
+            tenant_id: Some(tenant_id),
+            channel: Channel::Webchat,
+            external_message_id: external_message_id.to_owned(),
+            status: MessageStatus::Delivered,
+            reason: None,
+            occurred_at: chrono::Utc::now(),
+            detail: serde_json::json!({"source": "stored for the webchat widget"}),
+        },
+    )
+    .await?;
+    Ok(match effect {
+        store::messages::CallbackEffect::Applied { status, .. } => status,
+        store::messages::CallbackEffect::Pending => MessageStatus::Sent,
+    })
+}
+
 /// The contact's address on a channel, if it has one.
 pub fn recipient_address(contact: &Contact, channel: Channel) -> Option<String> {
     let ids = &contact.identifiers.0;
@@ -373,7 +500,7 @@ pub fn recipient_address(contact: &Contact, channel: Channel) -> Option<String> 
         Channel::Email => ids.email.clone(),
         Channel::Sms => ids.phone.clone().or_else(|| ids.whatsapp.clone()),
         Channel::WhatsApp => ids.whatsapp.clone().or_else(|| ids.phone.clone()),
-        Channel::Webchat => Some(contact.id.to_string()),
+        Channel::Webchat => ids.webchat.clone(),
     }
 }
 

@@ -46,7 +46,13 @@ async fn a_confirmed_booking_emails_the_passenger_and_records_it_sent() {
     assert_eq!(sent.subject, "Tu reserva BF-7Q2K está confirmada");
     assert!(sent.body.contains("Hola Ana"), "{}", sent.body);
     assert!(sent.body.contains("Asiento: 14B"), "{}", sent.body);
-    assert_eq!(sent.id, outcome.external_message_id);
+    let delivered = outcome.delivered.expect("a message got through");
+    assert_eq!(sent.id, delivered.external_message_id);
+    assert_eq!(
+        delivered.status.as_str(),
+        "SENT",
+        "no SES events configured: done once sent"
+    );
 
     let (status, external_id, subject, sent_at): (
         String,
@@ -124,7 +130,8 @@ async fn an_operator_finds_the_email_by_tenant_message_and_booking_in_temporal()
     let client = app.temporal().await;
     let by_message = format!(
         "TenantId = '{}' AND MessageId = '{}' AND NotificationStatus = 'SENT' AND Channel = 'EMAIL'",
-        app.tenant_id, outcome.message_id
+        app.tenant_id,
+        outcome.delivered.expect("delivered").message_id
     );
     let by_booking =
         format!("EntityRefs = 'booking:{booking_id}' AND TriggerEvent = 'booking_confirmed'");

@@ -1,28 +1,40 @@
 //! `NotificationWorkflow`: one notification to one recipient, over the first
-//! channel of its chain that takes it.
+//! channel of its chain that delivers it.
 //!
-//! Per channel: prepare (local activity: resolve, render, insert QUEUED) →
-//! dispatch (activity: provider call, retried with backoff inside the step
-//! deadline) → SENT ends the workflow. A permanent rejection moves on to the
-//! next channel with a new message linked to the one it replaces; when the
-//! chain is exhausted the workflow fails with `NotificationUndeliverable`, so
-//! it shows as Failed in the Temporal UI where ops can inspect or reset it.
+//! Plan (local activity: chain filtered by address, opt-outs and active
+//! accounts) → per channel: prepare (local activity: render, insert QUEUED) →
+//! dispatch (activity: the provider call, retried with backoff inside the step
+//! deadline) → wait for a delivery signal up to the channel's timeout.
+//! DELIVERED or READ ends the workflow; nothing else is ever sent for it. A
+//! FAILED callback, a permanent rejection or the timeout moves on to the next
+//! channel with a new message linked to the one it replaces. A channel without
+//! receipts (SMS) is done once SENT. When the chain is exhausted the workflow
+//! fails with `NotificationUndeliverable`, so it shows as Failed in the UI.
+//!
+//! Before falling back on a timeout the workflow re-reads the message status
+//! from Postgres: a receipt whose signal was lost (webhook process died after
+//! its database write) still counts.
 
 use crate::names::search_attributes as sa;
-use busflow_activities::model::{Channel, ContactId, MessageId, TenantId};
+use busflow_activities::model::{Channel, ContactId, MessageId, MessageStatus, TenantId};
 use busflow_activities::notification::{
-    DispatchInput, DispatchOutcome, NotificationActivities, PrepareInput, failure_types,
+    DispatchInput, DispatchOutcome, MessageRef, NotificationActivities, PlanInput, PrepareInput,
+    failure_types,
 };
+use busflow_activities::planning::ChannelStep;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
     ActivityCloseTimeouts, ActivityOptions, ApplicationFailure, LocalActivityOptions,
-    WorkflowContext, WorkflowResult,
+    SyncWorkflowContext, TimerResult, WorkflowContext, WorkflowContextView, WorkflowResult,
+    WorkflowTermination,
 };
 
-/// What the API asks for: who, about what, over which channels.
+/// What the API asks for: who, about what, and (optionally) over which channels.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotificationRequest {
     pub tenant_id: TenantId,
@@ -30,8 +42,10 @@ pub struct NotificationRequest {
     pub trigger_event: String,
     /// The Hasura event id (or another idempotency key) that caused this.
     pub source_event_id: String,
-    /// Channels to try, in order.
-    pub channels: Vec<Channel>,
+    /// An explicit chain (an agent reply goes out on its conversation's
+    /// channel); `None` plans it from the registry and the tenant's overrides.
+    #[serde(default)]
+    pub channels: Option<Vec<Channel>>,
     /// Template variables from the event, e.g. `{"booking": {...}}`.
     pub variables: serde_json::Value,
     /// How long one channel's dispatch may keep retrying before it counts as failed.
@@ -43,17 +57,57 @@ fn default_step_deadline_secs() -> u64 {
     15 * 60
 }
 
-/// How the notification ended.
+/// How the notification ended (the workflow's result).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotificationOutcome {
+    /// The message that got through, if one did.
+    pub delivered: Option<DeliveredMessage>,
+    /// Why nothing was sent (no reachable channel).
+    pub not_sent_reason: Option<String>,
+    /// One line per channel tried, in order.
+    pub attempts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredMessage {
     pub message_id: MessageId,
     pub channel: Channel,
     pub external_message_id: String,
+    /// DELIVERED or READ; SENT for channels without receipts.
+    pub status: MessageStatus,
+}
+
+/// A provider receipt, relayed by the webhook handlers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryUpdate {
+    pub message_id: MessageId,
+    pub status: MessageStatus,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What the workflow is doing, for the `progress` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationProgress {
+    pub current_channel: Option<Channel>,
+    pub current_message: Option<MessageId>,
+    pub attempts: Vec<String>,
 }
 
 #[workflow]
 #[derive(Default)]
-pub struct NotificationWorkflow;
+pub struct NotificationWorkflow {
+    /// Latest receipt per message (only ever moves forward).
+    receipts: BTreeMap<MessageId, DeliveryUpdate>,
+    progress: NotificationProgress,
+}
+
+/// How waiting on one channel ended.
+enum Wait {
+    Delivered(MessageStatus),
+    Failed(String),
+    TimedOut(u64),
+}
 
 #[workflow_methods]
 impl NotificationWorkflow {
@@ -62,13 +116,41 @@ impl NotificationWorkflow {
         ctx: &mut WorkflowContext<Self>,
         request: NotificationRequest,
     ) -> WorkflowResult<NotificationOutcome> {
+        let plan = ctx
+            .execute_local_activity(
+                NotificationActivities::plan_notification,
+                PlanInput {
+                    tenant_id: request.tenant_id,
+                    contact_id: request.contact_id,
+                    trigger_event: request.trigger_event.clone(),
+                    channels: request.channels.clone(),
+                },
+                db_step("plan the channel chain"),
+            )
+            .await?;
+        if plan.steps.is_empty() {
+            let reason = plan.not_sent_reason();
+            ctx.upsert_search_attributes(
+                [sa::NOTIFICATION_STATUS.value_set("NOT_SENT".to_owned())],
+            );
+            ctx.set_current_details(reason.clone());
+            return Ok(NotificationOutcome {
+                delivered: None,
+                not_sent_reason: Some(reason),
+                attempts: plan.skipped,
+            });
+        }
+
         let workflow_id = ctx.workflow_id().to_owned();
         let mut replaces: Option<MessageId> = None;
-        let mut failures: Vec<String> = Vec::new();
-
-        for (index, channel) in request.channels.iter().copied().enumerate() {
+        for (index, step) in plan.steps.iter().enumerate() {
             let attempt = i16::try_from(index + 1).unwrap_or(i16::MAX);
             let message_id = MessageId(deterministic_uuid(&ctx.uuid4()));
+            let channel = step.channel;
+            ctx.state_mut(|s| {
+                s.progress.current_channel = Some(channel);
+                s.progress.current_message = Some(message_id);
+            });
             ctx.upsert_search_attributes([
                 sa::CHANNEL.value_set(channel.as_str().to_owned()),
                 sa::NOTIFICATION_STATUS.value_set("QUEUED".to_owned()),
@@ -87,84 +169,214 @@ impl NotificationWorkflow {
                         replaces_message_id: replaces,
                         variables: request.variables.clone(),
                     },
-                    LocalActivityOptions::builder()
-                        .start_to_close_timeout(Duration::from_secs(10))
-                        .retry_policy(
-                            RetryPolicy::builder()
-                                .initial_interval(Duration::from_millis(500))
-                                .maximum_interval(Duration::from_secs(30))
-                                .maximum_attempts(20)
-                                .build(),
-                        )
-                        .summary(format!("prepare {channel} message"))
-                        .build(),
+                    db_step("render and queue the message"),
                 )
                 .await?;
-            ctx.upsert_search_attributes([
-                sa::MESSAGE_ID.value_set(prepared.message_id.to_string())
-            ]);
+            let message_id = prepared.message_id;
+            ctx.upsert_search_attributes([sa::MESSAGE_ID.value_set(message_id.to_string())]);
 
             let outcome = ctx
                 .execute_activity(
                     NotificationActivities::dispatch_message,
                     DispatchInput {
                         tenant_id: request.tenant_id,
-                        message_id: prepared.message_id,
+                        message_id,
                     },
-                    ActivityOptions::with_close_timeouts(
-                        ActivityCloseTimeouts::ScheduleAndStartToClose {
-                            schedule_to_close: Duration::from_secs(request.step_deadline_secs),
-                            start_to_close: Duration::from_secs(30),
-                        },
-                    )
-                    .retry_policy(
-                        RetryPolicy::builder()
-                            .initial_interval(Duration::from_secs(1))
-                            .backoff_coefficient(2.0)
-                            .maximum_interval(Duration::from_secs(60))
-                            .build(),
-                    )
-                    .summary(format!("send {channel} message {}", prepared.message_id))
-                    .build(),
+                    dispatch_options(request.step_deadline_secs, channel, message_id),
                 )
                 .await?;
 
-            match outcome {
+            let result = match outcome {
+                DispatchOutcome::Rejected { reason, .. } => Wait::Failed(reason),
                 DispatchOutcome::Sent {
                     external_message_id,
+                    status,
                 } => {
                     ctx.upsert_search_attributes([
                         sa::NOTIFICATION_STATUS.value_set("SENT".to_owned())
                     ]);
-                    return Ok(NotificationOutcome {
-                        message_id: prepared.message_id,
-                        channel,
-                        external_message_id,
-                    });
+                    let waited =
+                        Self::await_receipt(ctx, &request, step, message_id, status).await?;
+                    if let Wait::Delivered(status) = waited {
+                        let line = format!("{channel}: {status}");
+                        ctx.state_mut(|s| s.progress.attempts.push(line));
+                        ctx.upsert_search_attributes([
+                            sa::NOTIFICATION_STATUS.value_set(status.as_str().to_owned())
+                        ]);
+                        return Ok(NotificationOutcome {
+                            delivered: Some(DeliveredMessage {
+                                message_id,
+                                channel,
+                                external_message_id,
+                                status,
+                            }),
+                            not_sent_reason: None,
+                            attempts: ctx.state(|s| s.progress.attempts.clone()),
+                        });
+                    }
+                    waited
                 }
-                DispatchOutcome::Rejected { reason, .. } => {
-                    ctx.upsert_search_attributes([
-                        sa::NOTIFICATION_STATUS.value_set("FAILED".to_owned())
-                    ]);
-                    failures.push(format!("{channel}: {reason}"));
-                    replaces = Some(prepared.message_id);
-                }
-            }
+            };
+            let line = match result {
+                Wait::Failed(reason) => format!("{channel}: failed: {reason}"),
+                Wait::TimedOut(secs) => format!("{channel}: no delivery receipt within {secs}s"),
+                Wait::Delivered(status) => format!("{channel}: {status}"),
+            };
+            ctx.state_mut(|s| s.progress.attempts.push(line));
+            ctx.upsert_search_attributes([
+                sa::NOTIFICATION_STATUS.value_set("FALLING_BACK".to_owned())
+            ]);
+            replaces = Some(message_id);
         }
 
-        let summary = if failures.is_empty() {
-            "no channel to try".to_owned()
-        } else {
-            failures.join("; ")
-        };
+        ctx.upsert_search_attributes([sa::NOTIFICATION_STATUS.value_set("FAILED".to_owned())]);
+        let attempts = ctx.state(|s| s.progress.attempts.join("; "));
         Err(
-            ApplicationFailure::builder(format!("notification not delivered: {summary}"))
+            ApplicationFailure::builder(format!("notification not delivered: {attempts}"))
                 .type_name(failure_types::NOTIFICATION_UNDELIVERABLE.to_owned())
                 .non_retryable(true)
                 .build()
                 .into(),
         )
     }
+
+    /// A provider receipt for one of this workflow's messages.
+    #[signal(name = "delivery_status")]
+    pub fn delivery_status(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        update: DeliveryUpdate,
+    ) {
+        let newer = self
+            .receipts
+            .get(&update.message_id)
+            .is_none_or(|known| is_forward(known.status, update.status));
+        if newer {
+            self.receipts.insert(update.message_id, update);
+        }
+    }
+
+    /// Which channel the notification is on and what happened so far.
+    #[query(name = "progress")]
+    pub fn progress(&self, _ctx: &WorkflowContextView) -> NotificationProgress {
+        self.progress.clone()
+    }
+}
+
+impl NotificationWorkflow {
+    /// Waits on one sent message until it is delivered, fails, or the channel's
+    /// delivery timeout passes.
+    async fn await_receipt(
+        ctx: &mut WorkflowContext<Self>,
+        request: &NotificationRequest,
+        step: &ChannelStep,
+        message_id: MessageId,
+        status_after_send: MessageStatus,
+    ) -> WorkflowResult<Wait> {
+        if let Some(done) = settled(status_after_send, None) {
+            return Ok(done);
+        }
+        let Some(timeout_secs) = step.delivery_timeout_secs else {
+            // No receipts on this channel: accepted is as good as it gets.
+            return Ok(Wait::Delivered(status_after_send));
+        };
+        let mut receipt_arrived = std::pin::pin!(ctx.wait_condition(|s| {
+            s.receipts
+                .get(&message_id)
+                .is_some_and(|r| settled(r.status, None).is_some())
+        }));
+        let mut timer = std::pin::pin!(ctx.timer(Duration::from_secs(timeout_secs)));
+        select! {
+            arrived = receipt_arrived => arrived?,
+            fired = timer => {
+                if fired == TimerResult::Cancelled {
+                    return Err(WorkflowTermination::cancelled());
+                }
+                let current = ctx
+                    .execute_local_activity(
+                        NotificationActivities::message_status,
+                        MessageRef { tenant_id: request.tenant_id, message_id },
+                        db_step("re-read the delivery status"),
+                    )
+                    .await?;
+                return Ok(settled(current.status, current.failed_reason).unwrap_or(Wait::TimedOut(timeout_secs)));
+            }
+        };
+        let receipt = ctx.state(|s| s.receipts.get(&message_id).cloned());
+        Ok(receipt
+            .and_then(|r| settled(r.status, r.reason))
+            .unwrap_or(Wait::TimedOut(timeout_secs)))
+    }
+}
+
+/// DELIVERED/READ end the notification; FAILED moves on; anything else waits.
+fn settled(status: MessageStatus, reason: Option<String>) -> Option<Wait> {
+    match status {
+        MessageStatus::Delivered | MessageStatus::Read => Some(Wait::Delivered(status)),
+        MessageStatus::Failed => {
+            Some(Wait::Failed(reason.unwrap_or_else(|| {
+                "the provider reported a failure".to_owned()
+            })))
+        }
+        MessageStatus::Queued | MessageStatus::Sent => None,
+    }
+}
+
+/// QUEUED < SENT < DELIVERED < READ; FAILED only from QUEUED or SENT.
+fn is_forward(from: MessageStatus, to: MessageStatus) -> bool {
+    use MessageStatus::*;
+    match (from, to) {
+        (Failed, _) => false,
+        (Queued | Sent, Failed) => true,
+        (_, Failed) => false,
+        (from, to) => rank(to) > rank(from),
+    }
+}
+
+fn rank(status: MessageStatus) -> u8 {
+    match status {
+        MessageStatus::Queued => 0,
+        MessageStatus::Sent => 1,
+        MessageStatus::Delivered => 2,
+        MessageStatus::Read => 3,
+        MessageStatus::Failed => 4,
+    }
+}
+
+/// Short Postgres steps: local activities, retried quickly.
+fn db_step(summary: &str) -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(10))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(500))
+                .maximum_interval(Duration::from_secs(30))
+                .maximum_attempts(20)
+                .build(),
+        )
+        .summary(summary.to_owned())
+        .build()
+}
+
+/// The provider call: exponential backoff inside the step deadline.
+fn dispatch_options(
+    step_deadline_secs: u64,
+    channel: Channel,
+    message_id: MessageId,
+) -> ActivityOptions {
+    ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
+        schedule_to_close: Duration::from_secs(step_deadline_secs),
+        start_to_close: Duration::from_secs(30),
+    })
+    .retry_policy(
+        RetryPolicy::builder()
+            .initial_interval(Duration::from_secs(1))
+            .backoff_coefficient(2.0)
+            .maximum_interval(Duration::from_secs(60))
+            .build(),
+    )
+    .summary(format!("send {channel} message {message_id}"))
+    .build()
 }
 
 /// `ctx.uuid4()` is replay-safe; parsing it cannot fail, but a workflow must
@@ -172,4 +384,24 @@ impl NotificationWorkflow {
 /// insert would collide and return the existing row).
 fn deterministic_uuid(raw: &str) -> uuid::Uuid {
     uuid::Uuid::parse_str(raw).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use MessageStatus::*;
+
+    #[test]
+    fn receipts_only_move_forward() {
+        assert!(is_forward(Sent, Delivered));
+        assert!(is_forward(Delivered, Read));
+        assert!(is_forward(Sent, Read), "read may arrive before delivered");
+        assert!(!is_forward(Read, Delivered));
+        assert!(is_forward(Sent, Failed));
+        assert!(
+            !is_forward(Delivered, Failed),
+            "a delivered message does not fail later"
+        );
+        assert!(!is_forward(Failed, Read), "FAILED is terminal");
+    }
 }

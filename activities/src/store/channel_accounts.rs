@@ -61,3 +61,34 @@ pub async fn get(
     .fetch_optional(pool)
     .await
 }
+
+/// A channel the tenant can send on, and whether its account reports delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct ActiveChannel {
+    pub channel: Channel,
+    /// WhatsApp always does; email when the account publishes SES events
+    /// through a configuration set; SMS when delivery-status logging is on.
+    pub receipts: bool,
+}
+
+/// The channels on which the tenant has an ACTIVE account.
+pub async fn active_channels(
+    pool: &PgPool,
+    tenant_id: TenantId,
+) -> sqlx::Result<Vec<ActiveChannel>> {
+    sqlx::query_as(
+        "select channel,
+                bool_or(case channel
+                    when 'WHATSAPP' then true
+                    when 'EMAIL' then coalesce(provider_config ->> 'configuration_set', '') <> ''
+                    when 'SMS' then coalesce((provider_config ->> 'delivery_receipts')::boolean, false)
+                    else false
+                end) as receipts
+           from channel_accounts
+          where tenant_id = $1 and status = 'ACTIVE'
+          group by channel",
+    )
+    .bind(tenant_id)
+    .fetch_all(pool)
+    .await
+}

@@ -55,6 +55,9 @@ pub struct Identifiers {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub whatsapp: Option<String>,
+    /// The webchat visitor id, once the contact has used the widget.
+    #[serde(default)]
+    pub webchat: Option<String>,
 }
 
 impl Contact {

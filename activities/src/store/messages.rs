@@ -88,28 +88,40 @@ pub async fn get_outbound(
     .await
 }
 
-/// Records the provider's acceptance. A callback that already moved the
-/// message further (DELIVERED before our SENT write) keeps its status.
+/// Records the provider's acceptance and applies any callback that arrived
+/// before we knew the external id. A callback that already moved the message
+/// further keeps its status. Returns the status afterwards.
 pub async fn mark_sent(
     pool: &PgPool,
     tenant_id: TenantId,
     id: MessageId,
     external_message_id: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> sqlx::Result<MessageStatus> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(Channel, MessageStatus)> = sqlx::query_as(
         "update messages
             set status = case when status = 'QUEUED' then 'SENT' else status end,
                 external_message_id = coalesce(external_message_id, $3),
                 sent_at = coalesce(sent_at, now()),
                 updated_at = now()
-          where tenant_id = $1 and id = $2 and status <> 'FAILED'",
+          where tenant_id = $1 and id = $2 and status <> 'FAILED'
+          returning channel, status",
     )
     .bind(tenant_id)
     .bind(id)
     .bind(external_message_id)
-    .execute(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(())
+    let status = match row {
+        Some((channel, status)) => {
+            apply_pending_callbacks(&mut tx, tenant_id, id, channel, external_message_id)
+                .await?
+                .unwrap_or(status)
+        }
+        None => MessageStatus::Failed,
+    };
+    tx.commit().await?;
+    Ok(status)
 }
 
 /// Marks the message FAILED with a reason, unless it already got through.
@@ -130,4 +142,196 @@ pub async fn mark_failed(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// A provider's word about a message's delivery.
+#[derive(Debug, Clone)]
+pub struct DeliveryCallback {
+    /// Known for per-tenant webhooks (Meta); `None` for account-level ones (SES, SNS).
+    pub tenant_id: Option<TenantId>,
+    pub channel: Channel,
+    pub external_message_id: String,
+    pub status: MessageStatus,
+    pub reason: Option<String>,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub detail: serde_json::Value,
+}
+
+/// What recording a callback did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackEffect {
+    /// Matched a message; `status` is its status afterwards (unchanged when the
+    /// callback was a duplicate or older than what we knew).
+    Applied {
+        tenant_id: TenantId,
+        message_id: MessageId,
+        workflow_id: Option<String>,
+        status: MessageStatus,
+        changed: bool,
+    },
+    /// No message has this external id (yet): kept, and applied when one does.
+    Pending,
+}
+
+/// Records a provider callback and applies it to its message, monotonically.
+pub async fn record_callback(
+    pool: &PgPool,
+    callback: &DeliveryCallback,
+) -> sqlx::Result<CallbackEffect> {
+    let mut tx = pool.begin().await?;
+    let message: Option<(MessageId, TenantId, Option<String>)> = sqlx::query_as(
+        "select id, tenant_id, workflow_id from messages
+          where channel = $1 and external_message_id = $2 and ($3::uuid is null or tenant_id = $3)
+          limit 1
+          for update",
+    )
+    .bind(callback.channel)
+    .bind(&callback.external_message_id)
+    .bind(callback.tenant_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((message_id, tenant_id, workflow_id)) = message else {
+        insert_callback(&mut tx, callback, None).await?;
+        tx.commit().await?;
+        return Ok(CallbackEffect::Pending);
+    };
+    insert_callback(&mut tx, callback, Some((tenant_id, message_id))).await?;
+    let (status, changed) = apply_status(&mut tx, tenant_id, message_id, callback).await?;
+    tx.commit().await?;
+    Ok(CallbackEffect::Applied {
+        tenant_id,
+        message_id,
+        workflow_id,
+        status,
+        changed,
+    })
+}
+
+async fn insert_callback(
+    tx: &mut sqlx::PgConnection,
+    callback: &DeliveryCallback,
+    matched: Option<(TenantId, MessageId)>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into delivery_callbacks
+            (tenant_id, channel, external_message_id, status, reason, occurred_at, detail, message_id, applied_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, case when $8::uuid is null then null else now() end)",
+    )
+    .bind(matched.map(|(t, _)| t).or(callback.tenant_id))
+    .bind(callback.channel)
+    .bind(&callback.external_message_id)
+    .bind(callback.status)
+    .bind(&callback.reason)
+    .bind(callback.occurred_at)
+    .bind(&callback.detail)
+    .bind(matched.map(|(_, m)| m))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves the message to the callback's status if that is forward; returns the
+/// status afterwards and whether it changed.
+async fn apply_status(
+    tx: &mut sqlx::PgConnection,
+    tenant_id: TenantId,
+    message_id: MessageId,
+    callback: &DeliveryCallback,
+) -> sqlx::Result<(MessageStatus, bool)> {
+    let updated: Option<MessageStatus> = sqlx::query_scalar(
+        "update messages
+            set status = $3,
+                sent_at = case when $3 in ('SENT', 'DELIVERED', 'READ') then coalesce(sent_at, $4) else sent_at end,
+                delivered_at = case when $3 in ('DELIVERED', 'READ') then coalesce(delivered_at, $4) else delivered_at end,
+                read_at = case when $3 = 'READ' then coalesce(read_at, $4) else read_at end,
+                failed_at = case when $3 = 'FAILED' then $4 else failed_at end,
+                failed_reason = case when $3 = 'FAILED' then coalesce($5, 'the provider reported a failure')
+                                     else failed_reason end,
+                updated_at = now()
+          where tenant_id = $1 and id = $2
+            and status <> 'FAILED'
+            and message_status_rank(status) < message_status_rank($3)
+            and ($3 <> 'FAILED' or status in ('QUEUED', 'SENT'))
+          returning status",
+    )
+    .bind(tenant_id)
+    .bind(message_id)
+    .bind(callback.status)
+    .bind(callback.occurred_at)
+    .bind(&callback.reason)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(status) = updated {
+        return Ok((status, true));
+    }
+    // Read before delivered: the later DELIVERED does not move the status back,
+    // but the delivery time is still worth keeping.
+    if callback.status == MessageStatus::Delivered {
+        sqlx::query(
+            "update messages set delivered_at = coalesce(delivered_at, $3), updated_at = now()
+              where tenant_id = $1 and id = $2 and status = 'READ'",
+        )
+        .bind(tenant_id)
+        .bind(message_id)
+        .bind(callback.occurred_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let status = sqlx::query_scalar("select status from messages where tenant_id = $1 and id = $2")
+        .bind(tenant_id)
+        .bind(message_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok((status, false))
+}
+
+/// Applies callbacks that arrived before the message knew its external id.
+/// Returns the message's status afterwards.
+async fn apply_pending_callbacks(
+    tx: &mut sqlx::PgConnection,
+    tenant_id: TenantId,
+    message_id: MessageId,
+    channel: Channel,
+    external_message_id: &str,
+) -> sqlx::Result<Option<MessageStatus>> {
+    let pending: Vec<(
+        i64,
+        MessageStatus,
+        Option<String>,
+        chrono::DateTime<chrono::Utc>,
+    )> = sqlx::query_as(
+        "select id, status, reason, occurred_at from delivery_callbacks
+          where channel = $1 and external_message_id = $2 and applied_at is null
+            and (tenant_id is null or tenant_id = $3)
+          order by occurred_at, id
+          for update",
+    )
+    .bind(channel)
+    .bind(external_message_id)
+    .bind(tenant_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut last = None;
+    for (id, status, reason, occurred_at) in pending {
+        let callback = DeliveryCallback {
+            tenant_id: Some(tenant_id),
+            channel,
+            external_message_id: external_message_id.to_owned(),
+            status,
+            reason,
+            occurred_at,
+            detail: serde_json::Value::Null,
+        };
+        let (after, _) = apply_status(tx, tenant_id, message_id, &callback).await?;
+        sqlx::query(
+            "update delivery_callbacks set tenant_id = $2, message_id = $3, applied_at = now() where id = $1",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .bind(message_id)
+        .execute(&mut *tx)
+        .await?;
+        last = Some(after);
+    }
+    Ok(last)
 }

@@ -32,3 +32,26 @@ pub async fn settings(pool: &PgPool, tenant_id: TenantId) -> sqlx::Result<Tenant
     .await?;
     Ok(row.unwrap_or_default())
 }
+
+/// The tenant's override for one trigger, if any. A malformed override is an
+/// error naming the trigger, not a silent default.
+pub async fn trigger_override(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    trigger: &str,
+) -> anyhow::Result<Option<crate::planning::TriggerOverride>> {
+    let raw: Option<serde_json::Value> = sqlx::query_scalar(
+        "select trigger_overrides -> $2 from tenant_settings where tenant_id = $1",
+    )
+    .bind(tenant_id)
+    .bind(trigger)
+    .fetch_optional(pool)
+    .await?
+    .flatten();
+    raw.map(|value| {
+        serde_json::from_value(value).map_err(|e| {
+            anyhow::anyhow!("tenant {tenant_id}: trigger_overrides.{trigger} is invalid: {e}")
+        })
+    })
+    .transpose()
+}

@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use busflow_activities::identifiers::{EmailAddress, IdentifierError, PhoneNumber};
 use busflow_activities::model::TenantId;
 use busflow_activities::store::{self, contacts::PassengerContact, contacts::UpsertContactError};
-use busflow_activities::triggers::{self, NotificationTrigger};
+use busflow_activities::triggers::{self, NotificationTrigger, RecipientRule};
 use busflow_workflows::NotificationRequest;
 use busflow_workflows::names::notification_workflow_id;
 use serde::de::DeserializeOwned;
@@ -58,10 +58,18 @@ pub async fn receive(
         return upsert_passenger_profile(&app, &event).await.map(Json);
     }
     match triggers::notification_trigger(name) {
-        Some(trigger) if trigger.name == triggers::BOOKING_CONFIRMED => {
-            booking_confirmed(&app, &event, trigger).await.map(Json)
+        Some(trigger) if trigger.recipient == RecipientRule::PassengerProfile => {
+            notify_passenger(&app, &event, trigger).await.map(Json)
         }
-        _ => Err(ApiError::bad_request(
+        Some(trigger) => Err(ApiError::client(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            "TRIGGER_NOT_ROUTED",
+            format!(
+                "trigger '{}' ({:?} recipients) is in the registry but not routed by this version yet",
+                trigger.name, trigger.recipient
+            ),
+        )),
+        None => Err(ApiError::bad_request(
             "UNKNOWN_TRIGGER",
             format!(
                 "unknown trigger '{name}'; this service handles: {}",
@@ -187,48 +195,54 @@ async fn upsert_passenger_profile(
     })
 }
 
+/// The columns every single-recipient notification row has.
 #[derive(Debug, Deserialize)]
-struct BookingRow {
+struct NotifiedRow {
     id: Uuid,
     tenant_id: Uuid,
     passenger_profile_id: Uuid,
-    status: String,
+    #[serde(default)]
+    status: Option<String>,
     #[serde(default)]
     trip_id: Option<Uuid>,
 }
 
 #[derive(Debug, Deserialize)]
-struct BookingStatusOnly {
+struct StatusOnly {
     #[serde(default)]
     status: Option<String>,
 }
 
-async fn booking_confirmed(
+/// A notification to the passenger the row names (`passenger_profile_id`).
+async fn notify_passenger(
     app: &AppState,
     event: &EventTriggerPayload,
     trigger: &NotificationTrigger,
 ) -> Result<EventResponse, ApiError> {
-    let booking: BookingRow = new_row(event)?;
-    if booking.status != "CONFIRMED" {
-        return Ok(ignored(format!(
-            "booking status is {}, not CONFIRMED",
-            booking.status
-        )));
-    }
-    if event.event.op == Op::Update {
-        let was = event
-            .event
-            .data
-            .old
-            .clone()
-            .and_then(|old| serde_json::from_value::<BookingStatusOnly>(old).ok())
-            .and_then(|old| old.status);
-        if was.as_deref() == Some("CONFIRMED") {
-            return Ok(ignored("booking was already CONFIRMED".to_owned()));
+    let row: NotifiedRow = new_row(event)?;
+    if let Some(wanted) = trigger.when_status {
+        let now = row.status.as_deref().unwrap_or_default();
+        if now != wanted {
+            return Ok(ignored(format!(
+                "{} status is {now}, not {wanted}",
+                trigger.row_key
+            )));
+        }
+        if event.event.op == Op::Update {
+            let was = event
+                .event
+                .data
+                .old
+                .clone()
+                .and_then(|old| serde_json::from_value::<StatusOnly>(old).ok())
+                .and_then(|old| old.status);
+            if was.as_deref() == Some(wanted) {
+                return Ok(ignored(format!("{} was already {wanted}", trigger.row_key)));
+            }
         }
     }
-    let tenant_id = TenantId(booking.tenant_id);
-    let contact = store::contacts::find_by_passenger_profile(&app.pool, tenant_id, booking.passenger_profile_id)
+    let tenant_id = TenantId(row.tenant_id);
+    let contact = store::contacts::find_by_passenger_profile(&app.pool, tenant_id, row.passenger_profile_id)
         .await
         .map_err(anyhow::Error::from)?
         .ok_or_else(|| {
@@ -236,39 +250,39 @@ async fn booking_confirmed(
                 "CONTACT_NOT_YET_KNOWN",
                 format!(
                     "no contact for passenger profile {} yet (its passenger_profile_upserted event has not arrived); retry later",
-                    booking.passenger_profile_id
+                    row.passenger_profile_id
                 ),
             )
             .retry_after(30)
         })?;
     let workflow_id = notification_workflow_id(tenant_id, &event.id, contact.id);
     let mut entity_refs = vec![
-        format!("booking:{}", booking.id),
-        format!("passenger_profile:{}", booking.passenger_profile_id),
+        format!("{}:{}", trigger.row_key, row.id),
+        format!("passenger_profile:{}", row.passenger_profile_id),
     ];
-    if let Some(trip) = booking.trip_id {
+    if let Some(trip) = row.trip_id {
         entity_refs.push(format!("trip:{trip}"));
     }
-    let booking_row = event.event.data.new.clone().unwrap_or_default();
-    let reference = booking_row
-        .get("booking_reference")
-        .and_then(|v| v.as_str())
+    let data = event.event.data.new.clone().unwrap_or_default();
+    let reference = ["booking_reference", "number", "reference"]
+        .iter()
+        .find_map(|key| data.get(*key).and_then(|v| v.as_str()))
         .map(str::to_owned)
-        .unwrap_or_else(|| booking.id.to_string());
+        .unwrap_or_else(|| row.id.to_string());
     let request = NotificationRequest {
         tenant_id,
         contact_id: contact.id,
         trigger_event: trigger.name.to_owned(),
         source_event_id: event.id.clone(),
-        channels: trigger.default_chain.to_vec(),
-        variables: serde_json::json!({ "booking": booking_row }),
+        channels: None,
+        variables: serde_json::json!({ trigger.row_key: data }),
         step_deadline_secs: app.config.step_deadline.as_secs(),
     };
     let labels = NotificationLabels {
         entity_refs,
         summary: format!(
-            "{} for booking {reference} → contact {}",
-            trigger.name, contact.id
+            "{} for {} {reference} → contact {}",
+            trigger.name, trigger.row_key, contact.id
         ),
     };
     let result = app
