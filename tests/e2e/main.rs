@@ -3,6 +3,7 @@
 //! harness from `.tools/` (run `scripts/tools.sh` once; the README's test
 //! command does).
 
+mod fallback;
 mod hasura_events;
 mod notifications;
 mod schema;

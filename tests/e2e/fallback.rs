@@ -1,0 +1,200 @@
+//! Channel fallback: a notification moves down its chain when a channel
+//! fails or stays silent, and stops at the first delivery.
+
+use crate::support::{TestApp, booking_event};
+use busflow_activities::model::ContactId;
+use busflow_workflows::names::notification_workflow_id;
+use serde_json::json;
+use uuid::Uuid;
+
+/// A tenant whose email account publishes SES events (so email waits for a
+/// receipt) and who also has the webchat widget.
+async fn tenant_with_email_receipts_and_webchat(app: &TestApp, email_timeout_secs: u64) {
+    app.add_email_account(true).await;
+    sqlx::query(
+        "update channel_accounts set provider_config = provider_config || '{\"configuration_set\": \"busflow-events\"}'
+          where tenant_id = $1 and channel = 'EMAIL'",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await
+    .expect("configuration set");
+    sqlx::query(
+        "insert into channel_accounts (tenant_id, channel, provider, status, external_account_id)
+         values ($1, 'WEBCHAT', 'WEBCHAT', 'ACTIVE', 'widget')",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await
+    .expect("webchat account");
+    sqlx::query("update tenant_settings set trigger_overrides = $2 where tenant_id = $1")
+        .bind(app.tenant_id)
+        .bind(json!({"booking_confirmed": {"chain": ["EMAIL", "WEBCHAT"], "timeouts": {"EMAIL": email_timeout_secs}}}))
+        .execute(&app.pool)
+        .await
+        .expect("override");
+    sqlx::query(
+        "insert into notification_templates (tenant_id, trigger_event, channel, locale, body)
+         values ($1, 'booking_confirmed', 'WEBCHAT', 'es', 'Reserva {{ booking.booking_reference }} confirmada')",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await
+    .expect("webchat template");
+}
+
+async fn give_webchat_visitor(app: &TestApp, contact: ContactId) {
+    sqlx::query("update contacts set identifiers = identifiers || '{\"webchat\": \"visitor-1\"}' where id = $1")
+        .bind(contact.0)
+        .execute(&app.pool)
+        .await
+        .expect("visitor");
+}
+
+#[tokio::test]
+async fn an_email_without_a_receipt_within_its_timeout_falls_back_to_webchat() {
+    let app = TestApp::spawn().await;
+    tenant_with_email_receipts_and_webchat(&app, 2).await;
+    let profile = Uuid::new_v4();
+    let contact = app
+        .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
+        .await;
+    give_webchat_visitor(&app, contact).await;
+    let event_id = Uuid::new_v4().to_string();
+    assert_eq!(
+        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-FB"))
+            .await
+            .status(),
+        200
+    );
+
+    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+    let outcome = app
+        .workflow_result(&workflow_id)
+        .await
+        .expect("delivered on webchat");
+    let delivered = outcome.delivered.expect("delivered");
+    assert_eq!(delivered.channel.as_str(), "WEBCHAT");
+    assert_eq!(delivered.status.as_str(), "DELIVERED");
+    assert_eq!(outcome.attempts[0], "EMAIL: no delivery receipt within 2s");
+
+    let rows: Vec<(Uuid, String, String, i16, Option<Uuid>)> = sqlx::query_as(
+        "select id, channel, status, attempt, replaces_message_id from messages where workflow_id = $1 order by attempt",
+    )
+    .bind(&workflow_id)
+    .fetch_all(&app.pool)
+    .await
+    .expect("messages");
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].1.as_str(), rows[0].2.as_str()), ("EMAIL", "SENT"));
+    assert_eq!(
+        (rows[1].1.as_str(), rows[1].2.as_str()),
+        ("WEBCHAT", "DELIVERED")
+    );
+    assert_eq!(
+        rows[1].4,
+        Some(rows[0].0),
+        "the webchat message replaces the email"
+    );
+    assert_eq!(app.sent_emails().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_receipt_recorded_while_the_signal_was_lost_still_ends_the_notification() {
+    let app = TestApp::spawn().await;
+    tenant_with_email_receipts_and_webchat(&app, 3).await;
+    let profile = Uuid::new_v4();
+    let contact = app
+        .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
+        .await;
+    give_webchat_visitor(&app, contact).await;
+    let event_id = Uuid::new_v4().to_string();
+    assert_eq!(
+        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-LOST"))
+            .await
+            .status(),
+        200
+    );
+    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+
+    // The delivery is written to Postgres but no signal reaches the workflow
+    // (as if the webhook process died between the two).
+    let external_id: String = app
+        .eventually("the email is sent", std::time::Duration::from_secs(20), || async {
+            sqlx::query_scalar::<_, Option<String>>(
+                "select external_message_id from messages where workflow_id = $1 and channel = 'EMAIL'",
+            )
+            .bind(&workflow_id)
+            .fetch_optional(&app.pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+        })
+        .await;
+    let effect = busflow_activities::store::messages::record_callback(
+        &app.pool,
+        &busflow_activities::store::messages::DeliveryCallback {
+            tenant_id: None,
+            channel: busflow_activities::model::Channel::Email,
+            external_message_id: external_id,
+            status: busflow_activities::model::MessageStatus::Delivered,
+            reason: None,
+            occurred_at: chrono::Utc::now(),
+            detail: json!({"eventType": "Delivery"}),
+        },
+    )
+    .await
+    .expect("callback recorded");
+    assert!(matches!(
+        effect,
+        busflow_activities::store::messages::CallbackEffect::Applied { changed: true, .. }
+    ));
+
+    let outcome = app.workflow_result(&workflow_id).await.expect("delivered");
+    let delivered = outcome.delivered.expect("delivered");
+    assert_eq!(delivered.channel.as_str(), "EMAIL");
+    assert_eq!(delivered.status.as_str(), "DELIVERED");
+    assert_eq!(
+        app.count("select count(*) from messages where channel = 'WEBCHAT'")
+            .await,
+        0,
+        "no second send"
+    );
+}
+
+#[tokio::test]
+async fn a_recipient_no_channel_can_reach_is_recorded_as_not_sent() {
+    let app = TestApp::spawn().await;
+    app.add_email_account(true).await;
+    let profile = Uuid::new_v4();
+    let contact = app
+        .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
+        .await;
+    sqlx::query("update contacts set opted_out_channels = '{EMAIL}' where id = $1")
+        .bind(contact.0)
+        .execute(&app.pool)
+        .await
+        .expect("opt out");
+    let event_id = Uuid::new_v4().to_string();
+    assert_eq!(
+        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-NONE"))
+            .await
+            .status(),
+        200
+    );
+
+    let outcome = app
+        .workflow_result(&notification_workflow_id(app.tenant_id, &event_id, contact))
+        .await
+        .expect("completes without sending");
+    assert!(outcome.delivered.is_none());
+    let reason = outcome.not_sent_reason.expect("a reason");
+    assert!(reason.contains("EMAIL: contact opted out"), "{reason}");
+    assert!(
+        reason.contains("WHATSAPP: tenant has no ACTIVE channel account"),
+        "{reason}"
+    );
+    assert_eq!(app.count("select count(*) from messages").await, 0);
+    assert!(app.sent_emails().await.is_empty());
+}
