@@ -3,6 +3,7 @@
 //! start-up; a missing or malformed value stops the process with a message
 //! that names it.
 
+use busflow_activities::crypto::KeyRing;
 use busflow_activities::providers::aws::AwsSettings;
 use busflow_api::temporal::TemporalSettings;
 use busflow_workflows::names::TASK_QUEUE;
@@ -63,6 +64,35 @@ impl ProviderArgs {
             endpoint_url: self.aws_endpoint_url.clone(),
             static_credentials: None,
         }
+    }
+}
+
+/// The key ring that seals channel account secrets.
+#[derive(Clone, Args)]
+pub struct KeyArgs {
+    /// `id:base64-32-byte-key[,id:key…]`; the last (or BUSFLOW_ACTIVE_KEY_ID) seals new secrets.
+    #[arg(long, env = "BUSFLOW_SECRET_KEYS", hide_env_values = true)]
+    pub secret_keys: Option<String>,
+    #[arg(long, env = "BUSFLOW_ACTIVE_KEY_ID")]
+    pub active_key_id: Option<String>,
+}
+
+impl std::fmt::Debug for KeyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyArgs")
+            .field(
+                "secret_keys",
+                &self.secret_keys.as_ref().map(|_| "<redacted>"),
+            )
+            .field("active_key_id", &self.active_key_id)
+            .finish()
+    }
+}
+
+impl KeyArgs {
+    pub fn key_ring(&self) -> anyhow::Result<KeyRing> {
+        let spec = self.secret_keys.as_deref().unwrap_or_default();
+        Ok(KeyRing::parse(spec, self.active_key_id.as_deref())?)
     }
 }
 

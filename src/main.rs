@@ -3,9 +3,10 @@
 //! Temporal cluster (address, namespace and TLS from the environment).
 
 use anyhow::Context;
+use busflow_activities::notification::NotificationActivities;
 use busflow_api::AppState;
 use busflow_api::temporal::TemporalGateway;
-use busflow_comms::config::{ApiArgs, DatabaseArgs, ProviderArgs, TemporalArgs};
+use busflow_comms::config::{ApiArgs, DatabaseArgs, KeyArgs, ProviderArgs, TemporalArgs};
 use busflow_comms::shutdown::Shutdown;
 use busflow_comms::{database, dev, server, worker};
 use clap::{Parser, Subcommand};
@@ -43,6 +44,8 @@ enum Command {
         temporal: TemporalArgs,
         #[command(flatten)]
         api: ApiArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
     },
     /// Run the Temporal worker.
     Worker {
@@ -52,11 +55,29 @@ enum Command {
         temporal: TemporalArgs,
         #[command(flatten)]
         providers: ProviderArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Manage the key ring that seals channel account secrets.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Create the database if missing and apply migrations.
     Migrate {
         #[command(flatten)]
         database: DatabaseArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-seal every channel account secret under the active key.
+    Rotate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
     },
 }
 
@@ -90,14 +111,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             database,
             temporal,
             api,
+            keys,
         } => {
             let config = api.config()?;
+            let keys = keys.key_ring()?;
             let pool =
                 database::connect(&database.database_url, database.db_max_connections).await?;
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
             let state = Arc::new(AppState {
                 pool,
+                keys,
                 temporal: TemporalGateway::new(temporal.settings(), temporal.task_queue.clone()),
                 config,
             });
@@ -108,7 +132,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             database,
             temporal,
             providers,
+            keys,
         } => {
+            let keys = keys.key_ring()?;
             let pool =
                 database::connect(&database.database_url, database.db_max_connections).await?;
             let client =
@@ -118,14 +144,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
             let providers = worker::providers(&providers.aws()).await;
-            worker::run(
-                client,
-                &temporal.task_queue,
-                pool,
-                providers,
-                shutdown.wait(),
-            )
-            .await
+            let activities = NotificationActivities::new(pool, providers, keys);
+            worker::run(client, &temporal.task_queue, activities, shutdown.wait()).await
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { database, keys },
+        } => {
+            let keys = keys.key_ring()?;
+            let pool = database::connect(&database.database_url, 2).await?;
+            let moved = busflow_activities::secrets::rotate(&pool, &keys).await?;
+            println!(
+                "re-sealed {moved} channel account secret(s) under key '{}'",
+                keys.active_kid()
+            );
+            Ok(())
         }
     }
 }

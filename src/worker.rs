@@ -7,7 +7,6 @@ use busflow_activities::notification::{NotificationActivities, Providers};
 use busflow_activities::providers::aws::{AwsSettings, sdk_config};
 use busflow_activities::providers::ses::SesEmail;
 use busflow_workflows::NotificationWorkflow;
-use sqlx::PgPool;
 use std::collections::HashSet;
 use std::future::Future;
 use temporalio_client::Client;
@@ -28,8 +27,7 @@ pub async fn providers(aws: &AwsSettings) -> Providers {
 pub async fn run(
     client: Client,
     task_queue: &str,
-    pool: PgPool,
-    providers: Providers,
+    activities: NotificationActivities,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(RuntimeOptions::default())
@@ -46,7 +44,7 @@ pub async fn run(
     let options = WorkerOptions::new(task_queue)
         .register_workflow::<NotificationWorkflow>()
         .context("registering NotificationWorkflow")?
-        .register_activities(NotificationActivities::new(pool, providers))
+        .register_activities(activities)
         .workflow_task_poller_behavior(pollers())
         .activity_task_poller_behavior(pollers())
         // A nondeterministic workflow fails visibly instead of retrying its task forever.

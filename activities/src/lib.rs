@@ -10,6 +10,7 @@ pub mod model;
 pub mod notification;
 pub mod planning;
 pub mod providers;
+pub mod secrets;
 pub mod store;
 pub mod templates;
 pub mod triggers;

@@ -7,6 +7,7 @@
 //! are read from Postgres inside the activity, so Temporal history holds no
 //! personal data beyond the event's own variables.
 
+use crate::crypto::KeyRing;
 use crate::model::{
     Channel, ChannelAccountId, ChannelAccountStatus, ContactId, MessageId, MessageStatus, TenantId,
 };
@@ -122,11 +123,16 @@ pub struct Providers {
 pub struct NotificationActivities {
     pool: PgPool,
     providers: Providers,
+    keys: KeyRing,
 }
 
 impl NotificationActivities {
-    pub fn new(pool: PgPool, providers: Providers) -> Self {
-        Self { pool, providers }
+    pub fn new(pool: PgPool, providers: Providers, keys: KeyRing) -> Self {
+        Self {
+            pool,
+            providers,
+            keys,
+        }
     }
 }
 

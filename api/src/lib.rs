@@ -7,9 +7,11 @@ pub mod error;
 pub mod hasura;
 pub mod health;
 pub mod temporal;
+pub mod webhooks;
 
 use axum::Router;
 use axum::routing::{get, post};
+use busflow_activities::crypto::KeyRing;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +38,8 @@ impl std::fmt::Debug for ApiConfig {
 /// Shared state of every handler.
 pub struct AppState {
     pub pool: PgPool,
+    /// Opens channel account secrets (Meta app secret, verify token).
+    pub keys: KeyRing,
     pub temporal: TemporalGateway,
     pub config: ApiConfig,
 }
@@ -46,5 +50,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/hasura/events", post(hasura::events::receive))
+        .route(
+            "/webhooks/meta/{tenant_id}",
+            get(webhooks::meta::verify).post(webhooks::meta::receive),
+        )
         .with_state(state)
 }

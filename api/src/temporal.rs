@@ -4,11 +4,13 @@
 
 use anyhow::Context;
 use busflow_workflows::names::{memo, search_attributes as sa, workflow_types};
+use busflow_workflows::notification::DeliveryUpdate;
 use busflow_workflows::{NotificationRequest, NotificationWorkflow};
 use std::time::Duration;
 use temporalio_client::{
     Client, ClientOptions, Connection, Url, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
-    WorkflowStartOptions, envconfig::LoadClientConfigProfileOptions, errors::WorkflowStartError,
+    WorkflowSignalOptions, WorkflowStartOptions, envconfig::LoadClientConfigProfileOptions,
+    errors::WorkflowStartError,
 };
 use temporalio_common::MemoValues;
 use temporalio_common::search_attributes::SearchAttributes;
@@ -107,6 +109,24 @@ impl TemporalGateway {
         self.client
             .get_or_try_init(|| connect(&self.settings, "busflow-comms-api"))
             .await
+    }
+
+    /// Relays a delivery receipt to the notification that owns the message.
+    pub async fn signal_delivery(
+        &self,
+        workflow_id: &str,
+        update: DeliveryUpdate,
+    ) -> anyhow::Result<()> {
+        let client = self.client().await?;
+        client
+            .get_workflow_handle::<NotificationWorkflow>(workflow_id)
+            .signal(
+                NotificationWorkflow::delivery_status,
+                update,
+                WorkflowSignalOptions::default(),
+            )
+            .await
+            .with_context(|| format!("signalling {workflow_id}"))
     }
 
     /// Starts `NotificationWorkflow` under `workflow_id`; a second start of the

@@ -48,6 +48,8 @@ pub struct ServiceDev {
     pub listen: std::net::SocketAddr,
     pub webhook_secret: String,
     pub task_queue: String,
+    /// Development-only key ring for channel account secrets.
+    pub secret_keys: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

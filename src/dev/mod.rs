@@ -10,6 +10,8 @@ pub mod seed;
 use crate::shutdown::Shutdown;
 use crate::{database, server, worker};
 use anyhow::Context;
+use busflow_activities::crypto::KeyRing;
+use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use busflow_api::{ApiConfig, AppState};
@@ -113,8 +115,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .context("registering the demo sender domain on the emulator")?;
     seed::seed_demo_tenant(&pool, &stack.demo_tenant).await?;
 
+    let keys = KeyRing::parse(&stack.service.secret_keys, None)
+        .context("service.secret_keys in temporal-dev.yml")?;
     let state = Arc::new(AppState {
         pool: pool.clone(),
+        keys: keys.clone(),
         temporal: TemporalGateway::with_client(client.clone(), stack.service.task_queue.clone()),
         config: ApiConfig {
             webhook_secret: stack.service.webhook_secret.clone(),
@@ -125,11 +130,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let api = tokio::spawn(server::serve(listener, state, shutdown.wait()));
     print_banner(&stack);
 
+    let activities = NotificationActivities::new(pool, providers, keys);
     let worker_result = worker::run(
         client,
         &stack.service.task_queue,
-        pool,
-        providers,
+        activities,
         shutdown.wait(),
     )
     .await;

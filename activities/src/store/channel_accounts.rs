@@ -24,8 +24,14 @@ pub struct ChannelAccount {
 impl ChannelAccount {
     /// The associated data that binds this account's sealed secrets to it.
     pub fn secret_context(&self) -> String {
-        format!("{}/{}", self.tenant_id, self.id)
+        secret_context(self.tenant_id, self.id)
     }
+}
+
+/// Sealed secrets are bound to their tenant and account: a ciphertext copied
+/// onto another account does not open.
+pub fn secret_context(tenant_id: TenantId, account_id: ChannelAccountId) -> String {
+    format!("{tenant_id}/{account_id}")
 }
 
 const COLUMNS: &str =
@@ -89,6 +95,24 @@ pub async fn active_channels(
           group by channel",
     )
     .bind(tenant_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Every account the tenant has on a channel, whatever its status (webhooks
+/// must still verify callbacks for a suspended account's last messages).
+pub async fn for_channel(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    channel: Channel,
+) -> sqlx::Result<Vec<ChannelAccount>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from channel_accounts
+          where tenant_id = $1 and channel = $2 and status <> 'DISCONNECTED'
+          order by created_at, id"
+    ))
+    .bind(tenant_id)
+    .bind(channel)
     .fetch_all(pool)
     .await
 }

@@ -3,7 +3,9 @@
 //! one helper per thing a test does.
 
 use super::services::{self, AWS_KEYS, AWS_REGION};
+use busflow_activities::crypto::KeyRing;
 use busflow_activities::model::{ContactId, TenantId};
+use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use busflow_api::{ApiConfig, AppState};
@@ -20,6 +22,15 @@ use temporalio_client::{Client, WorkflowGetResultOptions};
 use uuid::Uuid;
 
 pub const SECRET: &str = "test-webhook-secret";
+
+/// The test key ring (two keys, so rotation can be exercised).
+pub fn test_keys() -> KeyRing {
+    KeyRing::parse(
+        "test-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=,test-2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=",
+        Some("test-2"),
+    )
+    .expect("test key ring")
+}
 
 /// How a test wants its app wired; defaults point at the shared services.
 pub struct TestOptions {
@@ -124,6 +135,7 @@ impl TestApp {
 
         let state = Arc::new(AppState {
             pool: pool.clone(),
+            keys: test_keys(),
             temporal: TemporalGateway::new(temporal_settings, task_queue.clone()),
             config: ApiConfig {
                 webhook_secret: SECRET.to_owned(),
@@ -334,8 +346,8 @@ fn spawn_worker(
                 .await
                 .expect("worker temporal client");
             let providers = worker::providers(&aws).await;
-            if let Err(e) = worker::run(client, &task_queue, pool, providers, shutdown.wait()).await
-            {
+            let activities = NotificationActivities::new(pool, providers, test_keys());
+            if let Err(e) = worker::run(client, &task_queue, activities, shutdown.wait()).await {
                 eprintln!("test worker stopped with an error: {e:#}");
             }
         });

@@ -1,0 +1,151 @@
+//! Channel account secrets: what `provider_secrets` holds once opened, and
+//! the only ways to read, write and rotate it. Opened secrets exist only in
+//! memory, inside the activity or webhook handler that needs them; their
+//! `Debug` is redacted, and they are never serialized into workflow payloads.
+
+use crate::crypto::{CryptoError, KeyRing, SealedSecret};
+use crate::model::{ChannelAccountId, TenantId};
+use crate::store::channel_accounts::{ChannelAccount, secret_context};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use sqlx::types::Json;
+use std::fmt;
+
+/// The secret half of a channel account's configuration.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderSecrets {
+    /// Meta system-user access token (WhatsApp sends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// Meta app secret (webhook `X-Hub-Signature-256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_secret: Option<String>,
+    /// Meta webhook verification token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_token: Option<String>,
+}
+
+impl fmt::Debug for ProviderSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ProviderSecrets")
+            .field("access_token", &shown(&self.access_token))
+            .field("app_secret", &shown(&self.app_secret))
+            .field("verify_token", &shown(&self.verify_token))
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("channel account {0} secrets: {1}")]
+    Crypto(ChannelAccountId, #[source] CryptoError),
+    #[error("channel account {0} secrets are not valid JSON after opening")]
+    Malformed(ChannelAccountId),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Opens the account's secrets (empty when it has none).
+pub fn open(keys: &KeyRing, account: &ChannelAccount) -> Result<ProviderSecrets, SecretsError> {
+    let Some(Json(sealed)) = &account.provider_secrets else {
+        return Ok(ProviderSecrets::default());
+    };
+    let plaintext = keys
+        .open(sealed, &account.secret_context())
+        .map_err(|e| SecretsError::Crypto(account.id, e))?;
+    serde_json::from_slice(&plaintext).map_err(|_| SecretsError::Malformed(account.id))
+}
+
+fn seal(
+    keys: &KeyRing,
+    tenant_id: TenantId,
+    account_id: ChannelAccountId,
+    secrets: &ProviderSecrets,
+) -> Result<SealedSecret, SecretsError> {
+    let plaintext = serde_json::to_vec(secrets).map_err(|_| SecretsError::Malformed(account_id))?;
+    keys.seal(&plaintext, &secret_context(tenant_id, account_id))
+        .map_err(|e| SecretsError::Crypto(account_id, e))
+}
+
+/// Seals and stores the account's secrets under the active key.
+pub async fn store(
+    pool: &PgPool,
+    keys: &KeyRing,
+    tenant_id: TenantId,
+    account_id: ChannelAccountId,
+    secrets: &ProviderSecrets,
+) -> Result<(), SecretsError> {
+    let sealed = seal(keys, tenant_id, account_id, secrets)?;
+    sqlx::query(
+        "update channel_accounts set provider_secrets = $3, updated_at = now() where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(account_id)
+    .bind(Json(&sealed))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Re-seals every secret not under the active key; returns how many moved.
+/// Each account is re-sealed in its own short transaction with a row lock, so
+/// a concurrent writer is never overwritten with stale secrets.
+pub async fn rotate(pool: &PgPool, keys: &KeyRing) -> Result<usize, SecretsError> {
+    let stale: Vec<(TenantId, ChannelAccountId)> = sqlx::query_as(
+        "select tenant_id, id from channel_accounts
+          where provider_secrets is not null and provider_secrets ->> 'kid' <> $1",
+    )
+    .bind(keys.active_kid())
+    .fetch_all(pool)
+    .await?;
+    let mut moved = 0;
+    for (tenant_id, account_id) in stale {
+        let mut tx = pool.begin().await?;
+        let sealed: Option<Json<SealedSecret>> = sqlx::query_scalar(
+            "select provider_secrets from channel_accounts where tenant_id = $1 and id = $2 for update",
+        )
+        .bind(tenant_id)
+        .bind(account_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(Json(sealed)) = sealed.filter(|Json(s)| keys.is_stale(s)) else {
+            continue;
+        };
+        let plaintext = keys
+            .open(&sealed, &secret_context(tenant_id, account_id))
+            .map_err(|e| SecretsError::Crypto(account_id, e))?;
+        let resealed = keys
+            .seal(&plaintext, &secret_context(tenant_id, account_id))
+            .map_err(|e| SecretsError::Crypto(account_id, e))?;
+        sqlx::query("update channel_accounts set provider_secrets = $3, updated_at = now() where tenant_id = $1 and id = $2")
+            .bind(tenant_id)
+            .bind(account_id)
+            .bind(Json(&resealed))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        moved += 1;
+    }
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let secrets = ProviderSecrets {
+            access_token: Some("EAAG-very-secret".into()),
+            app_secret: Some("app-secret-value".into()),
+            verify_token: None,
+        };
+        let shown = format!("{secrets:?}");
+        assert!(
+            !shown.contains("EAAG") && !shown.contains("app-secret-value"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"));
+    }
+}

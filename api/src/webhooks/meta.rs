@@ -1,0 +1,270 @@
+//! `GET|POST /webhooks/meta/{tenant_id}`: the WhatsApp Cloud API webhook of
+//! one tenant (registered per WABA with Meta's override API).
+//!
+//! GET answers Meta's verification challenge when `hub.verify_token` matches
+//! one of the tenant's WhatsApp accounts. POST verifies
+//! `X-Hub-Signature-256` (HMAC-SHA256 of the raw body with the account's app
+//! secret, compared in constant time) before parsing, then applies every
+//! status in the payload. The tenant comes from the path and bounds every
+//! lookup: tenant A's URL can never touch tenant B's messages.
+
+use super::delivery;
+use crate::AppState;
+use crate::error::ApiError;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use busflow_activities::model::{Channel, MessageStatus, TenantId};
+use busflow_activities::secrets::{self, ProviderSecrets};
+use busflow_activities::store::channel_accounts;
+use busflow_activities::store::messages::DeliveryCallback;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+/// Meta's subscription check: echo `hub.challenge` when the token matches.
+pub async fn verify(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<String, ApiError> {
+    let tenant_id = parse_tenant(&tenant)?;
+    let (Some(mode), Some(token), Some(challenge)) = (
+        params.get("hub.mode"),
+        params.get("hub.verify_token"),
+        params.get("hub.challenge"),
+    ) else {
+        return Err(ApiError::bad_request(
+            "INVALID_CHALLENGE",
+            "expected hub.mode, hub.verify_token and hub.challenge",
+        ));
+    };
+    if mode != "subscribe" {
+        return Err(ApiError::bad_request(
+            "INVALID_CHALLENGE",
+            format!("hub.mode '{mode}' is not 'subscribe'"),
+        ));
+    }
+    let matches = tenant_secrets(&app, tenant_id).await?.iter().any(|s| {
+        s.verify_token
+            .as_deref()
+            .is_some_and(|expected| bool::from(expected.as_bytes().ct_eq(token.as_bytes())))
+    });
+    if !matches {
+        return Err(ApiError::client(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "hub.verify_token does not match",
+        ));
+    }
+    Ok(challenge.clone())
+}
+
+/// Statuses (and, later, inbound messages) for one tenant.
+pub async fn receive(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let tenant_id = parse_tenant(&tenant)?;
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("sha256="))
+        .and_then(decode_hex)
+        .ok_or_else(|| {
+            ApiError::unauthorized(format!("missing or malformed {SIGNATURE_HEADER}"))
+        })?;
+    let signed = tenant_secrets(&app, tenant_id).await?.iter().any(|s| {
+        s.app_secret.as_deref().is_some_and(|secret| {
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+            ring::hmac::verify(&key, &body, &signature).is_ok()
+        })
+    });
+    if !signed {
+        return Err(ApiError::unauthorized(format!(
+            "{SIGNATURE_HEADER} does not match the body"
+        )));
+    }
+
+    let payload: WebhookPayload = crate::error::parse_json(&body)?;
+    let mut applied = 0usize;
+    let mut pending = 0usize;
+    for status in payload.statuses() {
+        let Some(callback) = status.to_callback(tenant_id) else {
+            continue;
+        };
+        match delivery::apply(&app, &callback).await? {
+            busflow_activities::store::messages::CallbackEffect::Applied { .. } => applied += 1,
+            busflow_activities::store::messages::CallbackEffect::Pending => pending += 1,
+        }
+    }
+    Ok(Json(json!({"applied": applied, "pending": pending})))
+}
+
+fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
+    raw.parse::<Uuid>()
+        .map(TenantId)
+        .map_err(|_| ApiError::client(StatusCode::NOT_FOUND, "UNKNOWN_TENANT", "no such webhook"))
+}
+
+/// The opened secrets of the tenant's WhatsApp accounts. A tenant without one
+/// has no webhook: 404, the same answer as for an unknown tenant.
+async fn tenant_secrets(
+    app: &AppState,
+    tenant_id: TenantId,
+) -> Result<Vec<ProviderSecrets>, ApiError> {
+    let accounts = channel_accounts::for_channel(&app.pool, tenant_id, Channel::WhatsApp)
+        .await
+        .map_err(anyhow::Error::from)?;
+    if accounts.is_empty() {
+        return Err(ApiError::client(
+            StatusCode::NOT_FOUND,
+            "UNKNOWN_TENANT",
+            "no such webhook",
+        ));
+    }
+    accounts
+        .iter()
+        .map(|account| secrets::open(&app.keys, account))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::Unexpected(e.into()))
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct WebhookPayload {
+    #[serde(default)]
+    entry: Vec<Entry>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Entry {
+    #[serde(default)]
+    changes: Vec<Change>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Change {
+    #[serde(default)]
+    value: ChangeValue,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ChangeValue {
+    #[serde(default)]
+    statuses: Vec<StatusUpdate>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusUpdate {
+    id: String,
+    status: String,
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    errors: Vec<MetaError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MetaError {
+    #[serde(default)]
+    code: Option<i64>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl WebhookPayload {
+    fn statuses(&self) -> impl Iterator<Item = &StatusUpdate> {
+        self.entry
+            .iter()
+            .flat_map(|e| e.changes.iter())
+            .flat_map(|c| c.value.statuses.iter())
+    }
+}
+
+impl StatusUpdate {
+    /// `None` for statuses we do not track (e.g. `deleted`, `warning`).
+    fn to_callback(&self, tenant_id: TenantId) -> Option<DeliveryCallback> {
+        let status = match self.status.as_str() {
+            "sent" => MessageStatus::Sent,
+            "delivered" => MessageStatus::Delivered,
+            "read" => MessageStatus::Read,
+            "failed" => MessageStatus::Failed,
+            _ => return None,
+        };
+        let occurred_at = self
+            .timestamp
+            .as_deref()
+            .and_then(|t| t.parse::<i64>().ok())
+            .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+            .unwrap_or_else(chrono::Utc::now);
+        let reason = self.errors.first().map(|e| {
+            format!(
+                "WhatsApp {}: {}",
+                e.code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "error".into()),
+                e.message
+                    .as_deref()
+                    .or(e.title.as_deref())
+                    .unwrap_or("no details")
+            )
+        });
+        Some(DeliveryCallback {
+            tenant_id: Some(tenant_id),
+            channel: Channel::WhatsApp,
+            external_message_id: self.id.clone(),
+            status,
+            reason,
+            occurred_at,
+            detail: json!({"status": self.status, "error_codes": self.errors.iter().filter_map(|e| e.code).collect::<Vec<_>>()}),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_signatures_decode_and_junk_does_not() {
+        assert_eq!(decode_hex("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(decode_hex("0"), None);
+        assert_eq!(decode_hex("zz"), None);
+    }
+
+    #[test]
+    fn failed_statuses_carry_the_error_code_and_message() {
+        let update: StatusUpdate = serde_json::from_value(json!({
+            "id": "wamid.1", "status": "failed", "timestamp": "1764237600",
+            "errors": [{"code": 131026, "title": "Message undeliverable", "message": "Message undeliverable"}]
+        }))
+        .expect("status");
+        let callback = update.to_callback(TenantId(Uuid::nil())).expect("tracked");
+        assert_eq!(callback.status, MessageStatus::Failed);
+        assert_eq!(
+            callback.reason.as_deref(),
+            Some("WhatsApp 131026: Message undeliverable")
+        );
+        assert_eq!(callback.occurred_at.timestamp(), 1_764_237_600);
+    }
+}

@@ -1,0 +1,8 @@
+//! Provider webhooks: delivery receipts (and, later, inbound messages) from
+//! Meta, SES and SNS. Every handler verifies the provider's signature over the
+//! raw body before it parses anything, and answers 2xx once the callback is
+//! safely recorded — even for an id we do not know — so providers do not
+//! retry it for days.
+
+pub mod delivery;
+pub mod meta;
