@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod ses;
+pub mod sms;
 
 use crate::model::{Channel, MessageId};
 use std::time::Duration;
