@@ -4,6 +4,7 @@
 //! decides between retry, fall back and fail without knowing any provider.
 
 pub mod aws;
+pub mod meta;
 pub mod ses;
 pub mod sms;
 
