@@ -3,13 +3,18 @@
 //! credentials from settings or the standard provider chain.
 //!
 //! SDK-level retries are off: the Temporal activity retry policy owns retries,
-//! so every attempt is visible in the workflow history.
+//! so every attempt is visible in the workflow history. For the same reason
+//! every SDK error becomes a classified `Failure` here, by the provider's own
+//! error table, in one place for all AWS adapters.
 
+use super::{ErrorRule, Failure, FailureClass, classify};
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+// Every AWS SDK crate re-exports these same smithy types; any one will do.
+use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 use std::time::Duration;
 
 /// Where and as whom the AWS clients talk.
@@ -62,4 +67,62 @@ pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
         ));
     }
     loader.load().await
+}
+
+/// Turns an AWS SDK error into a `Failure`: a service error by its code in
+/// `table` (unknown codes retry), anything on the way there (timeout,
+/// connection, unreadable response) as `Retry`. The reason is AWS's message,
+/// which never echoes credentials.
+pub fn classify_sdk_error<E: ProvideErrorMetadata, R: std::fmt::Debug>(
+    provider: &'static str,
+    table: &[ErrorRule],
+    err: &SdkError<E, R>,
+) -> Failure {
+    match err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("Unknown").to_owned();
+            let reason = service
+                .err()
+                .message()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("no message from {provider}"));
+            Failure {
+                provider,
+                class: classify(table, &code),
+                code,
+                reason,
+                retry_after: None,
+            }
+        }
+        SdkError::TimeoutError(_) => transport_failure(
+            provider,
+            "Timeout",
+            format!("{provider} did not answer in time"),
+        ),
+        SdkError::DispatchFailure(_) => transport_failure(
+            provider,
+            "Unreachable",
+            format!("{provider} endpoint could not be reached"),
+        ),
+        SdkError::ResponseError(_) => transport_failure(
+            provider,
+            "BadResponse",
+            format!("{provider} answered with an unreadable response"),
+        ),
+        _ => transport_failure(
+            provider,
+            "Unknown",
+            format!("{provider} request failed before it was sent"),
+        ),
+    }
+}
+
+fn transport_failure(provider: &'static str, code: &str, reason: String) -> Failure {
+    Failure {
+        provider,
+        class: FailureClass::Retry,
+        code: code.into(),
+        reason,
+        retry_after: None,
+    }
 }

@@ -4,7 +4,9 @@
 //! decides between retry, fall back and fail without knowing any provider.
 
 pub mod aws;
+pub mod meta;
 pub mod ses;
+pub mod sms;
 
 use crate::model::{Channel, MessageId};
 use std::time::Duration;

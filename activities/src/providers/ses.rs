@@ -1,6 +1,7 @@
 //! Email through Amazon SES v2 `SendEmail` (simple content: text + html).
 
-use super::{Accepted, ErrorRule, Failure, FailureClass, SendMessageCommand, classify};
+use super::aws::classify_sdk_error;
+use super::{Accepted, ErrorRule, Failure, FailureClass, SendMessageCommand};
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use serde::Deserialize;
@@ -110,7 +111,7 @@ impl SesEmail {
                     retry_after: None,
                 }),
             },
-            Err(err) => Err(classify_sdk_error(&err)),
+            Err(err) => Err(classify_sdk_error(PROVIDER, SES_ERRORS, &err)),
         }
     }
 }
@@ -131,48 +132,8 @@ impl SesEmail {
             Err(SdkError::ServiceError(e)) if e.err().code() == Some("AlreadyExistsException") => {
                 Ok(())
             }
-            Err(e) => Err(classify_sdk_error(&e)),
+            Err(e) => Err(classify_sdk_error(PROVIDER, SES_ERRORS, &e)),
         }
-    }
-}
-
-fn classify_sdk_error<E: ProvideErrorMetadata, R: std::fmt::Debug>(
-    err: &SdkError<E, R>,
-) -> Failure {
-    match err {
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or("Unknown").to_owned();
-            let reason = service
-                .err()
-                .message()
-                .unwrap_or("no message from SES")
-                .to_owned();
-            Failure {
-                provider: PROVIDER,
-                class: classify(SES_ERRORS, &code),
-                code,
-                reason,
-                retry_after: None,
-            }
-        }
-        SdkError::TimeoutError(_) => transport_failure("Timeout", "SES did not answer in time"),
-        SdkError::DispatchFailure(_) => {
-            transport_failure("Unreachable", "SES endpoint could not be reached")
-        }
-        SdkError::ResponseError(_) => {
-            transport_failure("BadResponse", "SES answered with an unreadable response")
-        }
-        _ => transport_failure("Unknown", "SES request failed before it was sent"),
-    }
-}
-
-fn transport_failure(code: &str, reason: &str) -> Failure {
-    Failure {
-        provider: PROVIDER,
-        class: FailureClass::Retry,
-        code: code.into(),
-        reason: reason.into(),
-        retry_after: None,
     }
 }
 
@@ -189,6 +150,7 @@ fn local_failure(reason: String) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::classify;
 
     #[test]
     fn the_table_sorts_codes_into_retry_recipient_and_account() {
