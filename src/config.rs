@@ -5,6 +5,7 @@
 
 use busflow_activities::crypto::KeyRing;
 use busflow_activities::providers::aws::AwsSettings;
+use busflow_activities::providers::meta::MetaSettings;
 use busflow_api::temporal::TemporalSettings;
 use busflow_workflows::names::TASK_QUEUE;
 use clap::Args;
@@ -55,9 +56,30 @@ pub struct ProviderArgs {
     /// Override the AWS endpoint (e.g. the moto emulator); unset for real AWS.
     #[arg(long, env = "BUSFLOW_AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
+    /// Meta Graph API base URL.
+    #[arg(
+        long,
+        env = "BUSFLOW_META_GRAPH_URL",
+        default_value = "https://graph.facebook.com"
+    )]
+    pub meta_graph_url: String,
+    /// Meta Graph API version.
+    #[arg(long, env = "BUSFLOW_META_API_VERSION", default_value = "v21.0")]
+    pub meta_api_version: String,
+    /// This service's public API URL: sandbox channel accounts post their
+    /// simulated receipts to its webhooks. Unset: no simulated receipts.
+    #[arg(long, env = "BUSFLOW_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 impl ProviderArgs {
+    pub fn meta(&self) -> MetaSettings {
+        MetaSettings {
+            graph_base_url: self.meta_graph_url.clone(),
+            api_version: self.meta_api_version.clone(),
+        }
+    }
+
     pub fn aws(&self) -> AwsSettings {
         AwsSettings {
             region: self.aws_region.clone(),

@@ -143,7 +143,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .context("the worker needs Temporal")?;
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
-            let providers = worker::providers(&providers.aws()).await;
+            let providers = worker::providers(
+                &providers.aws(),
+                providers.meta(),
+                providers.public_url.clone(),
+            )
+            .await?;
             let activities = NotificationActivities::new(pool, providers, keys);
             worker::run(client, &temporal.task_queue, activities, shutdown.wait()).await
         }

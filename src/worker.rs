@@ -3,9 +3,12 @@
 //! the task that owns the runtime (main, or a dedicated thread in tests).
 
 use anyhow::Context;
-use busflow_activities::notification::{NotificationActivities, Providers};
+use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::{AwsSettings, sdk_config};
+use busflow_activities::providers::meta::{MetaCloud, MetaSettings};
+use busflow_activities::providers::router::Providers;
 use busflow_activities::providers::ses::SesEmail;
+use busflow_activities::providers::sms::SnsSms;
 use busflow_workflows::NotificationWorkflow;
 use std::collections::HashSet;
 use std::future::Future;
@@ -15,12 +18,20 @@ use temporalio_sdk::runtime::{
 };
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
-/// Provider clients from settings.
-pub async fn providers(aws: &AwsSettings) -> Providers {
+/// Provider clients from settings. `sandbox_webhook_base` is this service's
+/// API, where sandbox accounts post their simulated receipts.
+pub async fn providers(
+    aws: &AwsSettings,
+    meta: MetaSettings,
+    sandbox_webhook_base: Option<String>,
+) -> anyhow::Result<Providers> {
     let sdk = sdk_config(aws).await;
-    Providers {
+    Ok(Providers {
         ses: SesEmail::new(&sdk),
-    }
+        sms: SnsSms::new(&sdk),
+        meta: MetaCloud::new(meta).context("building the Meta Graph API client")?,
+        sandbox_webhook_base,
+    })
 }
 
 /// Runs the worker until `shutdown` resolves, then drains and returns.

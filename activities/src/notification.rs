@@ -12,9 +12,9 @@ use crate::model::{
     Channel, ChannelAccountId, ChannelAccountStatus, ContactId, MessageId, MessageStatus, TenantId,
 };
 use crate::planning::{self, NotificationPlan};
-use crate::providers::ses::{EmailAccountConfig, SesEmail};
-use crate::providers::{Failure, FailureClass, SendMessageCommand};
-use crate::store::{self, channel_accounts::ChannelAccount, contacts::Contact};
+use crate::providers::router::Providers;
+use crate::providers::{FailureClass, SendMessageCommand};
+use crate::store::{self, contacts::Contact};
 use crate::templates::{self, RenderError};
 use crate::triggers;
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,17 @@ pub struct PreparedMessage {
     pub template_key: String,
 }
 
+/// How preparing one channel's message went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PrepareOutcome {
+    Queued(PreparedMessage),
+    /// This channel cannot carry this notification (no address, no account,
+    /// no template for it): the workflow moves on to the next channel.
+    Unusable {
+        reason: String,
+    },
+}
+
 /// Input of `plan_notification`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanInput {
@@ -111,12 +122,6 @@ pub enum DispatchOutcome {
         reason: String,
         account_problem: bool,
     },
-}
-
-/// Provider clients shared by every dispatch.
-#[derive(Clone, Debug)]
-pub struct Providers {
-    pub ses: SesEmail,
 }
 
 /// The notification activities, registered on the worker.
@@ -201,8 +206,9 @@ impl NotificationActivities {
         self: Arc<Self>,
         _ctx: ActivityContext,
         input: PrepareInput,
-    ) -> Result<PreparedMessage, ActivityError> {
+    ) -> Result<PrepareOutcome, ActivityError> {
         let pool = &self.pool;
+        let unusable = |reason: String| Ok(PrepareOutcome::Unusable { reason });
         let contact = store::contacts::get(pool, input.tenant_id, input.contact_id)
             .await?
             .ok_or_else(|| {
@@ -212,30 +218,24 @@ impl NotificationActivities {
                 )
             })?;
         if recipient_address(&contact, input.channel).is_none() {
-            return Err(permanent(
-                failure_types::NO_ADDRESS,
-                format!("contact {} has no {} address", contact.id, input.channel),
-            ));
+            return unusable(format!("contact has no {} address", input.channel));
         }
-        let account =
+        let Some(account) =
             store::channel_accounts::active_for_channel(pool, input.tenant_id, input.channel)
                 .await?
-                .ok_or_else(|| {
-                    permanent(
-                        failure_types::NO_CHANNEL_ACCOUNT,
-                        format!(
-                            "tenant {} has no ACTIVE {} channel account",
-                            input.tenant_id, input.channel
-                        ),
-                    )
-                })?;
+        else {
+            return unusable(format!(
+                "tenant has no ACTIVE {} channel account",
+                input.channel
+            ));
+        };
         let tenant = store::tenants::settings(pool, input.tenant_id).await?;
         let locale = contact
             .locale
             .clone()
             .unwrap_or_else(|| tenant.default_locale.clone());
         let chain = templates::locale_chain(&locale);
-        let source = store::templates::resolve(
+        let Some(source) = store::templates::resolve(
             pool,
             input.tenant_id,
             &input.trigger_event,
@@ -243,17 +243,14 @@ impl NotificationActivities {
             &chain,
         )
         .await?
-        .ok_or_else(|| {
-            permanent(
-                failure_types::TEMPLATE_NOT_FOUND,
-                format!(
-                    "no {} template for '{}' in {} (tenant or platform)",
-                    input.channel,
-                    input.trigger_event,
-                    chain.join(", ")
-                ),
-            )
-        })?;
+        else {
+            return unusable(format!(
+                "no {} template for '{}' in {} (tenant or platform)",
+                input.channel,
+                input.trigger_event,
+                chain.join(", ")
+            ));
+        };
         let variables = template_variables(input.variables.clone(), &contact, &tenant.display_name);
         let rendered = templates::render(&source, &variables).map_err(|e| match &e {
             RenderError::MissingVariable { .. } => {
@@ -279,6 +276,7 @@ impl NotificationActivities {
                 subject: rendered.subject,
                 body: rendered.body,
                 body_html: rendered.body_html,
+                whatsapp_template: rendered.whatsapp_template,
             },
         )
         .await?;
@@ -290,12 +288,12 @@ impl NotificationActivities {
             input.channel,
             input.trigger_event
         );
-        Ok(PreparedMessage {
+        Ok(PrepareOutcome::Queued(PreparedMessage {
             message_id,
             channel: input.channel,
             channel_account_id: account.id,
             template_key: source.template_key,
-        })
+        }))
     }
 
     /// Sends a QUEUED message through its channel account's provider.
@@ -359,6 +357,25 @@ impl NotificationActivities {
                 .reject(&message.id, input.tenant_id, &reason, false)
                 .await;
         };
+        let whatsapp_template = message.whatsapp_template.clone().map(|t| t.0);
+        if message.channel == Channel::WhatsApp && whatsapp_template.is_none() {
+            let last_inbound = store::conversations::last_inbound_at(
+                pool,
+                input.tenant_id,
+                contact.id,
+                Channel::WhatsApp,
+            )
+            .await?;
+            let window_open = last_inbound
+                .is_some_and(|at| chrono::Utc::now() - at < chrono::Duration::hours(24));
+            if !window_open {
+                let reason = "WhatsApp free-form text is only allowed within 24 h of the contact's last message, \
+                              and this template maps to no approved WhatsApp template";
+                return self
+                    .reject(&message.id, input.tenant_id, reason, false)
+                    .await;
+            }
+        }
         let command = SendMessageCommand {
             message_id: message.id,
             channel: message.channel,
@@ -366,9 +383,9 @@ impl NotificationActivities {
             subject: message.subject.clone(),
             body: message.body.clone(),
             body_html: message.body_html.clone(),
-            whatsapp_template: None,
+            whatsapp_template,
         };
-        match self.send(&account, &command).await {
+        match self.providers.send(&self.keys, &account, &command).await {
             Ok(accepted) => {
                 let mut status = store::messages::mark_sent(
                     pool,
@@ -422,42 +439,6 @@ impl NotificationActivities {
 }
 
 impl NotificationActivities {
-    async fn send(
-        &self,
-        account: &ChannelAccount,
-        command: &SendMessageCommand,
-    ) -> Result<crate::providers::Accepted, Failure> {
-        match command.channel {
-            Channel::Email => {
-                let config: EmailAccountConfig =
-                    serde_json::from_value(account.provider_config.0.clone()).map_err(|e| {
-                        Failure {
-                            provider: "SES",
-                            class: FailureClass::Account,
-                            code: "InvalidAccountConfig".into(),
-                            reason: format!(
-                                "email channel account {} is misconfigured: {e}",
-                                account.id
-                            ),
-                            retry_after: None,
-                        }
-                    })?;
-                self.providers.ses.send(&config, command).await
-            }
-            // The widget reads messages from Postgres: stored is delivered.
-            Channel::Webchat => Ok(crate::providers::Accepted {
-                external_message_id: format!("webchat-{}", command.message_id),
-            }),
-            other => Err(Failure {
-                provider: "busflow",
-                class: FailureClass::Account,
-                code: "ChannelNotSupported".into(),
-                reason: format!("{other} is not supported yet"),
-                retry_after: None,
-            }),
-        }
-    }
-
     async fn reject(
         &self,
         message_id: &MessageId,

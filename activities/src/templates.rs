@@ -7,6 +7,7 @@
 //! carry is an error that names the variable, never an empty string in a
 //! customer's inbox.
 
+use crate::providers::WhatsAppTemplate;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -36,6 +37,21 @@ pub struct TemplateSource {
     pub subject: Option<String>,
     pub body: String,
     pub body_html: Option<String>,
+    /// The approved WhatsApp template this row maps to, if any.
+    pub whatsapp_template_name: Option<String>,
+    pub whatsapp_language: Option<String>,
+    /// `{"header": ["expr", …], "body": ["expr", …]}`: template expressions
+    /// that fill the approved template's parameters, in order.
+    pub whatsapp_parameters: Option<sqlx::types::Json<WhatsAppParameters>>,
+}
+
+/// Expressions for an approved WhatsApp template's parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WhatsAppParameters {
+    #[serde(default)]
+    pub header: Vec<String>,
+    #[serde(default)]
+    pub body: Vec<String>,
 }
 
 /// What the recipient will read.
@@ -44,6 +60,8 @@ pub struct RenderedMessage {
     pub subject: Option<String>,
     pub body: String,
     pub body_html: Option<String>,
+    /// The approved template and its rendered parameters (WhatsApp).
+    pub whatsapp_template: Option<WhatsAppTemplate>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,11 +116,63 @@ pub fn render(
         Some(html) => Some(render_one(&mut env, "html", html, true)?),
         None => None,
     };
+    let whatsapp_template = match &source.whatsapp_template_name {
+        Some(name) => {
+            let parameters = source
+                .whatsapp_parameters
+                .as_ref()
+                .map(|p| p.0.clone())
+                .unwrap_or_default();
+            let eval = |exprs: &[String]| -> Result<Vec<String>, RenderError> {
+                exprs
+                    .iter()
+                    .map(|expr| evaluate(&env, source, expr, variables))
+                    .collect()
+            };
+            Some(WhatsAppTemplate {
+                name: name.clone(),
+                language: source
+                    .whatsapp_language
+                    .clone()
+                    .unwrap_or_else(|| source.locale.replace('-', "_")),
+                header: eval(&parameters.header)?,
+                body: eval(&parameters.body)?,
+            })
+        }
+        None => None,
+    };
     Ok(RenderedMessage {
         subject,
         body,
         body_html,
+        whatsapp_template,
     })
+}
+
+/// Evaluates one parameter expression (`booking.booking_reference`) to text.
+fn evaluate(
+    env: &Environment<'_>,
+    source: &TemplateSource,
+    expr: &str,
+    variables: &serde_json::Value,
+) -> Result<String, RenderError> {
+    let compiled = env
+        .compile_expression(expr)
+        .map_err(|e| RenderError::Invalid {
+            template: source.template_key.clone(),
+            reason: format!("WhatsApp parameter '{expr}': {e}"),
+        })?;
+    let value = compiled.eval(variables).map_err(|e| RenderError::Invalid {
+        template: source.template_key.clone(),
+        reason: format!("WhatsApp parameter '{expr}': {e}"),
+    })?;
+    if value.is_undefined() || value.is_none() {
+        return Err(RenderError::MissingVariable {
+            template: source.template_key.clone(),
+            variable: expr.to_owned(),
+        });
+    }
+    Ok(value.to_string())
 }
 
 fn has_path(value: &serde_json::Value, dotted: &str) -> bool {
@@ -128,7 +198,38 @@ mod tests {
             subject: Some(subject.into()),
             body: body.into(),
             body_html: Some("<p>{{ contact.display_name }}</p>".into()),
+            whatsapp_template_name: None,
+            whatsapp_language: None,
+            whatsapp_parameters: None,
         }
+    }
+
+    #[test]
+    fn whatsapp_parameters_are_rendered_in_order_and_missing_ones_named() {
+        let mut s = source("s", "b");
+        s.whatsapp_template_name = Some("booking_confirmed_v2".into());
+        s.whatsapp_parameters = Some(sqlx::types::Json(WhatsAppParameters {
+            header: vec!["booking.booking_reference".into()],
+            body: vec![
+                "contact.first_name".into(),
+                "booking.seat | default('—')".into(),
+            ],
+        }));
+        let vars = json!({"contact": {"display_name": "Ana", "first_name": "Ana"}, "booking": {"booking_reference": "BK-1"}});
+        let out = render(&s, &vars).expect("renders");
+        let wa = out.whatsapp_template.expect("template");
+        assert_eq!(wa.name, "booking_confirmed_v2");
+        assert_eq!(wa.language, "es", "defaults to the row's locale");
+        assert_eq!(wa.header, ["BK-1"]);
+        assert_eq!(wa.body, ["Ana", "—"]);
+
+        s.whatsapp_parameters = Some(sqlx::types::Json(WhatsAppParameters {
+            header: vec![],
+            body: vec!["booking.gate".into()],
+        }));
+        assert!(
+            matches!(render(&s, &vars), Err(RenderError::MissingVariable { variable, .. }) if variable == "booking.gate")
+        );
     }
 
     #[test]

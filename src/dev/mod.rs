@@ -13,6 +13,7 @@ use anyhow::Context;
 use busflow_activities::crypto::KeyRing;
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
+use busflow_activities::providers::meta::MetaSettings;
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use busflow_api::{ApiConfig, AppState};
 use config::DevStack;
@@ -100,7 +101,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             stack.aws_emulator.secret_access_key.clone(),
         )),
     };
-    let providers = worker::providers(&aws).await;
+    let providers = worker::providers(
+        &aws,
+        MetaSettings::default(),
+        Some(format!("http://{}", stack.service.listen)),
+    )
+    .await?;
     let demo_domain = stack
         .demo_tenant
         .email

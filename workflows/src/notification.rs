@@ -19,7 +19,7 @@ use crate::names::search_attributes as sa;
 use busflow_activities::model::{Channel, ContactId, MessageId, MessageStatus, TenantId};
 use busflow_activities::notification::{
     DispatchInput, DispatchOutcome, MessageRef, NotificationActivities, PlanInput, PrepareInput,
-    failure_types,
+    PrepareOutcome, failure_types,
 };
 use busflow_activities::planning::ChannelStep;
 use serde::{Deserialize, Serialize};
@@ -155,7 +155,7 @@ impl NotificationWorkflow {
                 sa::CHANNEL.value_set(channel.as_str().to_owned()),
                 sa::NOTIFICATION_STATUS.value_set("QUEUED".to_owned()),
             ]);
-            let prepared = ctx
+            let prepared = match ctx
                 .execute_local_activity(
                     NotificationActivities::prepare_notification,
                     PrepareInput {
@@ -171,7 +171,15 @@ impl NotificationWorkflow {
                     },
                     db_step("render and queue the message"),
                 )
-                .await?;
+                .await?
+            {
+                PrepareOutcome::Queued(prepared) => prepared,
+                PrepareOutcome::Unusable { reason } => {
+                    let line = format!("{channel}: skipped: {reason}");
+                    ctx.state_mut(|s| s.progress.attempts.push(line));
+                    continue;
+                }
+            };
             let message_id = prepared.message_id;
             ctx.upsert_search_attributes([sa::MESSAGE_ID.value_set(message_id.to_string())]);
 

@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod meta;
+pub mod router;
 pub mod ses;
 pub mod sms;
 

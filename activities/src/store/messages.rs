@@ -3,6 +3,7 @@
 //! UPDATE statements themselves so concurrent or late writers cannot regress it.
 
 use crate::model::{Channel, ChannelAccountId, ContactId, MessageId, MessageStatus, TenantId};
+use crate::providers::WhatsAppTemplate;
 use sqlx::PgPool;
 
 /// An outbound message about to be queued by a workflow.
@@ -21,6 +22,7 @@ pub struct NewOutboundMessage {
     pub subject: Option<String>,
     pub body: String,
     pub body_html: Option<String>,
+    pub whatsapp_template: Option<WhatsAppTemplate>,
 }
 
 /// Inserts the message QUEUED, or returns the one this workflow step already
@@ -32,8 +34,8 @@ pub async fn insert_outbound_queued(
     sqlx::query_scalar(
         "insert into messages
             (id, tenant_id, contact_id, channel_account_id, direction, channel, status,
-             workflow_id, attempt, replaces_message_id, trigger_event, template_key, subject, body, body_html)
-         values ($1, $2, $3, $4, 'OUTBOUND', $5, 'QUEUED', $6, $7, $8, $9, $10, $11, $12, $13)
+             workflow_id, attempt, replaces_message_id, trigger_event, template_key, subject, body, body_html, whatsapp_template)
+         values ($1, $2, $3, $4, 'OUTBOUND', $5, 'QUEUED', $6, $7, $8, $9, $10, $11, $12, $13, $14)
          on conflict (tenant_id, workflow_id, attempt) where workflow_id is not null
          do update set updated_at = messages.updated_at
          returning id",
@@ -51,6 +53,7 @@ pub async fn insert_outbound_queued(
     .bind(&message.subject)
     .bind(&message.body)
     .bind(&message.body_html)
+    .bind(message.whatsapp_template.as_ref().map(sqlx::types::Json))
     .fetch_one(pool)
     .await
 }
@@ -68,6 +71,7 @@ pub struct OutboundMessage {
     pub subject: Option<String>,
     pub body: String,
     pub body_html: Option<String>,
+    pub whatsapp_template: Option<sqlx::types::Json<WhatsAppTemplate>>,
     pub failed_reason: Option<String>,
 }
 
@@ -78,7 +82,7 @@ pub async fn get_outbound(
 ) -> sqlx::Result<Option<OutboundMessage>> {
     sqlx::query_as(
         "select id, tenant_id, contact_id, channel_account_id, channel, status,
-                external_message_id, subject, body, body_html, failed_reason
+                external_message_id, subject, body, body_html, whatsapp_template, failed_reason
            from messages
           where tenant_id = $1 and id = $2 and direction = 'OUTBOUND'",
     )

@@ -4,6 +4,7 @@
 
 pub mod channel_accounts;
 pub mod contacts;
+pub mod conversations;
 pub mod messages;
 pub mod templates;
 pub mod tenants;

@@ -15,7 +15,8 @@ pub async fn resolve(
     sqlx::query_as(
         "select coalesce(tenant_id::text, 'platform') || '/' || trigger_event || '/' || channel || '/' || locale
                     as template_key,
-                locale, subject, body, body_html
+                locale, subject, body, body_html,
+                whatsapp_template_name, whatsapp_language, whatsapp_parameters
            from notification_templates
           where (tenant_id = $1 or tenant_id is null)
             and trigger_event = $2

@@ -7,6 +7,7 @@ use busflow_activities::crypto::KeyRing;
 use busflow_activities::model::{ContactId, TenantId};
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
+use busflow_activities::providers::meta::MetaSettings;
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use busflow_api::{ApiConfig, AppState};
 use busflow_comms::dev::seed;
@@ -38,6 +39,8 @@ pub struct TestOptions {
     pub aws_endpoint: Option<String>,
     pub step_deadline: Duration,
     pub start_worker: bool,
+    /// The Graph API fake (a wiremock server's URI).
+    pub meta_graph_url: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -47,6 +50,7 @@ impl Default for TestOptions {
             aws_endpoint: None,
             step_deadline: Duration::from_secs(120),
             start_worker: true,
+            meta_graph_url: None,
         }
     }
 }
@@ -123,14 +127,26 @@ impl TestApp {
             namespace: Some("default".to_owned()),
         };
 
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind API");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         if options.start_worker {
-            spawn_worker(
-                temporal_settings.clone(),
-                task_queue.clone(),
-                database_url.clone(),
-                aws_settings(&aws_endpoint),
-                shutdown.clone(),
-            );
+            spawn_worker(WorkerWiring {
+                temporal: temporal_settings.clone(),
+                task_queue: task_queue.clone(),
+                database_url: database_url.clone(),
+                aws: aws_settings(&aws_endpoint),
+                meta: MetaSettings {
+                    graph_base_url: options
+                        .meta_graph_url
+                        .clone()
+                        .unwrap_or_else(|| "http://127.0.0.1:9".to_owned()),
+                    api_version: "v21.0".to_owned(),
+                },
+                sandbox_webhook_base: base_url.clone(),
+                shutdown: shutdown.clone(),
+            });
         }
 
         let state = Arc::new(AppState {
@@ -142,10 +158,6 @@ impl TestApp {
                 step_deadline: options.step_deadline,
             },
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind API");
-        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(server::serve(listener, state, shutdown.wait()));
 
         let app = Self {
@@ -176,7 +188,13 @@ impl TestApp {
     /// the domain verified on the emulator when `verified`.
     pub async fn add_email_account(&self, verified: bool) {
         if verified {
-            let providers = worker::providers(&aws_settings(&self.aws_endpoint)).await;
+            let providers = worker::providers(
+                &aws_settings(&self.aws_endpoint),
+                MetaSettings::default(),
+                None,
+            )
+            .await
+            .expect("providers");
             providers
                 .ses
                 .create_domain_identity(&self.domain)
@@ -325,13 +343,26 @@ pub fn aws_settings(endpoint: &str) -> AwsSettings {
 
 /// The worker runs on a thread and runtime of its own: its future is not
 /// `Send`, and it must outlive nothing but the test that owns `shutdown`.
-fn spawn_worker(
+struct WorkerWiring {
     temporal: TemporalSettings,
     task_queue: String,
     database_url: String,
     aws: AwsSettings,
+    meta: MetaSettings,
+    sandbox_webhook_base: String,
     shutdown: Shutdown,
-) {
+}
+
+fn spawn_worker(wiring: WorkerWiring) {
+    let WorkerWiring {
+        temporal,
+        task_queue,
+        database_url,
+        aws,
+        meta,
+        sandbox_webhook_base,
+        shutdown,
+    } = wiring;
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -345,7 +376,9 @@ fn spawn_worker(
             let client = busflow_api::temporal::connect(&temporal, "busflow-comms-test-worker")
                 .await
                 .expect("worker temporal client");
-            let providers = worker::providers(&aws).await;
+            let providers = worker::providers(&aws, meta, Some(sandbox_webhook_base))
+                .await
+                .expect("providers");
             let activities = NotificationActivities::new(pool, providers, test_keys());
             if let Err(e) = worker::run(client, &task_queue, activities, shutdown.wait()).await {
                 eprintln!("test worker stopped with an error: {e:#}");

@@ -1,0 +1,224 @@
+//! From a channel account to the adapter that serves it: reads the account's
+//! provider_config, opens its secrets (only here, only for the call), and
+//! sends. Sandbox accounts never leave the process: they answer with a
+//! synthetic id and, for WhatsApp, play the provider's receipts back through
+//! the real, signed webhook of this service, so the local demo runs the whole
+//! loop.
+
+use super::meta::{MetaCloud, WhatsAppAccountConfig};
+use super::ses::{EmailAccountConfig, SesEmail};
+use super::sms::{SmsAccountConfig, SnsSms};
+use super::{Accepted, Failure, FailureClass, SendMessageCommand};
+use crate::crypto::KeyRing;
+use crate::model::{Channel, ChannelAccountMode, TenantId};
+use crate::secrets;
+use crate::store::channel_accounts::ChannelAccount;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Provider clients shared by every dispatch.
+#[derive(Clone, Debug)]
+pub struct Providers {
+    pub ses: SesEmail,
+    pub sms: SnsSms,
+    pub meta: MetaCloud,
+    /// Where sandbox accounts post their simulated receipts (this service's
+    /// API); `None` disables simulated receipts.
+    pub sandbox_webhook_base: Option<String>,
+}
+
+/// `provider_config.sandbox` of a sandbox account.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct SandboxConfig {
+    #[serde(default)]
+    outcome: SandboxOutcome,
+}
+
+/// What the simulated provider does with a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SandboxOutcome {
+    /// Accepted, then delivered and read.
+    #[default]
+    Delivered,
+    /// Refused at once as undeliverable (WhatsApp 131026).
+    Undeliverable,
+    /// Accepted, then a FAILED receipt (WhatsApp 131026).
+    FailedReceipt,
+    /// Accepted, and never a receipt.
+    Silent,
+}
+
+impl Providers {
+    pub async fn send(
+        &self,
+        keys: &KeyRing,
+        account: &ChannelAccount,
+        command: &SendMessageCommand,
+    ) -> Result<Accepted, Failure> {
+        if account.mode == ChannelAccountMode::Sandbox {
+            return self.send_sandbox(keys, account, command);
+        }
+        match command.channel {
+            Channel::Email => {
+                let config: EmailAccountConfig = account_config(account, "SES")?;
+                self.ses.send(&config, command).await
+            }
+            Channel::Sms => {
+                let config: SmsAccountConfig = account_config(account, "SNS")?;
+                self.sms.send(&config, command).await
+            }
+            Channel::WhatsApp => {
+                let config: WhatsAppAccountConfig = account_config(account, "WhatsApp")?;
+                let opened = secrets::open(keys, account)
+                    .map_err(|e| account_failure("WhatsApp", e.to_string()))?;
+                let token = opened.access_token.ok_or_else(|| {
+                    account_failure(
+                        "WhatsApp",
+                        format!("channel account {} has no access token", account.id),
+                    )
+                })?;
+                self.meta.send(&config, &token, command).await
+            }
+            // The widget reads messages from Postgres: stored is delivered.
+            Channel::Webchat => Ok(Accepted {
+                external_message_id: format!("webchat-{}", command.message_id),
+            }),
+        }
+    }
+
+    fn send_sandbox(
+        &self,
+        keys: &KeyRing,
+        account: &ChannelAccount,
+        command: &SendMessageCommand,
+    ) -> Result<Accepted, Failure> {
+        let sandbox: SandboxConfig = account
+            .provider_config
+            .0
+            .get("sandbox")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| {
+                account_failure(
+                    "sandbox",
+                    format!("provider_config.sandbox is invalid: {e}"),
+                )
+            })?
+            .unwrap_or_default();
+        if sandbox.outcome == SandboxOutcome::Undeliverable {
+            return Err(Failure {
+                provider: "sandbox",
+                class: FailureClass::Recipient,
+                code: "131026".into(),
+                reason: "sandbox: message undeliverable (simulated WhatsApp 131026)".into(),
+                retry_after: None,
+            });
+        }
+        let external_message_id = match command.channel {
+            Channel::WhatsApp => format!("wamid.sandbox-{}", command.message_id),
+            _ => format!("sandbox-{}", command.message_id),
+        };
+        if command.channel == Channel::WhatsApp && sandbox.outcome != SandboxOutcome::Silent {
+            if let (Some(base), Ok(opened)) =
+                (&self.sandbox_webhook_base, secrets::open(keys, account))
+            {
+                if let Some(app_secret) = opened.app_secret {
+                    let statuses: &[(&str, Option<i64>)] = match sandbox.outcome {
+                        SandboxOutcome::FailedReceipt => {
+                            &[("sent", None), ("failed", Some(131_026))]
+                        }
+                        _ => &[("sent", None), ("delivered", None), ("read", None)],
+                    };
+                    tokio::spawn(play_meta_receipts(
+                        format!("{base}/webhooks/meta/{}", account.tenant_id),
+                        app_secret,
+                        account.tenant_id,
+                        external_message_id.clone(),
+                        statuses
+                            .iter()
+                            .map(|(s, c)| ((*s).to_owned(), *c))
+                            .collect(),
+                    ));
+                }
+            }
+        }
+        Ok(Accepted {
+            external_message_id,
+        })
+    }
+}
+
+/// Posts Meta-shaped status webhooks, signed like Meta signs them.
+async fn play_meta_receipts(
+    url: String,
+    app_secret: String,
+    tenant_id: TenantId,
+    wamid: String,
+    statuses: Vec<(String, Option<i64>)>,
+) {
+    let Ok(http) = crate::http::client(Duration::from_secs(10)) else {
+        return;
+    };
+    for (status, code) in statuses {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let errors: Vec<serde_json::Value> = code
+            .map(|c| serde_json::json!({"code": c, "title": "Message undeliverable", "message": "Message undeliverable (sandbox)"}))
+            .into_iter()
+            .collect();
+        let body = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "sandbox", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"phone_number_id": "sandbox"},
+                "statuses": [{"id": wamid, "status": status,
+                              "timestamp": chrono::Utc::now().timestamp().to_string(),
+                              "errors": errors}]
+            }}]}]
+        })
+        .to_string();
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, app_secret.as_bytes());
+        let signature: String = ring::hmac::sign(&key, body.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let sent = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", format!("sha256={signature}"))
+            .body(body)
+            .send()
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(tenant.id = %tenant_id, "sandbox receipt {status} for {wamid} not delivered: {e}");
+        }
+    }
+}
+
+fn account_config<T: DeserializeOwned>(
+    account: &ChannelAccount,
+    provider: &'static str,
+) -> Result<T, Failure> {
+    serde_json::from_value(account.provider_config.0.clone()).map_err(|e| {
+        account_failure(
+            provider,
+            format!(
+                "{} channel account {} is misconfigured: {e}",
+                account.channel, account.id
+            ),
+        )
+    })
+}
+
+fn account_failure(provider: &'static str, reason: String) -> Failure {
+    Failure {
+        provider,
+        class: FailureClass::Account,
+        code: "InvalidAccountConfig".into(),
+        reason,
+        retry_after: None,
+    }
+}
