@@ -7,6 +7,8 @@ pub mod error;
 pub mod hasura;
 pub mod health;
 pub mod temporal;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod webhooks;
 
 use axum::Router;

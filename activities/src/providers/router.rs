@@ -121,29 +121,27 @@ impl Providers {
             Channel::WhatsApp => format!("wamid.sandbox-{}", command.message_id),
             _ => format!("sandbox-{}", command.message_id),
         };
-        if command.channel == Channel::WhatsApp && sandbox.outcome != SandboxOutcome::Silent {
-            if let (Some(base), Ok(opened)) =
-                (&self.sandbox_webhook_base, secrets::open(keys, account))
-            {
-                if let Some(app_secret) = opened.app_secret {
-                    let statuses: &[(&str, Option<i64>)] = match sandbox.outcome {
-                        SandboxOutcome::FailedReceipt => {
-                            &[("sent", None), ("failed", Some(131_026))]
-                        }
-                        _ => &[("sent", None), ("delivered", None), ("read", None)],
-                    };
-                    tokio::spawn(play_meta_receipts(
-                        format!("{base}/webhooks/meta/{}", account.tenant_id),
-                        app_secret,
-                        account.tenant_id,
-                        external_message_id.clone(),
-                        statuses
-                            .iter()
-                            .map(|(s, c)| ((*s).to_owned(), *c))
-                            .collect(),
-                    ));
-                }
-            }
+        let plays_receipts =
+            command.channel == Channel::WhatsApp && sandbox.outcome != SandboxOutcome::Silent;
+        if plays_receipts
+            && let Some(base) = &self.sandbox_webhook_base
+            && let Ok(opened) = secrets::open(keys, account)
+            && let Some(app_secret) = opened.app_secret
+        {
+            let statuses: &[(&str, Option<i64>)] = match sandbox.outcome {
+                SandboxOutcome::FailedReceipt => &[("sent", None), ("failed", Some(131_026))],
+                _ => &[("sent", None), ("delivered", None), ("read", None)],
+            };
+            tokio::spawn(play_meta_receipts(
+                format!("{base}/webhooks/meta/{}", account.tenant_id),
+                app_secret,
+                account.tenant_id,
+                external_message_id.clone(),
+                statuses
+                    .iter()
+                    .map(|(s, c)| ((*s).to_owned(), *c))
+                    .collect(),
+            ));
         }
         Ok(Accepted {
             external_message_id,

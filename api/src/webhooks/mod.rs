@@ -6,3 +6,4 @@
 
 pub mod delivery;
 pub mod meta;
+pub mod sns;
