@@ -130,6 +130,9 @@ pub struct ApiArgs {
     /// How long one channel's dispatch may retry before it counts as failed.
     #[arg(long, env = "BUSFLOW_STEP_DEADLINE_SECS", default_value_t = 900)]
     pub step_deadline_secs: u64,
+    /// SNS topics whose deliveries `/webhooks/ses` accepts (comma-separated); empty: any.
+    #[arg(long, env = "BUSFLOW_SNS_TOPIC_ARNS", value_delimiter = ',')]
+    pub sns_topic_arns: Vec<String>,
 }
 
 impl std::fmt::Debug for ApiArgs {

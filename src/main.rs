@@ -119,12 +119,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 database::connect(&database.database_url, database.db_max_connections).await?;
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
-            let state = Arc::new(AppState {
+            let state = Arc::new(AppState::new(
                 pool,
                 keys,
-                temporal: TemporalGateway::new(temporal.settings(), temporal.task_queue.clone()),
+                TemporalGateway::new(temporal.settings(), temporal.task_queue.clone()),
                 config,
-            });
+                busflow_api::sns_verifier(api.sns_topic_arns.clone())?,
+            )?);
             let listener = server::bind(api.listen).await?;
             server::serve(listener, state, shutdown.wait()).await
         }

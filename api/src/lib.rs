@@ -18,6 +18,7 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use temporal::TemporalGateway;
+use webhooks::sns::SnsVerifier;
 
 /// Settings the handlers need.
 #[derive(Clone)]
@@ -42,8 +43,39 @@ pub struct AppState {
     pub pool: PgPool,
     /// Opens channel account secrets (Meta app secret, verify token).
     pub keys: KeyRing,
+    /// Verifies SNS deliveries (SES events).
+    pub sns: SnsVerifier,
+    /// Outbound HTTP (SNS subscription confirmation).
+    pub http: reqwest::Client,
     pub temporal: TemporalGateway,
     pub config: ApiConfig,
+}
+
+impl AppState {
+    /// The state with this process's outbound HTTP client.
+    pub fn new(
+        pool: PgPool,
+        keys: KeyRing,
+        temporal: TemporalGateway,
+        config: ApiConfig,
+        sns: SnsVerifier,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool,
+            keys,
+            sns,
+            http: busflow_activities::http::client(Duration::from_secs(10))?,
+            temporal,
+            config,
+        })
+    }
+}
+
+/// The production SNS verifier: certificates fetched over HTTPS from AWS
+/// hosts only; `topics` (when not empty) are the only topics accepted.
+pub fn sns_verifier(topics: Vec<String>) -> anyhow::Result<SnsVerifier> {
+    let fetcher = webhooks::sns::HttpsCertFetcher::new()?;
+    Ok(SnsVerifier::new(Arc::new(fetcher)).with_allowed_topics(topics))
 }
 
 /// Every route of the service.
@@ -56,5 +88,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/webhooks/meta/{tenant_id}",
             get(webhooks::meta::verify).post(webhooks::meta::receive),
         )
+        .route("/webhooks/ses", post(webhooks::ses::receive))
         .with_state(state)
 }

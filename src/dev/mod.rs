@@ -123,15 +123,16 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 
     let keys = KeyRing::parse(&stack.service.secret_keys, None)
         .context("service.secret_keys in temporal-dev.yml")?;
-    let state = Arc::new(AppState {
-        pool: pool.clone(),
-        keys: keys.clone(),
-        temporal: TemporalGateway::with_client(client.clone(), stack.service.task_queue.clone()),
-        config: ApiConfig {
+    let state = Arc::new(AppState::new(
+        pool.clone(),
+        keys.clone(),
+        TemporalGateway::with_client(client.clone(), stack.service.task_queue.clone()),
+        ApiConfig {
             webhook_secret: stack.service.webhook_secret.clone(),
             step_deadline: Duration::from_secs(900),
         },
-    });
+        busflow_api::sns_verifier(Vec::new())?,
+    )?);
     let listener = server::bind(stack.service.listen).await?;
     let api = tokio::spawn(server::serve(listener, state, shutdown.wait()));
     print_banner(&stack);

@@ -7,4 +7,5 @@ mod fallback;
 mod hasura_events;
 mod notifications;
 mod schema;
+mod ses_events;
 mod support;

@@ -6,4 +6,5 @@
 
 pub mod delivery;
 pub mod meta;
+pub mod ses;
 pub mod sns;

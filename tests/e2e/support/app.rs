@@ -9,6 +9,8 @@ use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
 use busflow_activities::providers::meta::MetaSettings;
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
+use busflow_api::testing::StaticCertFetcher;
+use busflow_api::webhooks::sns::SnsVerifier;
 use busflow_api::{ApiConfig, AppState};
 use busflow_comms::dev::seed;
 use busflow_comms::shutdown::Shutdown;
@@ -149,15 +151,21 @@ impl TestApp {
             });
         }
 
-        let state = Arc::new(AppState {
-            pool: pool.clone(),
-            keys: test_keys(),
-            temporal: TemporalGateway::new(temporal_settings, task_queue.clone()),
-            config: ApiConfig {
-                webhook_secret: SECRET.to_owned(),
-                step_deadline: options.step_deadline,
-            },
-        });
+        let sns = SnsVerifier::new(Arc::new(StaticCertFetcher::test_cert()))
+            .with_allowed_topics(vec![busflow_api::testing::TEST_TOPIC_ARN.to_owned()]);
+        let state = Arc::new(
+            AppState::new(
+                pool.clone(),
+                test_keys(),
+                TemporalGateway::new(temporal_settings, task_queue.clone()),
+                ApiConfig {
+                    webhook_secret: SECRET.to_owned(),
+                    step_deadline: options.step_deadline,
+                },
+                sns,
+            )
+            .expect("app state"),
+        );
         tokio::spawn(server::serve(listener, state, shutdown.wait()));
 
         let app = Self {
@@ -234,6 +242,26 @@ impl TestApp {
             request = request.header("x-busflow-secret", secret);
         }
         request.send().await.expect("POST /hasura/events")
+    }
+
+    /// POSTs an SES event as SNS delivers it, signed with the test key
+    /// (`tamper` changes the message after signing).
+    pub async fn post_ses_event(&self, event: &Value, tamper: bool) -> reqwest::Response {
+        use busflow_api::testing::{TEST_KEY_PEM, notification, sign_envelope};
+        let mut envelope = notification(&event.to_string());
+        envelope.message_id = Uuid::new_v4().to_string();
+        sign_envelope(&mut envelope, TEST_KEY_PEM);
+        if tamper {
+            envelope.message = envelope.message.replace("Delivery", "Bounce");
+        }
+        self.http
+            .post(format!("{}/webhooks/ses", self.base_url))
+            .header("content-type", "text/plain; charset=UTF-8")
+            .header("x-amz-sns-message-type", "Notification")
+            .body(serde_json::to_string(&envelope).expect("envelope json"))
+            .send()
+            .await
+            .expect("POST /webhooks/ses")
     }
 
     /// Sends `passenger_profile_upserted` and returns the contact id.

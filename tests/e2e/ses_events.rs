@@ -1,0 +1,223 @@
+//! SES delivery events arrive as signed SNS notifications: they move the
+//! email's status and wake the workflow waiting for them.
+
+use crate::support::{TestApp, booking_event};
+use busflow_workflows::names::notification_workflow_id;
+use serde_json::{Value, json};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Email with SES events (long receipt timeout), webchat as the fallback.
+async fn tenant_waiting_for_email_receipts(app: &TestApp) {
+    app.add_email_account(true).await;
+    sqlx::query(
+        "update channel_accounts set provider_config = provider_config || '{\"configuration_set\": \"busflow-events\"}'
+          where tenant_id = $1 and channel = 'EMAIL'",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await
+    .expect("configuration set");
+    sqlx::query(
+        "insert into channel_accounts (tenant_id, channel, provider, status, external_account_id)
+         values ($1, 'WEBCHAT', 'WEBCHAT', 'ACTIVE', 'widget')",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await
+    .expect("webchat");
+    sqlx::query("update tenant_settings set trigger_overrides = $2 where tenant_id = $1")
+        .bind(app.tenant_id)
+        .bind(json!({"booking_confirmed": {"chain": ["EMAIL", "WEBCHAT"], "timeouts": {"EMAIL": 600}}}))
+        .execute(&app.pool)
+        .await
+        .expect("override");
+    sqlx::query(
+        "insert into notification_templates (tenant_id, trigger_event, channel, locale, body)
+         values ($1, 'booking_confirmed', 'WEBCHAT', 'es', 'Reserva {{ booking.booking_reference }}')",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await
+    .expect("webchat template");
+}
+
+/// Starts a booking notification and returns (workflow id, SES message id).
+async fn email_sent(app: &TestApp) -> (String, String) {
+    let profile = Uuid::new_v4();
+    let contact = app
+        .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
+        .await;
+    sqlx::query("update contacts set identifiers = identifiers || '{\"webchat\": \"visitor-9\"}' where id = $1")
+        .bind(contact.0)
+        .execute(&app.pool)
+        .await
+        .expect("visitor");
+    let event_id = Uuid::new_v4().to_string();
+    assert_eq!(
+        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-SES"))
+            .await
+            .status(),
+        200
+    );
+    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+    let ses_id = app
+        .eventually("the email is sent", Duration::from_secs(20), || async {
+            sqlx::query_scalar::<_, Option<String>>(
+                "select external_message_id from messages where workflow_id = $1 and channel = 'EMAIL'",
+            )
+            .bind(&workflow_id)
+            .fetch_optional(&app.pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+        })
+        .await;
+    (workflow_id, ses_id)
+}
+
+fn ses_event(kind: &str, ses_id: &str) -> Value {
+    match kind {
+        "Delivery" => {
+            json!({"eventType": "Delivery", "mail": {"messageId": ses_id, "timestamp": "2026-11-27T10:00:00.000Z"},
+                             "delivery": {"timestamp": "2026-11-27T10:00:02.000Z", "recipients": ["ana@example.com"]}})
+        }
+        _ => json!({"eventType": "Bounce", "mail": {"messageId": ses_id},
+                    "bounce": {"bounceType": "Permanent", "bounceSubType": "NoEmail", "timestamp": "2026-11-27T10:00:03.000Z",
+                               "bouncedRecipients": [{"emailAddress": "ana@example.com", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}]}}),
+    }
+}
+
+#[tokio::test]
+async fn an_ses_delivery_event_marks_the_email_delivered_and_ends_the_wait() {
+    let app = TestApp::spawn().await;
+    tenant_waiting_for_email_receipts(&app).await;
+    let (workflow_id, ses_id) = email_sent(&app).await;
+
+    let response = app
+        .post_ses_event(&ses_event("Delivery", &ses_id), false)
+        .await;
+    assert_eq!(response.status(), 200);
+
+    // The receipt timeout is 600 s: finishing now proves the signal woke it.
+    let outcome = app.workflow_result(&workflow_id).await.expect("delivered");
+    let delivered = outcome.delivered.expect("delivered");
+    assert_eq!(
+        (delivered.channel.as_str(), delivered.status.as_str()),
+        ("EMAIL", "DELIVERED")
+    );
+    let delivered_at: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("select delivered_at from messages where external_message_id = $1")
+            .bind(&ses_id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("row");
+    assert_eq!(
+        delivered_at.map(|t| t.to_rfc3339()),
+        Some("2026-11-27T10:00:02+00:00".to_owned())
+    );
+    assert_eq!(
+        app.count("select count(*) from messages where channel = 'WEBCHAT'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_bounce_fails_the_email_and_falls_back_to_webchat() {
+    let app = TestApp::spawn().await;
+    tenant_waiting_for_email_receipts(&app).await;
+    let (workflow_id, ses_id) = email_sent(&app).await;
+
+    assert_eq!(
+        app.post_ses_event(&ses_event("Bounce", &ses_id), false)
+            .await
+            .status(),
+        200
+    );
+
+    let outcome = app
+        .workflow_result(&workflow_id)
+        .await
+        .expect("delivered on webchat");
+    assert_eq!(
+        outcome.delivered.expect("delivered").channel.as_str(),
+        "WEBCHAT"
+    );
+    let (status, reason): (String, Option<String>) =
+        sqlx::query_as("select status, failed_reason from messages where external_message_id = $1")
+            .bind(&ses_id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("row");
+    assert_eq!(status, "FAILED");
+    assert!(
+        reason.is_some_and(|r| r.contains("550 5.1.1")),
+        "the bounce diagnostic is kept"
+    );
+    // A Delivery event arriving after the bounce never resurrects the email.
+    assert_eq!(
+        app.post_ses_event(&ses_event("Delivery", &ses_id), false)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.count(&format!("select count(*) from messages where external_message_id = '{ses_id}' and status = 'FAILED'")).await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_forged_sns_message_is_401_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    tenant_waiting_for_email_receipts(&app).await;
+    let (_, ses_id) = email_sent(&app).await;
+
+    let tampered = app
+        .post_ses_event(&ses_event("Delivery", &ses_id), true)
+        .await;
+    assert_eq!(tampered.status(), 401);
+    let body: Value = tampered.json().await.expect("json");
+    assert_eq!(body["extensions"]["code"], "UNAUTHORIZED");
+
+    let mut unsigned =
+        busflow_api::testing::notification(&ses_event("Delivery", &ses_id).to_string());
+    unsigned.signature = "bm90IGEgc2lnbmF0dXJl".to_owned();
+    let response = reqwest::Client::new()
+        .post(format!("{}/webhooks/ses", app.base_url))
+        .body(serde_json::to_string(&unsigned).expect("json"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 401);
+
+    assert_eq!(
+        app.count(&format!("select count(*) from messages where external_message_id = '{ses_id}' and status = 'SENT'")).await,
+        1
+    );
+    assert_eq!(
+        app.count("select count(*) from delivery_callbacks").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_event_for_an_unknown_message_is_acknowledged_and_kept() {
+    let app = TestApp::spawn_with(crate::support::TestOptions {
+        start_worker: false,
+        ..Default::default()
+    })
+    .await;
+    let response = app
+        .post_ses_event(&ses_event("Delivery", "0100-unknown-ses-id"), false)
+        .await;
+    assert_eq!(response.status(), 200, "SNS must not retry it for days");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["applied"], false);
+    assert_eq!(
+        app.count("select count(*) from delivery_callbacks where external_message_id = '0100-unknown-ses-id' and applied_at is null").await,
+        1
+    );
+}
