@@ -130,6 +130,9 @@ pub struct ApiArgs {
     /// How long one channel's dispatch may retry before it counts as failed.
     #[arg(long, env = "BUSFLOW_STEP_DEADLINE_SECS", default_value_t = 900)]
     pub step_deadline_secs: u64,
+    /// Access key of the Firehose HTTP endpoint destination that delivers SMS receipts.
+    #[arg(long, env = "BUSFLOW_FIREHOSE_ACCESS_KEY", hide_env_values = true)]
+    pub firehose_access_key: Option<String>,
     /// SNS topics whose deliveries `/webhooks/ses` accepts (comma-separated); empty: any.
     #[arg(long, env = "BUSFLOW_SNS_TOPIC_ARNS", value_delimiter = ',')]
     pub sns_topic_arns: Vec<String>,
@@ -162,6 +165,7 @@ impl ApiArgs {
         Ok(busflow_api::ApiConfig {
             webhook_secret: secret,
             step_deadline: Duration::from_secs(self.step_deadline_secs),
+            firehose_access_key: self.firehose_access_key.clone(),
         })
     }
 }

@@ -27,6 +27,8 @@ pub struct ApiConfig {
     pub webhook_secret: String,
     /// How long one channel's dispatch may retry before it counts as failed.
     pub step_deadline: Duration,
+    /// Access key Firehose presents on `/webhooks/sms-status`; `None` disables it.
+    pub firehose_access_key: Option<String>,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -34,6 +36,10 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("webhook_secret", &"<redacted>")
             .field("step_deadline", &self.step_deadline)
+            .field(
+                "firehose_access_key",
+                &self.firehose_access_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -89,5 +95,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(webhooks::meta::verify).post(webhooks::meta::receive),
         )
         .route("/webhooks/ses", post(webhooks::ses::receive))
+        .route("/webhooks/sms-status", post(webhooks::sms_status::receive))
         .with_state(state)
 }

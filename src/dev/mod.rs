@@ -130,6 +130,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         ApiConfig {
             webhook_secret: stack.service.webhook_secret.clone(),
             step_deadline: Duration::from_secs(900),
+            firehose_access_key: Some(stack.service.webhook_secret.clone()),
         },
         busflow_api::sns_verifier(Vec::new())?,
     )?);

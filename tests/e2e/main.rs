@@ -8,4 +8,5 @@ mod hasura_events;
 mod notifications;
 mod schema;
 mod ses_events;
+mod sms_receipts;
 mod support;

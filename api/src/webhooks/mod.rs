@@ -7,4 +7,5 @@
 pub mod delivery;
 pub mod meta;
 pub mod ses;
+pub mod sms_status;
 pub mod sns;

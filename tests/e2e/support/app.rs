@@ -25,6 +25,7 @@ use temporalio_client::{Client, WorkflowGetResultOptions};
 use uuid::Uuid;
 
 pub const SECRET: &str = "test-webhook-secret";
+pub const FIREHOSE_KEY: &str = "test-firehose-access-key";
 
 /// The test key ring (two keys, so rotation can be exercised).
 pub fn test_keys() -> KeyRing {
@@ -161,6 +162,7 @@ impl TestApp {
                 ApiConfig {
                     webhook_secret: SECRET.to_owned(),
                     step_deadline: options.step_deadline,
+                    firehose_access_key: Some(FIREHOSE_KEY.to_owned()),
                 },
                 sns,
             )
@@ -262,6 +264,35 @@ impl TestApp {
             .send()
             .await
             .expect("POST /webhooks/ses")
+    }
+
+    /// POSTs SNS SMS delivery-status records as Firehose delivers them from
+    /// CloudWatch Logs (gzip, base64), with the given access key.
+    pub async fn post_sms_receipts(
+        &self,
+        records: &[Value],
+        access_key: &str,
+    ) -> reqwest::Response {
+        use base64::Engine;
+        use std::io::Write;
+        let batch = json!({
+            "messageType": "DATA_MESSAGE",
+            "logGroup": "sns/us-east-1/123456789012/DirectPublishToPhoneNumber",
+            "logEvents": records.iter().enumerate()
+                .map(|(i, r)| json!({"id": i.to_string(), "timestamp": 0, "message": r.to_string()}))
+                .collect::<Vec<_>>(),
+        });
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(batch.to_string().as_bytes()).expect("gzip");
+        let data = base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"));
+        self.http
+            .post(format!("{}/webhooks/sms-status", self.base_url))
+            .header("x-amz-firehose-access-key", access_key)
+            .header("x-amz-firehose-request-id", "req-1")
+            .json(&json!({"requestId": "req-1", "timestamp": 0, "records": [{"data": data}]}))
+            .send()
+            .await
+            .expect("POST /webhooks/sms-status")
     }
 
     /// Sends `passenger_profile_upserted` and returns the contact id.

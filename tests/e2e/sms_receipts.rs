@@ -1,0 +1,85 @@
+//! SMS delivery receipts: SNS delivery-status logs reach us through a
+//! Firehose HTTP endpoint; with receipts on, an SMS waits for one.
+
+use crate::support::app::FIREHOSE_KEY;
+use crate::support::{TestApp, booking_event};
+use busflow_workflows::names::notification_workflow_id;
+use serde_json::json;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn an_sms_receipt_from_firehose_marks_it_delivered_and_a_wrong_key_changes_nothing() {
+    let app = TestApp::spawn().await;
+    sqlx::query(
+        "insert into channel_accounts (tenant_id, channel, provider, status, provider_config, external_account_id)
+         values ($1, 'SMS', 'AWS_SNS', 'ACTIVE', '{\"delivery_receipts\": true}', 'platform-sms')",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await
+    .expect("sms account");
+    sqlx::query("update tenant_settings set trigger_overrides = $2 where tenant_id = $1")
+        .bind(app.tenant_id)
+        .bind(json!({"booking_confirmed": {"chain": ["SMS"], "timeouts": {"SMS": 600}}}))
+        .execute(&app.pool)
+        .await
+        .expect("override");
+    let profile = Uuid::new_v4();
+    let contact = app
+        .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
+        .await;
+    let event_id = Uuid::new_v4().to_string();
+    assert_eq!(
+        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-SMS"))
+            .await
+            .status(),
+        200
+    );
+    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+    let sns_id: String = app
+        .eventually("the SMS is sent", Duration::from_secs(20), || async {
+            sqlx::query_scalar::<_, Option<String>>(
+                "select external_message_id from messages where workflow_id = $1 and channel = 'SMS'",
+            )
+            .bind(&workflow_id)
+            .fetch_optional(&app.pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+        })
+        .await;
+    let receipt = json!({
+        "notification": {"messageId": sns_id, "timestamp": "2026-11-27 10:00:00.123"},
+        "delivery": {"destination": "+525512345678", "providerResponse": "Phone carrier has accepted the message",
+                     "smsType": "Transactional", "dwellTimeMs": 300},
+        "status": "SUCCESS"
+    });
+
+    let forged = app
+        .post_sms_receipts(std::slice::from_ref(&receipt), "guess")
+        .await;
+    assert_eq!(forged.status(), 401);
+    assert_eq!(
+        app.count("select count(*) from messages where status = 'SENT'")
+            .await,
+        1
+    );
+
+    let response = app.post_sms_receipts(&[receipt], FIREHOSE_KEY).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(
+        body["requestId"], "req-1",
+        "Firehose needs its request id back"
+    );
+
+    // The receipt timeout is 600 s: finishing now proves the receipt ended it.
+    let outcome = app.workflow_result(&workflow_id).await.expect("delivered");
+    let delivered = outcome.delivered.expect("delivered");
+    assert_eq!(
+        (delivered.channel.as_str(), delivered.status.as_str()),
+        ("SMS", "DELIVERED")
+    );
+}
