@@ -27,6 +27,20 @@ create index delivery_callbacks_pending_idx on delivery_callbacks (channel, exte
     where applied_at is null;
 create index delivery_callbacks_message_idx on delivery_callbacks (tenant_id, message_id);
 
+-- What each notification workflow was asked to do, so ops can start a fresh
+-- delivery of a failed one (retryMessage) with the same recipient and data.
+create table notification_requests (
+    tenant_id        uuid not null,
+    workflow_id      text not null,
+    contact_id       uuid not null,
+    trigger_event    text not null,
+    source_event_id  text not null,
+    variables        jsonb not null default '{}'::jsonb,
+    created_at       timestamptz not null default now(),
+    primary key (tenant_id, workflow_id),
+    foreign key (tenant_id, contact_id) references contacts (tenant_id, id)
+);
+
 -- The forward order of delivery statuses; FAILED is terminal and reachable
 -- only from QUEUED or SENT.
 create function message_status_rank(status text) returns integer

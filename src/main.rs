@@ -58,6 +58,17 @@ enum Command {
         #[command(flatten)]
         keys: KeyArgs,
     },
+    /// Start a fresh delivery of a FAILED message (a new, linked workflow).
+    RetryMessage {
+        #[arg(long)]
+        tenant_id: uuid::Uuid,
+        #[arg(long)]
+        message_id: uuid::Uuid,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        temporal: TemporalArgs,
+    },
     /// Manage the key ring that seals channel account secrets.
     Keys {
         #[command(subcommand)]
@@ -152,6 +163,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await?;
             let activities = NotificationActivities::new(pool, providers, keys);
             worker::run(client, &temporal.task_queue, activities, shutdown.wait()).await
+        }
+        Command::RetryMessage {
+            tenant_id,
+            message_id,
+            database,
+            temporal,
+        } => {
+            let pool = database::connect(&database.database_url, 2).await?;
+            let gateway = TemporalGateway::new(temporal.settings(), temporal.task_queue.clone());
+            let started = busflow_api::retry::retry_message(
+                &pool,
+                &gateway,
+                busflow_activities::model::TenantId(tenant_id),
+                busflow_activities::model::MessageId(message_id),
+                std::time::Duration::from_secs(900),
+            )
+            .await?;
+            println!("{:?}: {}", started.result, started.workflow_id);
+            Ok(())
         }
         Command::Keys {
             command: KeysCommand::Rotate { database, keys },

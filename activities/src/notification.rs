@@ -81,6 +81,10 @@ pub struct PlanInput {
     pub tenant_id: TenantId,
     pub contact_id: ContactId,
     pub trigger_event: String,
+    /// Recorded with the plan so ops can retry the notification later.
+    pub workflow_id: String,
+    pub source_event_id: String,
+    pub variables: serde_json::Value,
     /// An explicit chain overrides the registry and the tenant's override.
     pub channels: Option<Vec<Channel>>,
 }
@@ -169,6 +173,18 @@ impl NotificationActivities {
             .await
             .map_err(|e| permanent(failure_types::INVALID_TENANT_SETTINGS, format!("{e:#}")))?;
         let active = store::channel_accounts::active_channels(pool, input.tenant_id).await?;
+        store::requests::record(
+            pool,
+            &store::requests::NotificationRequestRow {
+                tenant_id: input.tenant_id,
+                workflow_id: input.workflow_id.clone(),
+                contact_id: contact.id,
+                trigger_event: trigger.name.to_owned(),
+                source_event_id: input.source_event_id.clone(),
+                variables: sqlx::types::Json(input.variables.clone()),
+            },
+        )
+        .await?;
         Ok(planning::plan(
             trigger,
             input.channels.as_deref(),

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod hasura;
 pub mod health;
+pub mod retry;
 pub mod temporal;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -90,6 +91,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/hasura/events", post(hasura::events::receive))
+        .route("/hasura/actions", post(hasura::actions::receive))
         .route(
             "/webhooks/meta/{tenant_id}",
             get(webhooks::meta::verify).post(webhooks::meta::receive),

@@ -6,6 +6,7 @@
 mod fallback;
 mod hasura_events;
 mod notifications;
+mod retry;
 mod schema;
 mod ses_events;
 mod sms_receipts;

@@ -51,6 +51,9 @@ pub struct NotificationRequest {
     /// How long one channel's dispatch may keep retrying before it counts as failed.
     #[serde(default = "default_step_deadline_secs")]
     pub step_deadline_secs: u64,
+    /// A retry of a failed message links its first message to that one.
+    #[serde(default)]
+    pub replaces_message_id: Option<MessageId>,
 }
 
 fn default_step_deadline_secs() -> u64 {
@@ -123,6 +126,9 @@ impl NotificationWorkflow {
                     tenant_id: request.tenant_id,
                     contact_id: request.contact_id,
                     trigger_event: request.trigger_event.clone(),
+                    workflow_id: ctx.workflow_id().to_owned(),
+                    source_event_id: request.source_event_id.clone(),
+                    variables: request.variables.clone(),
                     channels: request.channels.clone(),
                 },
                 db_step("plan the channel chain"),
@@ -142,7 +148,7 @@ impl NotificationWorkflow {
         }
 
         let workflow_id = ctx.workflow_id().to_owned();
-        let mut replaces: Option<MessageId> = None;
+        let mut replaces: Option<MessageId> = request.replaces_message_id;
         for (index, step) in plan.steps.iter().enumerate() {
             let attempt = i16::try_from(index + 1).unwrap_or(i16::MAX);
             let message_id = MessageId(deterministic_uuid(&ctx.uuid4()));

@@ -6,6 +6,7 @@ pub mod channel_accounts;
 pub mod contacts;
 pub mod conversations;
 pub mod messages;
+pub mod requests;
 pub mod templates;
 pub mod tenants;
 

@@ -1,5 +1,6 @@
 //! Hasura's calls into this service: event triggers (and, later, cron
 //! triggers and actions).
 
+pub mod actions;
 pub mod events;
 pub mod payload;

@@ -234,6 +234,38 @@ impl TestApp {
         self.post_raw(payload.to_string(), Some(SECRET)).await
     }
 
+    /// Calls a Hasura action as `role` of this test's tenant.
+    pub async fn post_action(&self, name: &str, input: Value, role: &str) -> reqwest::Response {
+        self.post_action_as(
+            name,
+            input,
+            json!({
+                "x-hasura-role": role,
+                "x-hasura-user-id": "agent-1",
+                "x-hasura-tenant-id": self.tenant_id.0.to_string(),
+            }),
+        )
+        .await
+    }
+
+    pub async fn post_action_as(
+        &self,
+        name: &str,
+        input: Value,
+        session: Value,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}/hasura/actions", self.base_url))
+            .header("x-busflow-secret", SECRET)
+            .json(
+                &json!({"action": {"name": name}, "input": input, "session_variables": session,
+                          "request_query": "mutation { ... }"}),
+            )
+            .send()
+            .await
+            .expect("POST /hasura/actions")
+    }
+
     pub async fn post_raw(&self, body: String, secret: Option<&str>) -> reqwest::Response {
         let mut request = self
             .http

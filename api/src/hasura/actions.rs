@@ -1,0 +1,146 @@
+//! `POST /hasura/actions`: Hasura Actions, dispatched on `action.name`. The
+//! acting user, role and tenant come only from `session_variables`; errors use
+//! Hasura's action error shape (4xx, `{message, extensions: {code}}`).
+
+use crate::AppState;
+use crate::auth::require_shared_secret;
+use crate::error::{ApiError, parse_json};
+use crate::retry::{self, RetryError};
+use crate::temporal::StartError;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use busflow_activities::model::{MessageId, TenantId};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Every action this endpoint serves (checked against the Hasura metadata).
+pub const ACTIONS: &[&str] = &["retryMessage"];
+
+#[derive(Debug, Deserialize)]
+struct ActionPayload {
+    action: ActionName,
+    #[serde(default)]
+    input: Value,
+    #[serde(default)]
+    session_variables: HashMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ActionName {
+    name: String,
+}
+
+/// Who is acting, from Hasura's session variables.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub tenant_id: TenantId,
+    pub role: String,
+    pub user_id: Option<String>,
+}
+
+impl Session {
+    fn from_variables(vars: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let get = |key: &str| {
+            vars.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.clone())
+        };
+        let tenant = get("x-hasura-tenant-id")
+            .ok_or_else(|| forbidden("the session has no x-hasura-tenant-id"))?;
+        let tenant_id = tenant
+            .parse::<Uuid>()
+            .map(TenantId)
+            .map_err(|_| forbidden("x-hasura-tenant-id is not a tenant id"))?;
+        let role =
+            get("x-hasura-role").ok_or_else(|| forbidden("the session has no x-hasura-role"))?;
+        Ok(Self {
+            tenant_id,
+            role,
+            user_id: get("x-hasura-user-id"),
+        })
+    }
+
+    fn require_role(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        if allowed.contains(&self.role.as_str()) {
+            Ok(())
+        } else {
+            Err(forbidden(&format!(
+                "role '{}' may not do this (allowed: {})",
+                self.role,
+                allowed.join(", ")
+            )))
+        }
+    }
+}
+
+fn forbidden(message: &str) -> ApiError {
+    ApiError::client(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+}
+
+fn input<T: DeserializeOwned>(action: &str, value: Value) -> Result<T, ApiError> {
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request("INVALID_INPUT", format!("{action}: input: {e}")))
+}
+
+pub async fn receive(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_shared_secret(&headers, &app.config.webhook_secret)?;
+    let payload: ActionPayload = parse_json(&body)?;
+    let session = Session::from_variables(&payload.session_variables)?;
+    match payload.action.name.as_str() {
+        "retryMessage" => retry_message(&app, &session, payload.input).await,
+        other => Err(ApiError::bad_request(
+            "UNKNOWN_ACTION",
+            format!(
+                "unknown action '{other}'; this service serves: {}",
+                ACTIONS.join(", ")
+            ),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RetryMessageInput {
+    message_id: Uuid,
+}
+
+async fn retry_message(
+    app: &AppState,
+    session: &Session,
+    raw: Value,
+) -> Result<Json<Value>, ApiError> {
+    session.require_role(&["admin", "dispatcher"])?;
+    let input: RetryMessageInput = input("retryMessage", raw)?;
+    let started = retry::retry_message(
+        &app.pool,
+        &app.temporal,
+        session.tenant_id,
+        MessageId(input.message_id),
+        app.config.step_deadline,
+    )
+    .await
+    .map_err(|e| match e {
+        RetryError::NotFound(_) => {
+            ApiError::client(StatusCode::NOT_FOUND, "MESSAGE_NOT_FOUND", e.to_string())
+        }
+        RetryError::NotFailed(..) => ApiError::conflict("MESSAGE_NOT_FAILED", e.to_string()),
+        RetryError::NoWorkflow(_) => ApiError::conflict("NOT_RETRYABLE", e.to_string()),
+        RetryError::Temporal(StartError::Unavailable(inner)) => ApiError::unavailable(
+            "TEMPORAL_UNAVAILABLE",
+            format!("retry not started: {inner:#}"),
+        ),
+        RetryError::Database(db) => ApiError::Unexpected(db.into()),
+    })?;
+    Ok(Json(
+        json!({"workflow_id": started.workflow_id, "result": started.result}),
+    ))
+}
