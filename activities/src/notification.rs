@@ -357,20 +357,20 @@ impl NotificationActivities {
                     &message.id,
                     input.tenant_id,
                     "channel account or contact no longer exists",
-                    false,
+                    None,
                 )
                 .await;
         };
         if account.status != ChannelAccountStatus::Active {
             let reason = format!("channel account {} is {}", account.id, account.status);
             return self
-                .reject(&message.id, input.tenant_id, &reason, true)
+                .reject(&message.id, input.tenant_id, &reason, None)
                 .await;
         }
         let Some(recipient) = recipient_address(&contact, message.channel) else {
             let reason = format!("contact has no {} address", message.channel);
             return self
-                .reject(&message.id, input.tenant_id, &reason, false)
+                .reject(&message.id, input.tenant_id, &reason, None)
                 .await;
         };
         let whatsapp_template = message.whatsapp_template.clone().map(|t| t.0);
@@ -388,7 +388,7 @@ impl NotificationActivities {
                 let reason = "WhatsApp free-form text is only allowed within 24 h of the contact's last message, \
                               and this template maps to no approved WhatsApp template";
                 return self
-                    .reject(&message.id, input.tenant_id, reason, false)
+                    .reject(&message.id, input.tenant_id, reason, None)
                     .await;
             }
         }
@@ -442,12 +442,17 @@ impl NotificationActivities {
                     ))
                 }
                 FailureClass::Recipient => {
-                    self.reject(&message.id, input.tenant_id, &failure.to_string(), false)
+                    self.reject(&message.id, input.tenant_id, &failure.to_string(), None)
                         .await
                 }
                 FailureClass::Account => {
-                    self.reject(&message.id, input.tenant_id, &failure.to_string(), true)
-                        .await
+                    self.reject(
+                        &message.id,
+                        input.tenant_id,
+                        &failure.to_string(),
+                        Some(account.id),
+                    )
+                    .await
                 }
             },
         }
@@ -460,13 +465,22 @@ impl NotificationActivities {
         message_id: &MessageId,
         tenant_id: TenantId,
         reason: &str,
-        account_problem: bool,
+        broken_account: Option<ChannelAccountId>,
     ) -> Result<DispatchOutcome, ActivityError> {
         store::messages::mark_failed(&self.pool, tenant_id, *message_id, reason).await?;
+        if let Some(account_id) = broken_account {
+            store::channel_accounts::flag_attention(&self.pool, tenant_id, account_id, reason)
+                .await?;
+            tracing::error!(
+                tenant.id = %tenant_id,
+                channel_account.id = %account_id,
+                "channel account {account_id} needs attention: {reason}"
+            );
+        }
         tracing::warn!(tenant.id = %tenant_id, message.id = %message_id, "message {message_id} failed: {reason}");
         Ok(DispatchOutcome::Rejected {
             reason: reason.to_owned(),
-            account_problem,
+            account_problem: broken_account.is_some(),
         })
     }
 }

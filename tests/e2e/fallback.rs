@@ -198,3 +198,62 @@ async fn a_recipient_no_channel_can_reach_is_recorded_as_not_sent() {
     assert_eq!(app.count("select count(*) from messages").await, 0);
     assert!(app.sent_emails().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_broken_whatsapp_account_is_flagged_for_attention_and_email_takes_over() {
+    let app = TestApp::spawn().await;
+    app.add_email_account(true).await;
+    // A WhatsApp account whose secrets were never stored (no access token).
+    sqlx::query(
+        "insert into channel_accounts (tenant_id, channel, provider, status, provider_config, external_account_id)
+         values ($1, 'WHATSAPP', 'META_CLOUD', 'ACTIVE', '{\"phone_number_id\": \"1234567890\"}', '1234567890')",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await
+    .expect("whatsapp account");
+    sqlx::query(
+        "insert into notification_templates (tenant_id, trigger_event, channel, locale, body, whatsapp_template_name, whatsapp_language)
+         values ($1, 'booking_confirmed', 'WHATSAPP', 'es', 'Reserva {{ booking.booking_reference }}', 'booking_confirmed', 'es_MX')",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await
+    .expect("whatsapp template");
+    let profile = Uuid::new_v4();
+    let contact = app
+        .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
+        .await;
+    let event_id = Uuid::new_v4().to_string();
+    assert_eq!(
+        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-ATT"))
+            .await
+            .status(),
+        200
+    );
+
+    let outcome = app
+        .workflow_result(&notification_workflow_id(app.tenant_id, &event_id, contact))
+        .await
+        .expect("email took over");
+    assert_eq!(
+        outcome.delivered.expect("delivered").channel.as_str(),
+        "EMAIL"
+    );
+    assert!(
+        outcome.attempts[0].starts_with("WHATSAPP: failed:"),
+        "{:?}",
+        outcome.attempts
+    );
+    let attention: Option<String> =
+        sqlx::query_scalar("select attention_reason from channel_accounts where tenant_id = $1 and channel = 'WHATSAPP'")
+            .bind(app.tenant_id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("account");
+    assert!(
+        attention.is_some_and(|r| r.contains("no access token")),
+        "the account needs attention"
+    );
+    assert_eq!(app.sent_emails().await.len(), 1);
+}

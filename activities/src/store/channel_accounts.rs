@@ -116,3 +116,22 @@ pub async fn for_channel(
     .fetch_all(pool)
     .await
 }
+
+/// Marks the account as needing attention (expired token, suspended sender…);
+/// it keeps its status: ops decide whether to suspend it.
+pub async fn flag_attention(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    id: ChannelAccountId,
+    reason: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update channel_accounts set attention_reason = $3, updated_at = now() where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
