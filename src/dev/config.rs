@@ -61,7 +61,19 @@ pub struct DemoTenant {
     pub default_locale: String,
     pub time_zone: String,
     pub email: DemoEmail,
+    pub whatsapp: DemoWhatsApp,
     pub passengers: Vec<DemoPassenger>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoWhatsApp {
+    pub phone_number_id: String,
+    pub sandbox_outcome: String,
+    pub template_name: String,
+    pub template_language: String,
+    pub app_secret: String,
+    pub verify_token: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

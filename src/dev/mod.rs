@@ -119,10 +119,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .create_domain_identity(&demo_domain)
         .await
         .context("registering the demo sender domain on the emulator")?;
-    seed::seed_demo_tenant(&pool, &stack.demo_tenant).await?;
-
     let keys = KeyRing::parse(&stack.service.secret_keys, None)
         .context("service.secret_keys in temporal-dev.yml")?;
+    seed::seed_demo_tenant(&pool, &keys, &stack.demo_tenant).await?;
     let state = Arc::new(AppState::new(
         pool.clone(),
         keys.clone(),

@@ -1,9 +1,11 @@
 //! The demo tenant of the dev stack, seeded idempotently on every start.
 
-use super::config::DemoTenant;
+use super::config::{DemoTenant, DemoWhatsApp};
 use anyhow::Context;
+use busflow_activities::crypto::KeyRing;
 use busflow_activities::identifiers::{EmailAddress, PhoneNumber};
 use busflow_activities::model::{ChannelAccountId, TenantId};
+use busflow_activities::secrets::ProviderSecrets;
 use busflow_activities::store::contacts::{self, PassengerContact};
 use sqlx::PgPool;
 
@@ -61,8 +63,77 @@ pub async fn upsert_email_account(
     Ok(ChannelAccountId(id))
 }
 
+/// A SANDBOX WhatsApp account with sealed secrets and the tenant's mapping of
+/// `booking_confirmed` to an approved template.
+async fn upsert_sandbox_whatsapp(
+    pool: &PgPool,
+    keys: &KeyRing,
+    tenant_id: TenantId,
+    whatsapp: &DemoWhatsApp,
+) -> anyhow::Result<()> {
+    let config = serde_json::json!({
+        "phone_number_id": whatsapp.phone_number_id,
+        "sandbox": {"outcome": whatsapp.sandbox_outcome},
+    });
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "insert into channel_accounts
+            (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
+         values ($1, 'WHATSAPP', 'META_CLOUD', 'Demo WhatsApp (sandbox)', 'ACTIVE', 'SANDBOX', $2, $3)
+         on conflict (tenant_id, channel, external_account_id) do update
+            set provider_config = excluded.provider_config, status = 'ACTIVE', mode = 'SANDBOX', updated_at = now()
+         returning id",
+    )
+    .bind(tenant_id)
+    .bind(&config)
+    .bind(&whatsapp.phone_number_id)
+    .fetch_one(pool)
+    .await
+    .context("seeding the sandbox WhatsApp account")?;
+    let secrets = ProviderSecrets {
+        access_token: Some("sandbox-access-token".to_owned()),
+        app_secret: Some(whatsapp.app_secret.clone()),
+        verify_token: Some(whatsapp.verify_token.clone()),
+    };
+    busflow_activities::secrets::store(pool, keys, tenant_id, ChannelAccountId(id), &secrets)
+        .await
+        .context("sealing the sandbox WhatsApp secrets")?;
+    for (locale, body) in [
+        (
+            "es",
+            "Hola {{ contact.first_name }}, tu reserva {{ booking.booking_reference }} está confirmada.",
+        ),
+        (
+            "en",
+            "Hi {{ contact.first_name }}, your booking {{ booking.booking_reference }} is confirmed.",
+        ),
+    ] {
+        sqlx::query(
+            "insert into notification_templates
+                (tenant_id, trigger_event, channel, locale, body, whatsapp_template_name, whatsapp_language, whatsapp_parameters)
+             values ($1, 'booking_confirmed', 'WHATSAPP', $2, $3, $4, $5, $6)
+             on conflict (tenant_id, trigger_event, channel, locale) do update
+                set body = excluded.body, whatsapp_template_name = excluded.whatsapp_template_name,
+                    whatsapp_language = excluded.whatsapp_language, whatsapp_parameters = excluded.whatsapp_parameters",
+        )
+        .bind(tenant_id)
+        .bind(locale)
+        .bind(body)
+        .bind(&whatsapp.template_name)
+        .bind(&whatsapp.template_language)
+        .bind(serde_json::json!({"body": ["contact.first_name", "booking.booking_reference"]}))
+        .execute(pool)
+        .await
+        .context("seeding the demo WhatsApp template")?;
+    }
+    Ok(())
+}
+
 /// Seeds the demo tenant declared in `temporal-dev.yml`.
-pub async fn seed_demo_tenant(pool: &PgPool, demo: &DemoTenant) -> anyhow::Result<()> {
+pub async fn seed_demo_tenant(
+    pool: &PgPool,
+    keys: &KeyRing,
+    demo: &DemoTenant,
+) -> anyhow::Result<()> {
     let tenant_id = TenantId(demo.id);
     upsert_tenant(
         pool,
@@ -80,6 +151,7 @@ pub async fn seed_demo_tenant(pool: &PgPool, demo: &DemoTenant) -> anyhow::Resul
         &demo.email.from_name,
     )
     .await?;
+    upsert_sandbox_whatsapp(pool, keys, tenant_id, &demo.whatsapp).await?;
     for passenger in &demo.passengers {
         let contact = PassengerContact {
             tenant_id,

@@ -206,9 +206,6 @@ impl NotificationWorkflow {
                     external_message_id,
                     status,
                 } => {
-                    ctx.upsert_search_attributes([
-                        sa::NOTIFICATION_STATUS.value_set("SENT".to_owned())
-                    ]);
                     let waited =
                         Self::await_receipt(ctx, &request, step, message_id, status).await?;
                     if let Wait::Delivered(status) = waited {
@@ -237,9 +234,6 @@ impl NotificationWorkflow {
                 Wait::Delivered(status) => format!("{channel}: {status}"),
             };
             ctx.state_mut(|s| s.progress.attempts.push(line));
-            ctx.upsert_search_attributes([
-                sa::NOTIFICATION_STATUS.value_set("FALLING_BACK".to_owned())
-            ]);
             replaces = Some(message_id);
         }
 
@@ -294,6 +288,7 @@ impl NotificationWorkflow {
             // No receipts on this channel: accepted is as good as it gets.
             return Ok(Wait::Delivered(status_after_send));
         };
+        ctx.upsert_search_attributes([sa::NOTIFICATION_STATUS.value_set("SENT".to_owned())]);
         let mut receipt_arrived = std::pin::pin!(ctx.wait_condition(|s| {
             s.receipts
                 .get(&message_id)
