@@ -1,0 +1,283 @@
+//! The inbound path: a provider delivers a message from a person; it becomes
+//! a contact (found by normalized identifier, or created with the provider's
+//! profile name), a conversation (the live one, a reopened one, or a new one)
+//! and an INBOUND message — in one transaction, without Temporal in the way.
+//! Providers deliver at least once (Meta retries for days): the provider's
+//! message id makes a second delivery a no-op.
+
+use crate::model::{Channel, ChannelAccountId, ContactId, MessageId, TenantId};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// Which identifier the sender is known by on this channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderKey {
+    WhatsApp,
+    Phone,
+    Email,
+    Webchat,
+}
+
+impl SenderKey {
+    fn json_key(self) -> &'static str {
+        match self {
+            SenderKey::WhatsApp => "whatsapp",
+            SenderKey::Phone => "phone",
+            SenderKey::Email => "email",
+            SenderKey::Webchat => "webchat",
+        }
+    }
+}
+
+/// A message someone sent to a tenant.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub tenant_id: TenantId,
+    pub channel_account_id: ChannelAccountId,
+    pub channel: Channel,
+    pub sender_key: SenderKey,
+    /// Normalized (E.164 phone, lower-case email, visitor id).
+    pub sender: String,
+    pub sender_name: Option<String>,
+    pub external_message_id: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub content: serde_json::Value,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What recording an inbound message did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum InboundOutcome {
+    Recorded {
+        message_id: MessageId,
+        conversation_id: Uuid,
+        contact_id: ContactId,
+        /// The conversation was SNOOZED or RESOLVED and is OPEN again.
+        reopened_from: Option<String>,
+    },
+    /// The provider delivered this message before.
+    Duplicate { message_id: MessageId },
+}
+
+pub async fn record_inbound(
+    pool: &PgPool,
+    inbound: &InboundMessage,
+) -> sqlx::Result<InboundOutcome> {
+    let mut tx = pool.begin().await?;
+    if let Some(existing) = find_existing(&mut tx, inbound).await? {
+        return Ok(InboundOutcome::Duplicate {
+            message_id: existing,
+        });
+    }
+    let contact_id = resolve_contact(&mut tx, inbound).await?;
+    let (conversation_id, reopened_from) =
+        resolve_conversation(&mut tx, inbound, contact_id).await?;
+    let inserted: Option<MessageId> = sqlx::query_scalar(
+        "insert into messages
+            (tenant_id, conversation_id, contact_id, channel_account_id, direction, channel, status,
+             external_message_id, subject, body, content, sent_at, delivered_at)
+         values ($1, $2, $3, $4, 'INBOUND', $5, 'DELIVERED', $6, $7, $8, $9, $10, now())
+         on conflict (tenant_id, channel, external_message_id) where external_message_id is not null
+         do nothing
+         returning id",
+    )
+    .bind(inbound.tenant_id)
+    .bind(conversation_id)
+    .bind(contact_id)
+    .bind(inbound.channel_account_id)
+    .bind(inbound.channel)
+    .bind(&inbound.external_message_id)
+    .bind(&inbound.subject)
+    .bind(&inbound.body)
+    .bind(&inbound.content)
+    .bind(inbound.received_at)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(message_id) = inserted else {
+        // A concurrent delivery of the same message won the insert.
+        tx.rollback().await?;
+        let existing = find_existing(&mut *pool.acquire().await?, inbound).await?;
+        return Ok(InboundOutcome::Duplicate {
+            message_id: existing.unwrap_or(MessageId(Uuid::nil())),
+        });
+    };
+    sqlx::query(
+        "update conversations
+            set last_message_at = greatest(coalesce(last_message_at, $3), $3),
+                last_inbound_at = greatest(coalesce(last_inbound_at, $3), $3),
+                updated_at = now()
+          where tenant_id = $1 and id = $2",
+    )
+    .bind(inbound.tenant_id)
+    .bind(conversation_id)
+    .bind(inbound.received_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(InboundOutcome::Recorded {
+        message_id,
+        conversation_id,
+        contact_id,
+        reopened_from,
+    })
+}
+
+async fn find_existing(
+    conn: &mut PgConnection,
+    inbound: &InboundMessage,
+) -> sqlx::Result<Option<MessageId>> {
+    sqlx::query_scalar(
+        "select id from messages where tenant_id = $1 and channel = $2 and external_message_id = $3",
+    )
+    .bind(inbound.tenant_id)
+    .bind(inbound.channel)
+    .bind(&inbound.external_message_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The contact with this identifier, created (with the provider's profile
+/// name) when unknown. WhatsApp senders also match a contact by phone.
+async fn resolve_contact(
+    conn: &mut PgConnection,
+    inbound: &InboundMessage,
+) -> sqlx::Result<ContactId> {
+    let key = inbound.sender_key.json_key();
+    let found: Option<ContactId> = sqlx::query_scalar(
+        "select id from contacts
+          where tenant_id = $1
+            and (identifiers ->> $2 = $3 or ($4 and identifiers ->> 'phone' = $3))
+          order by (identifiers ->> $2 = $3) desc, created_at
+          limit 1",
+    )
+    .bind(inbound.tenant_id)
+    .bind(key)
+    .bind(&inbound.sender)
+    .bind(inbound.sender_key == SenderKey::WhatsApp)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = found {
+        // Learn the WhatsApp id of a contact we knew by phone.
+        sqlx::query(
+            "update contacts set identifiers = identifiers || jsonb_build_object($3::text, $4::text), updated_at = now()
+              where tenant_id = $1 and id = $2 and not identifiers ? $3
+                and not exists (select 1 from contacts o where o.tenant_id = $1 and o.identifiers ->> $3 = $4)",
+        )
+        .bind(inbound.tenant_id)
+        .bind(id)
+        .bind(key)
+        .bind(&inbound.sender)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(id);
+    }
+    let identifiers = serde_json::json!({ key: inbound.sender });
+    // Two first messages from the same new person may race: the unique
+    // identifier index lets one insert win and the other read it.
+    let inserted: Option<ContactId> = sqlx::query_scalar(
+        "insert into contacts (tenant_id, kind, display_name, identifiers)
+         values ($1, 'CUSTOMER', $2, $3)
+         on conflict do nothing
+         returning id",
+    )
+    .bind(inbound.tenant_id)
+    .bind(inbound.sender_name.clone().unwrap_or_default())
+    .bind(&identifiers)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match inserted {
+        Some(id) => Ok(id),
+        None => {
+            sqlx::query_scalar(
+                "select id from contacts where tenant_id = $1 and identifiers ->> $2 = $3",
+            )
+            .bind(inbound.tenant_id)
+            .bind(key)
+            .bind(&inbound.sender)
+            .fetch_one(&mut *conn)
+            .await
+        }
+    }
+}
+
+/// The contact's live conversation on this account, else its latest
+/// resolved one reopened, else a new one. Returns the id and, when reopened,
+/// the status it had.
+async fn resolve_conversation(
+    conn: &mut PgConnection,
+    inbound: &InboundMessage,
+    contact_id: ContactId,
+) -> sqlx::Result<(Uuid, Option<String>)> {
+    let latest: Option<(Uuid, String)> = sqlx::query_as(
+        "select id, status from conversations
+          where tenant_id = $1 and contact_id = $2 and channel_account_id = $3
+          order by (status <> 'RESOLVED') desc, coalesce(last_message_at, created_at) desc
+          limit 1
+          for update",
+    )
+    .bind(inbound.tenant_id)
+    .bind(contact_id)
+    .bind(inbound.channel_account_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match latest {
+        Some((id, status)) if status == "OPEN" => Ok((id, None)),
+        Some((id, status)) => {
+            sqlx::query(
+                "update conversations set status = 'OPEN', snoozed_until = null, updated_at = now()
+                  where tenant_id = $1 and id = $2",
+            )
+            .bind(inbound.tenant_id)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            Ok((id, Some(status)))
+        }
+        None => {
+            let inserted: Option<Uuid> = sqlx::query_scalar(
+                "insert into conversations (tenant_id, contact_id, channel_account_id, status)
+                 values ($1, $2, $3, 'OPEN')
+                 on conflict do nothing
+                 returning id",
+            )
+            .bind(inbound.tenant_id)
+            .bind(contact_id)
+            .bind(inbound.channel_account_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match inserted {
+                Some(id) => Ok((id, None)),
+                None => sqlx::query_scalar(
+                    "select id from conversations
+                      where tenant_id = $1 and contact_id = $2 and channel_account_id = $3
+                        and status in ('OPEN', 'SNOOZED')",
+                )
+                .bind(inbound.tenant_id)
+                .bind(contact_id)
+                .bind(inbound.channel_account_id)
+                .fetch_one(&mut *conn)
+                .await
+                .map(|id| (id, None)),
+            }
+        }
+    }
+}
+
+/// Shorthand so the contact id type reads from rows.
+impl From<ContactId> for Uuid {
+    fn from(id: ContactId) -> Self {
+        id.0
+    }
+}
+
+/// The identifier key a channel's senders are known by.
+pub fn sender_key(channel: Channel) -> SenderKey {
+    match channel {
+        Channel::WhatsApp => SenderKey::WhatsApp,
+        Channel::Sms => SenderKey::Phone,
+        Channel::Email => SenderKey::Email,
+        Channel::Webchat => SenderKey::Webchat,
+    }
+}
