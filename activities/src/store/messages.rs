@@ -269,10 +269,12 @@ async fn apply_status(
         return Ok((status, true));
     }
     // Read before delivered: the later DELIVERED does not move the status back,
-    // but the delivery time is still worth keeping.
+    // but the delivery time is still worth keeping. The READ stood in its own
+    // time for delivered_at, so the earlier of the two is the real one (least()
+    // ignores NULL).
     if callback.status == MessageStatus::Delivered {
         sqlx::query(
-            "update messages set delivered_at = coalesce(delivered_at, $3), updated_at = now()
+            "update messages set delivered_at = least(delivered_at, $3), updated_at = now()
               where tenant_id = $1 and id = $2 and status = 'READ'",
         )
         .bind(tenant_id)
