@@ -8,3 +8,4 @@ mod hasura_events;
 mod notifications;
 mod schema;
 mod support;
+mod whatsapp;
