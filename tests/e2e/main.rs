@@ -11,3 +11,4 @@ mod schema;
 mod ses_events;
 mod sms_receipts;
 mod support;
+mod whatsapp;

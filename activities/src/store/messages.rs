@@ -102,6 +102,7 @@ pub async fn mark_sent(
     external_message_id: &str,
 ) -> sqlx::Result<MessageStatus> {
     let mut tx = pool.begin().await?;
+    lock_external_id(&mut tx, external_message_id).await?;
     let row: Option<(Channel, MessageStatus)> = sqlx::query_as(
         "update messages
             set status = case when status = 'QUEUED' then 'SENT' else status end,
@@ -183,6 +184,7 @@ pub async fn record_callback(
     callback: &DeliveryCallback,
 ) -> sqlx::Result<CallbackEffect> {
     let mut tx = pool.begin().await?;
+    lock_external_id(&mut tx, &callback.external_message_id).await?;
     let message: Option<(MessageId, TenantId, Option<String>)> = sqlx::query_as(
         "select id, tenant_id, workflow_id from messages
           where channel = $1 and external_message_id = $2 and ($3::uuid is null or tenant_id = $3)
@@ -209,6 +211,24 @@ pub async fn record_callback(
         status,
         changed,
     })
+}
+
+/// Serializes the two writers that meet on a provider id: recording the send
+/// that returned it (`mark_sent`) and recording a callback about it
+/// (`record_callback`). Without it, a callback arriving while the send is
+/// being recorded finds no message (that update is not committed yet) and is
+/// kept as pending, while the send looks for pending callbacks before that
+/// one is committed: neither applies it, and the workflow falls back although
+/// the message was delivered. Held until the transaction ends.
+async fn lock_external_id(
+    tx: &mut sqlx::PgConnection,
+    external_message_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("select pg_advisory_xact_lock(hashtext('busflow.messages.external_message_id'), hashtext($1))")
+        .bind(external_message_id)
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 async fn insert_callback(
@@ -269,10 +289,12 @@ async fn apply_status(
         return Ok((status, true));
     }
     // Read before delivered: the later DELIVERED does not move the status back,
-    // but the delivery time is still worth keeping.
+    // but the delivery time is still worth keeping. The READ stood in its own
+    // time for delivered_at, so the earlier of the two is the real one (least()
+    // ignores NULL).
     if callback.status == MessageStatus::Delivered {
         sqlx::query(
-            "update messages set delivered_at = coalesce(delivered_at, $3), updated_at = now()
+            "update messages set delivered_at = least(delivered_at, $3), updated_at = now()
               where tenant_id = $1 and id = $2 and status = 'READ'",
         )
         .bind(tenant_id)

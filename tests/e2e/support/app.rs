@@ -27,13 +27,12 @@ use uuid::Uuid;
 pub const SECRET: &str = "test-webhook-secret";
 pub const FIREHOSE_KEY: &str = "test-firehose-access-key";
 
-/// The test key ring (two keys, so rotation can be exercised).
+/// The keys of the test key ring, in `BUSFLOW_SECRET_KEYS` form.
+pub const TEST_KEY_SPEC: &str = "test-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=,test-2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+
+/// The test key ring (two keys, so rotation can be exercised); `test-2` seals.
 pub fn test_keys() -> KeyRing {
-    KeyRing::parse(
-        "test-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=,test-2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=",
-        Some("test-2"),
-    )
-    .expect("test key ring")
+    KeyRing::parse(TEST_KEY_SPEC, Some("test-2")).expect("test key ring")
 }
 
 /// How a test wants its app wired; defaults point at the shared services.
@@ -219,6 +218,11 @@ impl TestApp {
         )
         .await
         .expect("seed email account");
+    }
+
+    /// The HTTP client the helpers use to call the API and moto.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub fn sender(&self) -> String {

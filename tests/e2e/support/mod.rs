@@ -1,6 +1,7 @@
 //! Test harness: real Postgres, a real Temporal dev server, moto.
 
 pub mod app;
+pub mod meta;
 pub mod services;
 
 pub use app::{TestApp, TestOptions, booking_event, profile_event};

@@ -1,0 +1,366 @@
+//! WhatsApp through Meta, as the tests see it: a tenant's WhatsApp and SMS
+//! accounts and templates, a `wiremock` Graph API that answers like Meta,
+//! status webhooks signed like Meta signs them, and the SMS moto recorded.
+
+use super::app::{TestApp, booking_event, test_keys};
+use busflow_activities::crypto::KeyRing;
+use busflow_activities::model::{ChannelAccountId, ContactId, TenantId};
+use busflow_activities::secrets::{self, ProviderSecrets};
+use busflow_workflows::names::notification_workflow_id;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::Duration;
+use uuid::Uuid;
+use wiremock::ResponseTemplate;
+
+/// The business phone number every test tenant sends WhatsApp from.
+pub const PHONE_NUMBER_ID: &str = "106540352242922";
+
+/// The passenger `TestApp::upsert_passenger` creates (phone "55 1234 5678",
+/// region MX), as stored and as Meta's `to` / `wa_id`.
+pub const PASSENGER_PHONE: &str = "+525512345678";
+pub const PASSENGER_WA_ID: &str = "525512345678";
+
+/// The approved template the tenant's booking confirmation maps to.
+pub const WHATSAPP_TEMPLATE: &str = "booking_confirmation";
+pub const WHATSAPP_LANGUAGE: &str = "es_MX";
+
+/// The Graph API path a send from `PHONE_NUMBER_ID` posts to.
+pub fn messages_path() -> String {
+    format!("/v21.0/{PHONE_NUMBER_ID}/messages")
+}
+
+/// Meta credentials unique to one test, so that finding one somewhere can
+/// only mean this test's account leaked it.
+pub fn meta_secrets() -> ProviderSecrets {
+    let tag = Uuid::new_v4().simple().to_string();
+    ProviderSecrets {
+        access_token: Some(format!("EAAGtesttoken{tag}")),
+        app_secret: Some(format!("appsecret{tag}")),
+        verify_token: Some(format!("verifytoken{tag}")),
+    }
+}
+
+/// A booking reference no other test uses (moto is shared by the whole run).
+pub fn booking_reference(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &Uuid::new_v4().simple().to_string()[..8].to_uppercase()
+    )
+}
+
+/// A `wamid` as Meta formats them, unique to the test.
+pub fn wamid() -> String {
+    format!("wamid.HBgM{}", Uuid::new_v4().simple())
+}
+
+/// The Graph API accepting a message as `wamid`.
+pub fn graph_accepted(wamid: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": PASSENGER_WA_ID, "wa_id": PASSENGER_WA_ID}],
+        "messages": [{"id": wamid}]
+    }))
+}
+
+/// The Graph API refusing a message with Meta's error envelope (HTTP 400).
+pub fn graph_error(code: i64, message: &str, details: &str) -> ResponseTemplate {
+    ResponseTemplate::new(400).set_body_json(json!({
+        "error": {
+            "message": message,
+            "type": "OAuthException",
+            "code": code,
+            "error_data": {"messaging_product": "whatsapp", "details": details},
+            "fbtrace_id": "AbCdEfGh123"
+        }
+    }))
+}
+
+/// A Meta webhook body carrying `statuses` as (wamid, status, unix seconds).
+pub fn status_webhook(statuses: &[(&str, &str, i64)]) -> String {
+    let statuses: Vec<Value> = statuses
+        .iter()
+        .map(|(wamid, status, at)| {
+            json!({
+                "id": wamid,
+                "status": status,
+                "timestamp": at.to_string(),
+                "recipient_id": PASSENGER_WA_ID,
+                "conversation": {"id": "c0ffee", "origin": {"type": "utility"}},
+                "pricing": {"billable": true, "pricing_model": "CBP", "category": "utility"}
+            })
+        })
+        .collect();
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "102290129340398",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+                    "statuses": statuses
+                }
+            }]
+        }]
+    })
+    .to_string()
+}
+
+/// `X-Hub-Signature-256` for `body`: `sha256=<hex HMAC-SHA256(app_secret, body)>`.
+pub fn sign(app_secret: &str, body: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, app_secret.as_bytes());
+    let hex: String = ring::hmac::sign(&key, body.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// Unix seconds `ago` before now.
+pub fn seconds_ago(ago: i64) -> i64 {
+    chrono::Utc::now().timestamp() - ago
+}
+
+/// One SMS as moto recorded it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SentSms {
+    pub message_id: String,
+    pub phone_number: String,
+    pub message: String,
+}
+
+/// A message row, as an operator would look it up.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageRow {
+    pub id: Uuid,
+    pub channel: String,
+    pub status: String,
+    pub replaces_message_id: Option<Uuid>,
+    pub external_message_id: Option<String>,
+    pub failed_reason: Option<String>,
+    pub delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub read_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl TestApp {
+    /// The tenant's ACTIVE Meta Cloud WhatsApp account, its secrets sealed
+    /// with the test key ring.
+    pub async fn add_whatsapp_account(&self, secrets: &ProviderSecrets) -> ChannelAccountId {
+        self.add_whatsapp_account_for(self.tenant_id, PHONE_NUMBER_ID, secrets, &test_keys())
+            .await
+    }
+
+    /// A WhatsApp account of any tenant in this test's database, its secrets
+    /// sealed with `keys`.
+    pub async fn add_whatsapp_account_for(
+        &self,
+        tenant_id: TenantId,
+        phone_number_id: &str,
+        provider_secrets: &ProviderSecrets,
+        keys: &KeyRing,
+    ) -> ChannelAccountId {
+        let id = ChannelAccountId(
+            sqlx::query_scalar(
+                "insert into channel_accounts
+                    (tenant_id, channel, provider, display_name, status, provider_config, external_account_id)
+                 values ($1, 'WHATSAPP', 'META_CLOUD', 'WhatsApp', 'ACTIVE', $2, $3)
+                 returning id",
+            )
+            .bind(tenant_id)
+            .bind(json!({"phone_number_id": phone_number_id}))
+            .bind(phone_number_id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("WhatsApp channel account"),
+        );
+        secrets::store(&self.pool, keys, tenant_id, id, provider_secrets)
+            .await
+            .expect("seal the WhatsApp secrets");
+        id
+    }
+
+    /// The tenant's ACTIVE SNS account (no delivery receipts: done once sent).
+    pub async fn add_sms_account(&self) {
+        sqlx::query(
+            "insert into channel_accounts
+                (tenant_id, channel, provider, display_name, status, provider_config, external_account_id)
+             values ($1, 'SMS', 'AWS_SNS', 'SMS', 'ACTIVE', '{}', 'sns')",
+        )
+        .bind(self.tenant_id)
+        .execute(&self.pool)
+        .await
+        .expect("SMS channel account");
+    }
+
+    /// The tenant's booking confirmation on WhatsApp: the approved template
+    /// `WHATSAPP_TEMPLATE` with the first name and the booking reference.
+    pub async fn add_whatsapp_template(&self) {
+        sqlx::query(
+            "insert into notification_templates
+                (tenant_id, trigger_event, channel, locale, body,
+                 whatsapp_template_name, whatsapp_language, whatsapp_parameters)
+             values ($1, 'booking_confirmed', 'WHATSAPP', 'es',
+                     'Hola {{ contact.first_name }}, tu reserva {{ booking.booking_reference }} está confirmada',
+                     $2, $3, $4)",
+        )
+        .bind(self.tenant_id)
+        .bind(WHATSAPP_TEMPLATE)
+        .bind(WHATSAPP_LANGUAGE)
+        .bind(json!({"body": ["contact.first_name", "booking.booking_reference"]}))
+        .execute(&self.pool)
+        .await
+        .expect("WhatsApp template");
+    }
+
+    /// The tenant's booking confirmation by SMS.
+    pub async fn add_sms_template(&self) {
+        sqlx::query(
+            "insert into notification_templates (tenant_id, trigger_event, channel, locale, body)
+             values ($1, 'booking_confirmed', 'SMS', 'es',
+                     'Autobuses Prueba: tu reserva {{ booking.booking_reference }} está confirmada')",
+        )
+        .bind(self.tenant_id)
+        .execute(&self.pool)
+        .await
+        .expect("SMS template");
+    }
+
+    /// The tenant's chain and receipt timeouts (seconds) for booking_confirmed.
+    pub async fn override_booking_confirmed(&self, chain: &[&str], timeouts: Value) {
+        sqlx::query("update tenant_settings set trigger_overrides = $2 where tenant_id = $1")
+            .bind(self.tenant_id)
+            .bind(json!({"booking_confirmed": {"chain": chain, "timeouts": timeouts}}))
+            .execute(&self.pool)
+            .await
+            .expect("trigger override");
+    }
+
+    /// Hasura reports the booking confirmed; returns the notification's workflow id.
+    pub async fn confirm_booking(
+        &self,
+        profile_id: Uuid,
+        contact: ContactId,
+        reference: &str,
+    ) -> String {
+        let event_id = Uuid::new_v4().to_string();
+        let response = self
+            .post_event(&booking_event(
+                &event_id,
+                self.tenant_id,
+                profile_id,
+                reference,
+            ))
+            .await;
+        assert_eq!(response.status(), 200, "booking_confirmed accepted");
+        notification_workflow_id(self.tenant_id, &event_id, contact)
+    }
+
+    /// Posts a Meta webhook to `tenant_id`'s endpoint, with the signature
+    /// header as given (`None`: no header).
+    pub async fn post_meta_webhook(
+        &self,
+        tenant_id: TenantId,
+        body: String,
+        signature: Option<String>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http()
+            .post(format!("{}/webhooks/meta/{tenant_id}", self.base_url))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        request.send().await.expect("POST /webhooks/meta")
+    }
+
+    /// Meta reports `statuses` to `tenant_id`'s webhook, signed with
+    /// `app_secret`; returns the API's `{"applied", "pending"}` answer.
+    pub async fn meta_reports(
+        &self,
+        tenant_id: TenantId,
+        app_secret: &str,
+        statuses: &[(&str, &str, i64)],
+    ) -> Value {
+        let body = status_webhook(statuses);
+        let signature = sign(app_secret, &body);
+        let response = self
+            .post_meta_webhook(tenant_id, body, Some(signature))
+            .await;
+        let status = response.status();
+        let answer = response.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "signed webhook accepted: {answer}");
+        serde_json::from_str(&answer).expect("webhook answer is JSON")
+    }
+
+    /// Meta's subscription check against `tenant_id`'s webhook.
+    pub async fn verify_meta_webhook(
+        &self,
+        tenant_id: TenantId,
+        verify_token: &str,
+        challenge: &str,
+    ) -> reqwest::Response {
+        let mut url = reqwest::Url::parse(&format!("{}/webhooks/meta/{tenant_id}", self.base_url))
+            .expect("webhook URL");
+        url.query_pairs_mut()
+            .append_pair("hub.mode", "subscribe")
+            .append_pair("hub.verify_token", verify_token)
+            .append_pair("hub.challenge", challenge);
+        self.http()
+            .get(url)
+            .send()
+            .await
+            .expect("GET /webhooks/meta")
+    }
+
+    /// The SMS moto recorded whose text mentions `needle` (moto is shared
+    /// by every test of the run).
+    pub async fn sent_sms(&self, needle: &str) -> Vec<SentSms> {
+        let data: Value = self
+            .http()
+            .get(format!("{}/moto-api/data.json", self.aws_endpoint))
+            .send()
+            .await
+            .expect("moto data")
+            .json()
+            .await
+            .expect("moto json");
+        let sms: Vec<SentSms> =
+            serde_json::from_value(data["sns"]["SMS"].clone()).unwrap_or_default();
+        sms.into_iter()
+            .filter(|m| m.message.contains(needle))
+            .collect()
+    }
+
+    /// The messages of one notification, in chain order.
+    pub async fn messages(&self, workflow_id: &str) -> Vec<MessageRow> {
+        sqlx::query_as(
+            "select id, channel, status, replaces_message_id, external_message_id,
+                    failed_reason, delivered_at, read_at
+               from messages where workflow_id = $1 order by attempt",
+        )
+        .bind(workflow_id)
+        .fetch_all(&self.pool)
+        .await
+        .expect("messages")
+    }
+
+    /// Waits until the notification's `channel` message has left QUEUED (the
+    /// provider answered), and returns it.
+    pub async fn dispatched(&self, workflow_id: &str, channel: &str) -> MessageRow {
+        self.eventually(
+            &format!("the {channel} message of {workflow_id} to be dispatched"),
+            Duration::from_secs(20),
+            || async {
+                self.messages(workflow_id)
+                    .await
+                    .into_iter()
+                    .find(|m| m.channel == channel && m.status != "QUEUED")
+            },
+        )
+        .await
+    }
+}
