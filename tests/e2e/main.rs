@@ -5,6 +5,7 @@
 
 mod fallback;
 mod hasura_events;
+mod inbox;
 mod notifications;
 mod retry;
 mod schema;

@@ -23,3 +23,137 @@ pub async fn last_inbound_at(
     .fetch_one(pool)
     .await
 }
+
+/// Why a conversation change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConversationError {
+    #[error("conversation {0} not found")]
+    NotFound(uuid::Uuid),
+    #[error("conversation {conversation} is already claimed by {assignee}")]
+    AlreadyClaimed {
+        conversation: uuid::Uuid,
+        assignee: String,
+    },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A conversation's routing state after a change.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct ConversationState {
+    pub id: uuid::Uuid,
+    pub status: String,
+    pub assigned_to: Option<String>,
+    pub snoozed_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+const STATE: &str = "id, status, assigned_to, snoozed_until";
+
+/// Claims an unassigned conversation for `agent`. The row lock makes
+/// concurrent claims queue: exactly one wins; claiming one's own again is a
+/// no-op.
+pub async fn claim(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    conversation: uuid::Uuid,
+    agent: &str,
+) -> Result<ConversationState, ConversationError> {
+    let mut tx = pool.begin().await?;
+    let current: Option<Option<String>> = sqlx::query_scalar(
+        "select assigned_to from conversations where tenant_id = $1 and id = $2 for update",
+    )
+    .bind(tenant_id)
+    .bind(conversation)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match current {
+        None => return Err(ConversationError::NotFound(conversation)),
+        Some(Some(assignee)) if assignee != agent => {
+            return Err(ConversationError::AlreadyClaimed {
+                conversation,
+                assignee,
+            });
+        }
+        Some(_) => {}
+    }
+    let state = sqlx::query_as(&format!(
+        "update conversations set assigned_to = $3, updated_at = now()
+          where tenant_id = $1 and id = $2 returning {STATE}"
+    ))
+    .bind(tenant_id)
+    .bind(conversation)
+    .bind(agent)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(state)
+}
+
+/// Assigns (or, with `None`, releases) a conversation regardless of owner.
+pub async fn reassign(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    conversation: uuid::Uuid,
+    assignee: Option<&str>,
+) -> Result<ConversationState, ConversationError> {
+    sqlx::query_as(&format!(
+        "update conversations set assigned_to = $3, updated_at = now()
+          where tenant_id = $1 and id = $2 returning {STATE}"
+    ))
+    .bind(tenant_id)
+    .bind(conversation)
+    .bind(assignee)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(ConversationError::NotFound(conversation))
+}
+
+/// Resolves a conversation (a snoozed one stops snoozing).
+pub async fn resolve(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    conversation: uuid::Uuid,
+) -> Result<ConversationState, ConversationError> {
+    sqlx::query_as(&format!(
+        "update conversations set status = 'RESOLVED', snoozed_until = null, updated_at = now()
+          where tenant_id = $1 and id = $2 returning {STATE}"
+    ))
+    .bind(tenant_id)
+    .bind(conversation)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(ConversationError::NotFound(conversation))
+}
+
+/// Moves `agent`'s read cursor forward to `read_at` (never back).
+pub async fn mark_read(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    conversation: uuid::Uuid,
+    agent: &str,
+    read_at: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, ConversationError> {
+    let exists: bool = sqlx::query_scalar(
+        "select exists(select 1 from conversations where tenant_id = $1 and id = $2)",
+    )
+    .bind(tenant_id)
+    .bind(conversation)
+    .fetch_one(pool)
+    .await?;
+    if !exists {
+        return Err(ConversationError::NotFound(conversation));
+    }
+    Ok(sqlx::query_scalar(
+        "insert into conversation_read_cursors (tenant_id, conversation_id, agent_id, last_read_at)
+         values ($1, $2, $3, $4)
+         on conflict (tenant_id, conversation_id, agent_id)
+         do update set last_read_at = greatest(conversation_read_cursors.last_read_at, excluded.last_read_at)
+         returning last_read_at",
+    )
+    .bind(tenant_id)
+    .bind(conversation)
+    .bind(agent)
+    .bind(read_at)
+    .fetch_one(pool)
+    .await?)
+}

@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use busflow_activities::model::{MessageId, TenantId};
+use busflow_activities::store::conversations::{self, ConversationError};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -20,7 +21,16 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 /// Every action this endpoint serves (checked against the Hasura metadata).
-pub const ACTIONS: &[&str] = &["retryMessage"];
+pub const ACTIONS: &[&str] = &[
+    "retryMessage",
+    "claimConversation",
+    "reassignConversation",
+    "resolveConversation",
+    "markConversationRead",
+];
+
+/// Roles that work the inbox.
+const AGENTS: &[&str] = &["dispatcher", "admin"];
 
 #[derive(Debug, Deserialize)]
 struct ActionPayload {
@@ -66,6 +76,14 @@ impl Session {
         })
     }
 
+    /// The acting agent (`x-hasura-user-id`).
+    fn agent(&self) -> Result<&str, ApiError> {
+        self.user_id
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| forbidden("the session has no x-hasura-user-id"))
+    }
+
     fn require_role(&self, allowed: &[&str]) -> Result<(), ApiError> {
         if allowed.contains(&self.role.as_str()) {
             Ok(())
@@ -98,6 +116,55 @@ pub async fn receive(
     let session = Session::from_variables(&payload.session_variables)?;
     match payload.action.name.as_str() {
         "retryMessage" => retry_message(&app, &session, payload.input).await,
+        "claimConversation" => {
+            session.require_role(AGENTS)?;
+            let input: ConversationInput = input("claimConversation", payload.input)?;
+            let agent = session.agent()?;
+            let state =
+                conversations::claim(&app.pool, session.tenant_id, input.conversation_id, agent)
+                    .await
+                    .map_err(conversation_error)?;
+            Ok(Json(json!(state)))
+        }
+        "reassignConversation" => {
+            session.require_role(&["admin"])?;
+            let input: ReassignInput = input("reassignConversation", payload.input)?;
+            let state = conversations::reassign(
+                &app.pool,
+                session.tenant_id,
+                input.conversation_id,
+                input.assignee_id.as_deref(),
+            )
+            .await
+            .map_err(conversation_error)?;
+            Ok(Json(json!(state)))
+        }
+        "resolveConversation" => {
+            session.require_role(AGENTS)?;
+            let input: ConversationInput = input("resolveConversation", payload.input)?;
+            let state = conversations::resolve(&app.pool, session.tenant_id, input.conversation_id)
+                .await
+                .map_err(conversation_error)?;
+            Ok(Json(json!(state)))
+        }
+        "markConversationRead" => {
+            session.require_role(AGENTS)?;
+            let input: MarkReadInput = input("markConversationRead", payload.input)?;
+            let agent = session.agent()?;
+            let read_at = input.read_at.unwrap_or_else(chrono::Utc::now);
+            let last_read_at = conversations::mark_read(
+                &app.pool,
+                session.tenant_id,
+                input.conversation_id,
+                agent,
+                read_at,
+            )
+            .await
+            .map_err(conversation_error)?;
+            Ok(Json(
+                json!({"conversation_id": input.conversation_id, "last_read_at": last_read_at}),
+            ))
+        }
         other => Err(ApiError::bad_request(
             "UNKNOWN_ACTION",
             format!(
@@ -105,6 +172,39 @@ pub async fn receive(
                 ACTIONS.join(", ")
             ),
         )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ConversationInput {
+    conversation_id: Uuid,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReassignInput {
+    conversation_id: Uuid,
+    /// `null` returns the conversation to the shared queue.
+    assignee_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MarkReadInput {
+    conversation_id: Uuid,
+    #[serde(default)]
+    read_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn conversation_error(e: ConversationError) -> ApiError {
+    match e {
+        ConversationError::NotFound(_) => ApiError::client(
+            StatusCode::NOT_FOUND,
+            "CONVERSATION_NOT_FOUND",
+            e.to_string(),
+        ),
+        ConversationError::AlreadyClaimed { .. } => {
+            ApiError::conflict("ALREADY_CLAIMED", e.to_string())
+        }
+        ConversationError::Database(db) => ApiError::Unexpected(db.into()),
     }
 }
 
@@ -118,7 +218,7 @@ async fn retry_message(
     session: &Session,
     raw: Value,
 ) -> Result<Json<Value>, ApiError> {
-    session.require_role(&["admin", "dispatcher"])?;
+    session.require_role(AGENTS)?;
     let input: RetryMessageInput = input("retryMessage", raw)?;
     let started = retry::retry_message(
         &app.pool,

@@ -9,6 +9,7 @@
 //! lookup: tenant A's URL can never touch tenant B's messages.
 
 use super::delivery;
+use super::whatsapp_inbound::{InboundValue, inbound_messages};
 use crate::AppState;
 use crate::error::ApiError;
 use axum::Json;
@@ -17,7 +18,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use busflow_activities::model::{Channel, MessageStatus, TenantId};
 use busflow_activities::secrets::{self, ProviderSecrets};
-use busflow_activities::store::channel_accounts;
+use busflow_activities::store::channel_accounts::{self, ChannelAccount};
+use busflow_activities::store::inbox::{self, InboundOutcome};
 use busflow_activities::store::messages::DeliveryCallback;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -51,7 +53,8 @@ pub async fn verify(
             format!("hub.mode '{mode}' is not 'subscribe'"),
         ));
     }
-    let matches = tenant_secrets(&app, tenant_id).await?.iter().any(|s| {
+    let accounts = tenant_accounts(&app, tenant_id).await?;
+    let matches = open_secrets(&app, &accounts)?.iter().any(|s| {
         s.verify_token
             .as_deref()
             .is_some_and(|expected| bool::from(expected.as_bytes().ct_eq(token.as_bytes())))
@@ -82,7 +85,8 @@ pub async fn receive(
         .ok_or_else(|| {
             ApiError::unauthorized(format!("missing or malformed {SIGNATURE_HEADER}"))
         })?;
-    let signed = tenant_secrets(&app, tenant_id).await?.iter().any(|s| {
+    let accounts = tenant_accounts(&app, tenant_id).await?;
+    let signed = open_secrets(&app, &accounts)?.iter().any(|s| {
         s.app_secret.as_deref().is_some_and(|secret| {
             let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
             ring::hmac::verify(&key, &body, &signature).is_ok()
@@ -106,7 +110,25 @@ pub async fn receive(
             busflow_activities::store::messages::CallbackEffect::Pending => pending += 1,
         }
     }
-    Ok(Json(json!({"applied": applied, "pending": pending})))
+    let mut received = 0usize;
+    let values = payload
+        .entry
+        .iter()
+        .flat_map(|e| e.changes.iter())
+        .map(|c| &c.value);
+    for value in values {
+        for message in inbound_messages(tenant_id, &accounts, &value.inbound) {
+            let outcome = inbox::record_inbound(&app.pool, &message)
+                .await
+                .map_err(anyhow::Error::from)?;
+            if let InboundOutcome::Recorded { .. } = outcome {
+                received += 1;
+            }
+        }
+    }
+    Ok(Json(
+        json!({"applied": applied, "pending": pending, "received": received}),
+    ))
 }
 
 fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
@@ -115,12 +137,12 @@ fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
         .map_err(|_| ApiError::client(StatusCode::NOT_FOUND, "UNKNOWN_TENANT", "no such webhook"))
 }
 
-/// The opened secrets of the tenant's WhatsApp accounts. A tenant without one
-/// has no webhook: 404, the same answer as for an unknown tenant.
-async fn tenant_secrets(
+/// The tenant's WhatsApp accounts. A tenant without one has no webhook: 404,
+/// the same answer as for an unknown tenant.
+async fn tenant_accounts(
     app: &AppState,
     tenant_id: TenantId,
-) -> Result<Vec<ProviderSecrets>, ApiError> {
+) -> Result<Vec<ChannelAccount>, ApiError> {
     let accounts = channel_accounts::for_channel(&app.pool, tenant_id, Channel::WhatsApp)
         .await
         .map_err(anyhow::Error::from)?;
@@ -131,6 +153,14 @@ async fn tenant_secrets(
             "no such webhook",
         ));
     }
+    Ok(accounts)
+}
+
+/// The opened secrets of those accounts.
+fn open_secrets(
+    app: &AppState,
+    accounts: &[ChannelAccount],
+) -> Result<Vec<ProviderSecrets>, ApiError> {
     accounts
         .iter()
         .map(|account| secrets::open(&app.keys, account))
@@ -170,6 +200,8 @@ struct Change {
 struct ChangeValue {
     #[serde(default)]
     statuses: Vec<StatusUpdate>,
+    #[serde(flatten)]
+    inbound: InboundValue,
 }
 
 #[derive(Debug, Deserialize)]

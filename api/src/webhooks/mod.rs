@@ -9,3 +9,4 @@ pub mod meta;
 pub mod ses;
 pub mod sms_status;
 pub mod sns;
+pub mod whatsapp_inbound;
