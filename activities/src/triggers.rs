@@ -129,13 +129,16 @@ pub const NOTIFICATION_TRIGGERS: &[NotificationTrigger] = &[
         Normal,
         &[Email, WhatsApp],
     ),
-    trigger(
-        "payment_failed",
-        "payment",
-        Customer,
-        R::PassengerProfile,
-        Normal,
-        &[Email, WhatsApp, Sms],
+    on_status(
+        trigger(
+            "payment_failed",
+            "payment",
+            Customer,
+            R::PassengerProfile,
+            Normal,
+            &[Email, WhatsApp, Sms],
+        ),
+        "FAILED",
     ),
     trigger(
         "refund_issued",
@@ -153,13 +156,16 @@ pub const NOTIFICATION_TRIGGERS: &[NotificationTrigger] = &[
         Normal,
         &[Email],
     ),
-    trigger(
-        "invoice_overdue",
-        "invoice",
-        Customer,
-        R::PassengerProfile,
-        Normal,
-        &[Email, WhatsApp],
+    on_status(
+        trigger(
+            "invoice_overdue",
+            "invoice",
+            Customer,
+            R::PassengerProfile,
+            Normal,
+            &[Email, WhatsApp],
+        ),
+        "OVERDUE",
     ),
     // Passengers: trips (one event, every passenger of the trip).
     trigger(
