@@ -3,6 +3,7 @@
 //! Temporal cluster (address, namespace and TLS from the environment).
 
 use anyhow::Context;
+use busflow_activities::inbox::InboxActivities;
 use busflow_activities::notification::NotificationActivities;
 use busflow_api::AppState;
 use busflow_api::temporal::TemporalGateway;
@@ -161,8 +162,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 providers.public_url.clone(),
             )
             .await?;
+            let inbox = InboxActivities::new(pool.clone());
             let activities = NotificationActivities::new(pool, providers, keys);
-            worker::run(client, &temporal.task_queue, activities, shutdown.wait()).await
+            worker::run(
+                client,
+                &temporal.task_queue,
+                activities,
+                inbox,
+                shutdown.wait(),
+            )
+            .await
         }
         Command::RetryMessage {
             tenant_id,

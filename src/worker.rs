@@ -3,13 +3,14 @@
 //! the task that owns the runtime (main, or a dedicated thread in tests).
 
 use anyhow::Context;
+use busflow_activities::inbox::InboxActivities;
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::{AwsSettings, sdk_config};
 use busflow_activities::providers::meta::{MetaCloud, MetaSettings};
 use busflow_activities::providers::router::Providers;
 use busflow_activities::providers::ses::SesEmail;
 use busflow_activities::providers::sms::SnsSms;
-use busflow_workflows::NotificationWorkflow;
+use busflow_workflows::{NotificationWorkflow, SnoozeWorkflow};
 use std::collections::HashSet;
 use std::future::Future;
 use temporalio_client::Client;
@@ -39,6 +40,7 @@ pub async fn run(
     client: Client,
     task_queue: &str,
     activities: NotificationActivities,
+    inbox: InboxActivities,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(RuntimeOptions::default())
@@ -55,7 +57,10 @@ pub async fn run(
     let options = WorkerOptions::new(task_queue)
         .register_workflow::<NotificationWorkflow>()
         .context("registering NotificationWorkflow")?
+        .register_workflow::<SnoozeWorkflow>()
+        .context("registering SnoozeWorkflow")?
         .register_activities(activities)
+        .register_activities(inbox)
         .workflow_task_poller_behavior(pollers())
         .activity_task_poller_behavior(pollers())
         // A nondeterministic workflow fails visibly instead of retrying its task forever.

@@ -759,3 +759,36 @@ fn the_sdl_reader_finds_fields_across_lines_and_descriptions() {
     );
     assert!(sdl.object_types.contains("Out"));
 }
+
+#[test]
+fn cron_triggers_are_exactly_the_ones_the_service_serves_with_the_shared_secret() {
+    let crons = yaml(&metadata_dir().join("cron_triggers.yaml"));
+    let entries = crons.as_sequence().map(Vec::as_slice).unwrap_or_default();
+    let names: BTreeSet<String> = entries
+        .iter()
+        .filter_map(|c| str_at(c, "name").map(str::to_owned))
+        .collect();
+    let served: BTreeSet<String> = busflow_api::hasura::cron::CRON_TRIGGERS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    assert_same_names(
+        "cron triggers",
+        "cron_triggers.yaml",
+        &names,
+        "busflow_api::hasura::cron::CRON_TRIGGERS",
+        &served,
+    );
+    let mut problems = Vec::new();
+    for cron in entries {
+        let name = str_at(cron, "name").unwrap_or_default();
+        let webhook = str_at(cron, "webhook").unwrap_or_default();
+        if webhook != format!("{{{{BUSFLOW_CRON_URL}}}}/{name}") {
+            problems.push(format!(
+                "{name}: webhook {webhook:?} is not {{{{BUSFLOW_CRON_URL}}}}/{name}"
+            ));
+        }
+        problems.extend(secret_header_problems(name, seq_at(cron, "headers")));
+    }
+    assert_no_problems("cron triggers", &problems);
+}

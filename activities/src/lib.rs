@@ -6,6 +6,7 @@
 pub mod crypto;
 pub mod http;
 pub mod identifiers;
+pub mod inbox;
 pub mod model;
 pub mod notification;
 pub mod planning;

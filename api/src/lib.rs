@@ -92,6 +92,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/hasura/events", post(hasura::events::receive))
         .route("/hasura/actions", post(hasura::actions::receive))
+        .route("/hasura/cron/{name}", post(hasura::cron::receive))
         .route(
             "/webhooks/meta/{tenant_id}",
             get(webhooks::meta::verify).post(webhooks::meta::receive),

@@ -3,9 +3,11 @@
 //! starters for each workflow.
 
 use anyhow::Context;
+use busflow_activities::model::TenantId;
+use busflow_workflows::names::snooze_workflow_id;
 use busflow_workflows::names::{memo, search_attributes as sa, workflow_types};
 use busflow_workflows::notification::DeliveryUpdate;
-use busflow_workflows::{NotificationRequest, NotificationWorkflow};
+use busflow_workflows::{NotificationRequest, NotificationWorkflow, SnoozeRequest, SnoozeWorkflow};
 use std::time::Duration;
 use temporalio_client::{
     Client, ClientOptions, Connection, Url, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
@@ -15,6 +17,7 @@ use temporalio_client::{
 use temporalio_common::MemoValues;
 use temporalio_common::search_attributes::SearchAttributes;
 use tokio::sync::OnceCell;
+use uuid::Uuid;
 
 /// Where Temporal is. `None` fields come from the standard Temporal
 /// environment (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_TLS_*`,
@@ -109,6 +112,63 @@ impl TemporalGateway {
         self.client
             .get_or_try_init(|| connect(&self.settings, "busflow-comms-api"))
             .await
+    }
+
+    /// Starts the conversation's snooze timer, or moves it to `until`.
+    pub async fn snooze(
+        &self,
+        tenant_id: TenantId,
+        conversation_id: Uuid,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StartError> {
+        let client = self.client().await.map_err(StartError::Unavailable)?;
+        let workflow_id = snooze_workflow_id(tenant_id, conversation_id);
+        let until_ms = until.timestamp_millis();
+        let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.clone())
+            .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
+            .search_attributes(SearchAttributes::new([
+                sa::TENANT_ID.value_set(tenant_id.to_string())
+            ]))
+            .static_summary(format!(
+                "snooze conversation {conversation_id} until {until}"
+            ))
+            .build();
+        client
+            .signal_with_start_workflow(
+                SnoozeWorkflow::run,
+                SnoozeRequest {
+                    tenant_id,
+                    conversation_id,
+                    until_ms,
+                },
+                SnoozeWorkflow::snooze_until,
+                until_ms,
+                options,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| StartError::Unavailable(anyhow::Error::new(e)))
+    }
+
+    /// Ends the conversation's snooze timer, if one runs.
+    pub async fn stop_snooze(&self, tenant_id: TenantId, conversation_id: Uuid, reason: &str) {
+        let workflow_id = snooze_workflow_id(tenant_id, conversation_id);
+        let result = match self.client().await {
+            Ok(client) => client
+                .get_workflow_handle::<SnoozeWorkflow>(&workflow_id)
+                .signal(
+                    SnoozeWorkflow::stop,
+                    reason.to_owned(),
+                    WorkflowSignalOptions::default(),
+                )
+                .await
+                .map_err(anyhow::Error::new),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            // No timer running (never snoozed, or already fired) is the usual case.
+            tracing::debug!(workflow.id = %workflow_id, "snooze not stopped: {e:#}");
+        }
     }
 
     /// Relays a delivery receipt to the notification that owns the message.

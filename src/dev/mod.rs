@@ -11,6 +11,7 @@ use crate::shutdown::Shutdown;
 use crate::{database, server, worker};
 use anyhow::Context;
 use busflow_activities::crypto::KeyRing;
+use busflow_activities::inbox::InboxActivities;
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
 use busflow_activities::providers::meta::MetaSettings;
@@ -137,11 +138,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let api = tokio::spawn(server::serve(listener, state, shutdown.wait()));
     print_banner(&stack);
 
+    let inbox = InboxActivities::new(pool.clone());
     let activities = NotificationActivities::new(pool, providers, keys);
     let worker_result = worker::run(
         client,
         &stack.service.task_queue,
         activities,
+        inbox,
         shutdown.wait(),
     )
     .await;

@@ -22,7 +22,7 @@ fn inbound_webhook(wamid: &str, text: &str, at: i64) -> String {
     .to_string()
 }
 
-async fn passenger_writes(app: &TestApp, wamid: &str, text: &str) -> Value {
+pub(crate) async fn passenger_writes(app: &TestApp, wamid: &str, text: &str) -> Value {
     let body = inbound_webhook(wamid, text, chrono::Utc::now().timestamp());
     let secret = APP_SECRET;
     let response = app
@@ -34,7 +34,7 @@ async fn passenger_writes(app: &TestApp, wamid: &str, text: &str) -> Value {
     answer
 }
 
-async fn the_conversation(app: &TestApp) -> (Uuid, String) {
+pub(crate) async fn the_conversation(app: &TestApp) -> (Uuid, String) {
     sqlx::query_as("select id, status from conversations where tenant_id = $1")
         .bind(app.tenant_id)
         .fetch_one(&app.pool)
@@ -43,8 +43,13 @@ async fn the_conversation(app: &TestApp) -> (Uuid, String) {
 }
 
 async fn inbox_app() -> TestApp {
+    inbox_app_with(false).await
+}
+
+/// A tenant with a WhatsApp number people write to (`worker` runs the snooze timers).
+pub(crate) async fn inbox_app_with(worker: bool) -> TestApp {
     let app = TestApp::spawn_with(crate::support::TestOptions {
-        start_worker: false,
+        start_worker: worker,
         ..Default::default()
     })
     .await;

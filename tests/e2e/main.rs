@@ -11,5 +11,6 @@ mod retry;
 mod schema;
 mod ses_events;
 mod sms_receipts;
+mod snooze;
 mod support;
 mod whatsapp;

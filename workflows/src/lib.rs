@@ -4,5 +4,7 @@
 
 pub mod names;
 pub mod notification;
+pub mod snooze;
 
 pub use notification::{NotificationOutcome, NotificationRequest, NotificationWorkflow};
+pub use snooze::{SnoozeRequest, SnoozeWorkflow};

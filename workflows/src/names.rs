@@ -11,6 +11,7 @@ pub const TASK_QUEUE: &str = "busflow-comms";
 /// Workflow type names (stable across refactors; `#[run(name = ...)]`).
 pub mod workflow_types {
     pub const NOTIFICATION: &str = "NotificationWorkflow";
+    pub const SNOOZE: &str = "SnoozeWorkflow";
 }
 
 /// `notify/{tenant}/{source event id}/{contact}`: one notification per event
@@ -21,6 +22,11 @@ pub fn notification_workflow_id(
     contact: ContactId,
 ) -> String {
     format!("notify/{tenant}/{source_event_id}/{contact}")
+}
+
+/// `snooze/{tenant}/{conversation}`: one snooze timer per conversation.
+pub fn snooze_workflow_id(tenant: TenantId, conversation: uuid::Uuid) -> String {
+    format!("snooze/{tenant}/{conversation}")
 }
 
 /// Search attributes this service sets. Registered on the dev server by

@@ -157,3 +157,76 @@ pub async fn mark_read(
     .fetch_one(pool)
     .await?)
 }
+
+/// Snoozes until `until` (a new time replaces the old one).
+pub async fn snooze(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    conversation: uuid::Uuid,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Result<ConversationState, ConversationError> {
+    sqlx::query_as(&format!(
+        "update conversations set status = 'SNOOZED', snoozed_until = $3, updated_at = now()
+          where tenant_id = $1 and id = $2 returning {STATE}"
+    ))
+    .bind(tenant_id)
+    .bind(conversation)
+    .bind(until)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(ConversationError::NotFound(conversation))
+}
+
+/// Ends a snooze early: OPEN again (a resolved conversation stays resolved).
+pub async fn unsnooze(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    conversation: uuid::Uuid,
+) -> Result<ConversationState, ConversationError> {
+    sqlx::query_as(&format!(
+        "update conversations
+            set status = case when status = 'SNOOZED' then 'OPEN' else status end,
+                snoozed_until = null, updated_at = now()
+          where tenant_id = $1 and id = $2 returning {STATE}"
+    ))
+    .bind(tenant_id)
+    .bind(conversation)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(ConversationError::NotFound(conversation))
+}
+
+/// The snooze timer fired: reopen only if still SNOOZED until exactly that time.
+pub async fn wake(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    conversation: uuid::Uuid,
+    until_ms: i64,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "update conversations set status = 'OPEN', snoozed_until = null, updated_at = now()
+          where tenant_id = $1 and id = $2 and status = 'SNOOZED'
+            and (extract(epoch from snoozed_until) * 1000)::bigint = $3",
+    )
+    .bind(tenant_id)
+    .bind(conversation)
+    .bind(until_ms)
+    .execute(pool)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Conversations still SNOOZED past their time (the cron reconciliation).
+pub async fn overdue_snoozes(
+    pool: &PgPool,
+    limit: i64,
+) -> sqlx::Result<Vec<(TenantId, uuid::Uuid, chrono::DateTime<chrono::Utc>)>> {
+    sqlx::query_as(
+        "select tenant_id, id, snoozed_until from conversations
+          where status = 'SNOOZED' and snoozed_until < now()
+          order by snoozed_until limit $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

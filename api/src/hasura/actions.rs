@@ -27,6 +27,8 @@ pub const ACTIONS: &[&str] = &[
     "reassignConversation",
     "resolveConversation",
     "markConversationRead",
+    "snoozeConversation",
+    "unsnoozeConversation",
 ];
 
 /// Roles that work the inbox.
@@ -145,6 +147,51 @@ pub async fn receive(
             let state = conversations::resolve(&app.pool, session.tenant_id, input.conversation_id)
                 .await
                 .map_err(conversation_error)?;
+            app.temporal
+                .stop_snooze(session.tenant_id, input.conversation_id, "resolved")
+                .await;
+            Ok(Json(json!(state)))
+        }
+        "snoozeConversation" => {
+            session.require_role(AGENTS)?;
+            let input: SnoozeInput = input("snoozeConversation", payload.input)?;
+            if input.until <= chrono::Utc::now() {
+                return Err(ApiError::bad_request(
+                    "INVALID_INPUT",
+                    "snoozeConversation: until must be in the future",
+                ));
+            }
+            let state = conversations::snooze(
+                &app.pool,
+                session.tenant_id,
+                input.conversation_id,
+                input.until,
+            )
+            .await
+            .map_err(conversation_error)?;
+            // If Temporal is down the row still says SNOOZED; the
+            // conversation_snooze_wakeup cron starts the missing timer.
+            app.temporal
+                .snooze(session.tenant_id, input.conversation_id, input.until)
+                .await
+                .map_err(|StartError::Unavailable(e)| {
+                    ApiError::unavailable(
+                        "TEMPORAL_UNAVAILABLE",
+                        format!("snooze timer not started: {e:#}"),
+                    )
+                })?;
+            Ok(Json(json!(state)))
+        }
+        "unsnoozeConversation" => {
+            session.require_role(AGENTS)?;
+            let input: ConversationInput = input("unsnoozeConversation", payload.input)?;
+            let state =
+                conversations::unsnooze(&app.pool, session.tenant_id, input.conversation_id)
+                    .await
+                    .map_err(conversation_error)?;
+            app.temporal
+                .stop_snooze(session.tenant_id, input.conversation_id, "unsnoozed")
+                .await;
             Ok(Json(json!(state)))
         }
         "markConversationRead" => {
@@ -178,6 +225,12 @@ pub async fn receive(
 #[derive(Debug, Deserialize)]
 struct ConversationInput {
     conversation_id: Uuid,
+}
+
+#[derive(Debug, Deserialize)]
+struct SnoozeInput {
+    conversation_id: Uuid,
+    until: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,5 +2,6 @@
 //! triggers and actions).
 
 pub mod actions;
+pub mod cron;
 pub mod events;
 pub mod payload;

@@ -121,8 +121,18 @@ pub async fn receive(
             let outcome = inbox::record_inbound(&app.pool, &message)
                 .await
                 .map_err(anyhow::Error::from)?;
-            if let InboundOutcome::Recorded { .. } = outcome {
+            if let InboundOutcome::Recorded {
+                conversation_id,
+                reopened_from,
+                ..
+            } = outcome
+            {
                 received += 1;
+                if reopened_from.as_deref() == Some("SNOOZED") {
+                    app.temporal
+                        .stop_snooze(tenant_id, conversation_id, "the contact wrote")
+                        .await;
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 
 use super::services::{self, AWS_KEYS, AWS_REGION};
 use busflow_activities::crypto::KeyRing;
+use busflow_activities::inbox::InboxActivities;
 use busflow_activities::model::{ContactId, TenantId};
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
@@ -474,8 +475,11 @@ fn spawn_worker(wiring: WorkerWiring) {
             let providers = worker::providers(&aws, meta, Some(sandbox_webhook_base))
                 .await
                 .expect("providers");
+            let inbox = InboxActivities::new(pool.clone());
             let activities = NotificationActivities::new(pool, providers, test_keys());
-            if let Err(e) = worker::run(client, &task_queue, activities, shutdown.wait()).await {
+            if let Err(e) =
+                worker::run(client, &task_queue, activities, inbox, shutdown.wait()).await
+            {
                 eprintln!("test worker stopped with an error: {e:#}");
             }
         });
