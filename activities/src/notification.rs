@@ -53,6 +53,23 @@ pub struct PrepareInput {
     pub replaces_message_id: Option<MessageId>,
     /// The event's data, e.g. `{"booking": {...}}`; `contact` and `tenant` are added here.
     pub variables: serde_json::Value,
+    /// The conversation this message belongs to (agent replies).
+    #[serde(default)]
+    pub conversation_id: Option<uuid::Uuid>,
+    /// Send from this account rather than the tenant's first one for the channel.
+    #[serde(default)]
+    pub channel_account_id: Option<ChannelAccountId>,
+    /// Text written by an agent: sent as is, no template.
+    #[serde(default)]
+    pub direct: Option<DirectMessage>,
+}
+
+/// A message written by a person rather than rendered from a template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectMessage {
+    pub body: String,
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 /// A message queued for one channel.
@@ -155,7 +172,7 @@ impl NotificationActivities {
         input: PlanInput,
     ) -> Result<NotificationPlan, ActivityError> {
         let pool = &self.pool;
-        let trigger = triggers::notification_trigger(&input.trigger_event).ok_or_else(|| {
+        let trigger = triggers::planned_trigger(&input.trigger_event).ok_or_else(|| {
             permanent(
                 failure_types::UNKNOWN_TRIGGER,
                 format!("trigger '{}' is not in the registry", input.trigger_event),
@@ -236,46 +253,67 @@ impl NotificationActivities {
         if recipient_address(&contact, input.channel).is_none() {
             return unusable(format!("contact has no {} address", input.channel));
         }
-        let Some(account) =
-            store::channel_accounts::active_for_channel(pool, input.tenant_id, input.channel)
+        let account = match input.channel_account_id {
+            Some(id) => store::channel_accounts::get(pool, input.tenant_id, id)
                 .await?
-        else {
+                .filter(|a| a.status == ChannelAccountStatus::Active && a.channel == input.channel),
+            None => {
+                store::channel_accounts::active_for_channel(pool, input.tenant_id, input.channel)
+                    .await?
+            }
+        };
+        let Some(account) = account else {
             return unusable(format!(
                 "tenant has no ACTIVE {} channel account",
                 input.channel
             ));
         };
-        let tenant = store::tenants::settings(pool, input.tenant_id).await?;
-        let locale = contact
-            .locale
-            .clone()
-            .unwrap_or_else(|| tenant.default_locale.clone());
-        let chain = templates::locale_chain(&locale);
-        let Some(source) = store::templates::resolve(
-            pool,
-            input.tenant_id,
-            &input.trigger_event,
-            input.channel,
-            &chain,
-        )
-        .await?
-        else {
-            return unusable(format!(
-                "no {} template for '{}' in {} (tenant or platform)",
-                input.channel,
-                input.trigger_event,
-                chain.join(", ")
-            ));
+        let (template_key, rendered) = match &input.direct {
+            Some(direct) => (
+                format!("{}/direct", input.trigger_event),
+                templates::RenderedMessage {
+                    subject: direct.subject.clone(),
+                    body: direct.body.clone(),
+                    body_html: None,
+                    whatsapp_template: None,
+                },
+            ),
+            None => {
+                let tenant = store::tenants::settings(pool, input.tenant_id).await?;
+                let locale = contact
+                    .locale
+                    .clone()
+                    .unwrap_or_else(|| tenant.default_locale.clone());
+                let chain = templates::locale_chain(&locale);
+                let Some(source) = store::templates::resolve(
+                    pool,
+                    input.tenant_id,
+                    &input.trigger_event,
+                    input.channel,
+                    &chain,
+                )
+                .await?
+                else {
+                    return unusable(format!(
+                        "no {} template for '{}' in {} (tenant or platform)",
+                        input.channel,
+                        input.trigger_event,
+                        chain.join(", ")
+                    ));
+                };
+                let variables =
+                    template_variables(input.variables.clone(), &contact, &tenant.display_name);
+                let rendered = templates::render(&source, &variables).map_err(|e| match &e {
+                    RenderError::MissingVariable { .. } => {
+                        permanent(failure_types::TEMPLATE_VARIABLE_MISSING, e.to_string())
+                    }
+                    RenderError::Invalid { .. } => {
+                        permanent(failure_types::TEMPLATE_INVALID, e.to_string())
+                    }
+                })?;
+                (source.template_key, rendered)
+            }
         };
-        let variables = template_variables(input.variables.clone(), &contact, &tenant.display_name);
-        let rendered = templates::render(&source, &variables).map_err(|e| match &e {
-            RenderError::MissingVariable { .. } => {
-                permanent(failure_types::TEMPLATE_VARIABLE_MISSING, e.to_string())
-            }
-            RenderError::Invalid { .. } => {
-                permanent(failure_types::TEMPLATE_INVALID, e.to_string())
-            }
-        })?;
         let message_id = store::messages::insert_outbound_queued(
             pool,
             &store::messages::NewOutboundMessage {
@@ -288,7 +326,8 @@ impl NotificationActivities {
                 attempt: input.attempt,
                 replaces_message_id: input.replaces_message_id,
                 trigger_event: input.trigger_event.clone(),
-                template_key: source.template_key.clone(),
+                template_key: template_key.clone(),
+                conversation_id: input.conversation_id,
                 subject: rendered.subject,
                 body: rendered.body,
                 body_html: rendered.body_html,
@@ -308,7 +347,7 @@ impl NotificationActivities {
             message_id,
             channel: input.channel,
             channel_account_id: account.id,
-            template_key: source.template_key,
+            template_key,
         }))
     }
 

@@ -96,6 +96,13 @@ pub fn plan(
                 .push(format!("{channel}: tenant has no ACTIVE channel account"));
         }
     }
+    // A single requested channel (an agent reply) has nothing to fall back to:
+    // waiting for its receipt would only turn a slow receipt into a failure.
+    if requested.is_some()
+        && let [only] = result.steps.as_mut_slice()
+    {
+        only.delivery_timeout_secs = None;
+    }
     result
 }
 

@@ -39,6 +39,8 @@ pub enum RecipientRule {
     Vendor,
     /// Everyone booked on the row's trip (fan-out).
     TripPassengers,
+    /// The contact of a conversation (agent replies).
+    Conversation,
 }
 
 /// A trigger that sends a notification.
@@ -284,11 +286,27 @@ pub const NOTIFICATION_TRIGGERS: &[NotificationTrigger] = &[
     ),
 ];
 
+/// An agent's reply in a conversation: not a Hasura trigger (it comes from the
+/// `sendAgentMessage` action), but planned and sent like one.
+pub const AGENT_REPLY: NotificationTrigger = trigger(
+    "agent_reply",
+    "reply",
+    Customer,
+    R::Conversation,
+    Urgent,
+    &[],
+);
+
 /// Triggers that maintain data (contacts) rather than notify.
 pub const DATA_TRIGGERS: &[&str] = &[PASSENGER_PROFILE_UPSERTED];
 
 pub fn notification_trigger(name: &str) -> Option<&'static NotificationTrigger> {
     NOTIFICATION_TRIGGERS.iter().find(|t| t.name == name)
+}
+
+/// A registry trigger, or the agent reply.
+pub fn planned_trigger(name: &str) -> Option<&'static NotificationTrigger> {
+    notification_trigger(name).or((name == AGENT_REPLY.name).then_some(&AGENT_REPLY))
 }
 
 /// Every trigger name the service routes, for error messages and the

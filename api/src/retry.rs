@@ -78,6 +78,7 @@ pub async fn retry_message(
                 variables: request.variables.0,
                 step_deadline_secs: step_deadline.as_secs(),
                 replaces_message_id: Some(message_id),
+                reply: None,
             },
             labels,
         )

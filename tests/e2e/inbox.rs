@@ -48,8 +48,14 @@ async fn inbox_app() -> TestApp {
 
 /// A tenant with a WhatsApp number people write to (`worker` runs the snooze timers).
 pub(crate) async fn inbox_app_with(worker: bool) -> TestApp {
+    inbox_app_on(worker, None).await
+}
+
+/// The same, sending WhatsApp through the Graph fake at `graph`.
+pub(crate) async fn inbox_app_on(worker: bool, graph: Option<String>) -> TestApp {
     let app = TestApp::spawn_with(crate::support::TestOptions {
         start_worker: worker,
+        meta_graph_url: graph,
         ..Default::default()
     })
     .await;

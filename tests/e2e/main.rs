@@ -3,6 +3,7 @@
 //! harness from `.tools/` (run `scripts/tools.sh` once; the README's test
 //! command does).
 
+mod agent_replies;
 mod fallback;
 mod hasura_events;
 mod inbox;

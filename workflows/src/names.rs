@@ -24,6 +24,16 @@ pub fn notification_workflow_id(
     format!("notify/{tenant}/{source_event_id}/{contact}")
 }
 
+/// `reply/{tenant}/{conversation}/{client message id}`: an agent's reply,
+/// idempotent on the id the agent's client chose.
+pub fn agent_reply_workflow_id(
+    tenant: TenantId,
+    conversation: uuid::Uuid,
+    client_message_id: &str,
+) -> String {
+    format!("reply/{tenant}/{conversation}/{client_message_id}")
+}
+
 /// `snooze/{tenant}/{conversation}`: one snooze timer per conversation.
 pub fn snooze_workflow_id(tenant: TenantId, conversation: uuid::Uuid) -> String {
     format!("snooze/{tenant}/{conversation}")

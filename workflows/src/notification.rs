@@ -16,10 +16,12 @@
 //! its database write) still counts.
 
 use crate::names::search_attributes as sa;
-use busflow_activities::model::{Channel, ContactId, MessageId, MessageStatus, TenantId};
+use busflow_activities::model::{
+    Channel, ChannelAccountId, ContactId, MessageId, MessageStatus, TenantId,
+};
 use busflow_activities::notification::{
-    DispatchInput, DispatchOutcome, MessageRef, NotificationActivities, PlanInput, PrepareInput,
-    PrepareOutcome, failure_types,
+    DirectMessage, DispatchInput, DispatchOutcome, MessageRef, NotificationActivities, PlanInput,
+    PrepareInput, PrepareOutcome, failure_types,
 };
 use busflow_activities::planning::ChannelStep;
 use serde::{Deserialize, Serialize};
@@ -54,6 +56,18 @@ pub struct NotificationRequest {
     /// A retry of a failed message links its first message to that one.
     #[serde(default)]
     pub replaces_message_id: Option<MessageId>,
+    /// An agent reply: the conversation, the account it goes out from, and
+    /// the agent's text (no template).
+    #[serde(default)]
+    pub reply: Option<ConversationReply>,
+}
+
+/// What makes a notification an agent's reply in a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationReply {
+    pub conversation_id: uuid::Uuid,
+    pub channel_account_id: ChannelAccountId,
+    pub message: DirectMessage,
 }
 
 fn default_step_deadline_secs() -> u64 {
@@ -174,6 +188,9 @@ impl NotificationWorkflow {
                         message_id,
                         replaces_message_id: replaces,
                         variables: request.variables.clone(),
+                        conversation_id: request.reply.as_ref().map(|r| r.conversation_id),
+                        channel_account_id: request.reply.as_ref().map(|r| r.channel_account_id),
+                        direct: request.reply.as_ref().map(|r| r.message.clone()),
                     },
                     db_step("render and queue the message"),
                 )

@@ -24,6 +24,32 @@ pub async fn last_inbound_at(
     .await
 }
 
+/// What an agent reply needs to know about its conversation.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReplyTarget {
+    pub contact_id: ContactId,
+    pub channel_account_id: crate::model::ChannelAccountId,
+    pub channel: Channel,
+    pub last_inbound_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn reply_target(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    conversation: uuid::Uuid,
+) -> sqlx::Result<Option<ReplyTarget>> {
+    sqlx::query_as(
+        "select c.contact_id, c.channel_account_id, a.channel, c.last_inbound_at
+           from conversations c
+           join channel_accounts a on a.tenant_id = c.tenant_id and a.id = c.channel_account_id
+          where c.tenant_id = $1 and c.id = $2",
+    )
+    .bind(tenant_id)
+    .bind(conversation)
+    .fetch_optional(pool)
+    .await
+}
+
 /// Why a conversation change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConversationError {

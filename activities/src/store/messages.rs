@@ -19,6 +19,7 @@ pub struct NewOutboundMessage {
     pub replaces_message_id: Option<MessageId>,
     pub trigger_event: String,
     pub template_key: String,
+    pub conversation_id: Option<uuid::Uuid>,
     pub subject: Option<String>,
     pub body: String,
     pub body_html: Option<String>,
@@ -31,11 +32,11 @@ pub async fn insert_outbound_queued(
     pool: &PgPool,
     message: &NewOutboundMessage,
 ) -> sqlx::Result<MessageId> {
-    sqlx::query_scalar(
+    let id = sqlx::query_scalar(
         "insert into messages
             (id, tenant_id, contact_id, channel_account_id, direction, channel, status,
-             workflow_id, attempt, replaces_message_id, trigger_event, template_key, subject, body, body_html, whatsapp_template)
-         values ($1, $2, $3, $4, 'OUTBOUND', $5, 'QUEUED', $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             workflow_id, attempt, replaces_message_id, trigger_event, template_key, subject, body, body_html, whatsapp_template, conversation_id)
+         values ($1, $2, $3, $4, 'OUTBOUND', $5, 'QUEUED', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          on conflict (tenant_id, workflow_id, attempt) where workflow_id is not null
          do update set updated_at = messages.updated_at
          returning id",
@@ -54,8 +55,21 @@ pub async fn insert_outbound_queued(
     .bind(&message.body)
     .bind(&message.body_html)
     .bind(message.whatsapp_template.as_ref().map(sqlx::types::Json))
+    .bind(message.conversation_id)
     .fetch_one(pool)
-    .await
+    .await?;
+    if let Some(conversation) = message.conversation_id {
+        sqlx::query(
+            "update conversations set last_message_at = greatest(coalesce(last_message_at, now()), now()),
+                    updated_at = now()
+              where tenant_id = $1 and id = $2",
+        )
+        .bind(message.tenant_id)
+        .bind(conversation)
+        .execute(pool)
+        .await?;
+    }
+    Ok(id)
 }
 
 /// What the dispatch step needs to know about a message.

@@ -6,13 +6,19 @@ use crate::AppState;
 use crate::auth::require_shared_secret;
 use crate::error::{ApiError, parse_json};
 use crate::retry::{self, RetryError};
-use crate::temporal::StartError;
+use crate::temporal::{NotificationLabels, StartError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use busflow_activities::model::Channel;
 use busflow_activities::model::{MessageId, TenantId};
+use busflow_activities::notification::DirectMessage;
 use busflow_activities::store::conversations::{self, ConversationError};
+use busflow_activities::triggers::AGENT_REPLY;
+use busflow_workflows::NotificationRequest;
+use busflow_workflows::names::agent_reply_workflow_id;
+use busflow_workflows::notification::ConversationReply;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -29,6 +35,7 @@ pub const ACTIONS: &[&str] = &[
     "markConversationRead",
     "snoozeConversation",
     "unsnoozeConversation",
+    "sendAgentMessage",
 ];
 
 /// Roles that work the inbox.
@@ -182,6 +189,7 @@ pub async fn receive(
                 })?;
             Ok(Json(json!(state)))
         }
+        "sendAgentMessage" => send_agent_message(&app, &session, payload.input).await,
         "unsnoozeConversation" => {
             session.require_role(AGENTS)?;
             let input: ConversationInput = input("unsnoozeConversation", payload.input)?;
@@ -225,6 +233,99 @@ pub async fn receive(
 #[derive(Debug, Deserialize)]
 struct ConversationInput {
     conversation_id: Uuid,
+}
+
+#[derive(Debug, Deserialize)]
+struct SendAgentMessageInput {
+    conversation_id: Uuid,
+    body: String,
+    /// Chosen by the agent's client; a retried call with the same id sends nothing new.
+    client_message_id: String,
+}
+
+/// WhatsApp lets a business write free-form text only this long after the
+/// contact's last message; outside it, only approved templates.
+const CUSTOMER_SERVICE_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+
+async fn send_agent_message(
+    app: &AppState,
+    session: &Session,
+    raw: Value,
+) -> Result<Json<Value>, ApiError> {
+    session.require_role(AGENTS)?;
+    let input: SendAgentMessageInput = input("sendAgentMessage", raw)?;
+    let body = input.body.trim();
+    if body.is_empty() || body.chars().count() > 4096 {
+        return Err(ApiError::bad_request(
+            "INVALID_INPUT",
+            "sendAgentMessage: body must be 1 to 4096 characters",
+        ));
+    }
+    let id = &input.client_message_id;
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError::bad_request(
+            "INVALID_INPUT",
+            "sendAgentMessage: client_message_id must be 1-64 letters, digits, '-' or '_'",
+        ));
+    }
+    let target = conversations::reply_target(&app.pool, session.tenant_id, input.conversation_id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| conversation_error(ConversationError::NotFound(input.conversation_id)))?;
+    if target.channel == Channel::WhatsApp {
+        let open = target
+            .last_inbound_at
+            .is_some_and(|at| chrono::Utc::now() - at < CUSTOMER_SERVICE_WINDOW);
+        if !open {
+            return Err(ApiError::client(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "WINDOW_CLOSED",
+                "the contact has not written in the last 24 h: WhatsApp allows only an approved template (sendAgentTemplate)",
+            ));
+        }
+    }
+    let workflow_id = agent_reply_workflow_id(session.tenant_id, input.conversation_id, id);
+    let request = NotificationRequest {
+        tenant_id: session.tenant_id,
+        contact_id: target.contact_id,
+        trigger_event: AGENT_REPLY.name.to_owned(),
+        source_event_id: id.clone(),
+        channels: Some(vec![target.channel]),
+        variables: json!({"agent": session.user_id}),
+        step_deadline_secs: app.config.step_deadline.as_secs(),
+        replaces_message_id: None,
+        reply: Some(ConversationReply {
+            conversation_id: input.conversation_id,
+            channel_account_id: target.channel_account_id,
+            message: DirectMessage {
+                body: body.to_owned(),
+                subject: None,
+            },
+        }),
+    };
+    let labels = NotificationLabels {
+        entity_refs: vec![format!("conversation:{}", input.conversation_id)],
+        summary: format!(
+            "agent reply in conversation {} ({})",
+            input.conversation_id, target.channel
+        ),
+    };
+    let result = app
+        .temporal
+        .start_notification(&workflow_id, request, labels)
+        .await
+        .map_err(|StartError::Unavailable(e)| {
+            ApiError::unavailable(
+                "TEMPORAL_UNAVAILABLE",
+                format!("reply not sent, retry: {e:#}"),
+            )
+        })?;
+    Ok(Json(json!({"workflow_id": workflow_id, "result": result})))
 }
 
 #[derive(Debug, Deserialize)]

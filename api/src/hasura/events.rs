@@ -278,6 +278,7 @@ async fn notify_passenger(
         variables: serde_json::json!({ trigger.row_key: data }),
         step_deadline_secs: app.config.step_deadline.as_secs(),
         replaces_message_id: None,
+        reply: None,
     };
     let labels = NotificationLabels {
         entity_refs,
