@@ -23,6 +23,9 @@ pub struct ProviderSecrets {
     /// Meta webhook verification token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_token: Option<String>,
+    /// Signs webchat visitor tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub widget_secret: Option<String>,
 }
 
 impl fmt::Debug for ProviderSecrets {
@@ -32,6 +35,7 @@ impl fmt::Debug for ProviderSecrets {
             .field("access_token", &shown(&self.access_token))
             .field("app_secret", &shown(&self.app_secret))
             .field("verify_token", &shown(&self.verify_token))
+            .field("widget_secret", &shown(&self.widget_secret))
             .finish()
     }
 }
@@ -140,6 +144,7 @@ mod tests {
             access_token: Some("EAAG-very-secret".into()),
             app_secret: Some("app-secret-value".into()),
             verify_token: None,
+            widget_secret: None,
         };
         let shown = format!("{secrets:?}");
         assert!(

@@ -10,6 +10,7 @@ pub mod retry;
 pub mod temporal;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod webchat;
 pub mod webhooks;
 
 use axum::Router;
@@ -98,6 +99,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(webhooks::meta::verify).post(webhooks::meta::receive),
         )
         .route("/webhooks/ses", post(webhooks::ses::receive))
+        .route(
+            "/webchat/{tenant_id}/sessions",
+            post(webchat::start_session),
+        )
+        .route(
+            "/webchat/{tenant_id}/messages",
+            post(webchat::receive_message),
+        )
         .route("/webhooks/sms-status", post(webhooks::sms_status::receive))
         .with_state(state)
 }

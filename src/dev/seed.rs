@@ -93,6 +93,7 @@ async fn upsert_sandbox_whatsapp(
         access_token: Some("sandbox-access-token".to_owned()),
         app_secret: Some(whatsapp.app_secret.clone()),
         verify_token: Some(whatsapp.verify_token.clone()),
+        widget_secret: None,
     };
     busflow_activities::secrets::store(pool, keys, tenant_id, ChannelAccountId(id), &secrets)
         .await

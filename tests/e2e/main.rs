@@ -14,4 +14,5 @@ mod ses_events;
 mod sms_receipts;
 mod snooze;
 mod support;
+mod webchat;
 mod whatsapp;

@@ -178,7 +178,7 @@ fn open_secrets(
         .map_err(|e| ApiError::Unexpected(e.into()))
 }
 
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) {
         return None;
     }

@@ -38,6 +38,7 @@ pub fn meta_secrets() -> ProviderSecrets {
         access_token: Some(format!("EAAGtesttoken{tag}")),
         app_secret: Some(format!("appsecret{tag}")),
         verify_token: Some(format!("verifytoken{tag}")),
+        widget_secret: None,
     }
 }
 
