@@ -1,8 +1,11 @@
 //! The first real path: a confirmed booking becomes one email, sent once.
 
-use crate::support::services::start_moto;
+use crate::support::app::aws_settings;
+use crate::support::services::forward_port;
 use crate::support::{TestApp, TestOptions, booking_event};
+use busflow_activities::providers::meta::MetaSettings;
 use busflow_comms::dev::processes::free_port;
+use busflow_comms::worker;
 use busflow_workflows::names::notification_workflow_id;
 use serde_json::Value;
 use std::time::Duration;
@@ -256,7 +259,16 @@ async fn a_ses_outage_is_retried_with_backoff_and_the_email_goes_out_once_it_rec
         ..TestOptions::default()
     })
     .await;
-    // The account exists but nothing listens on the SES endpoint yet.
+    // The sender is verified on the shared emulator, but nothing listens on
+    // the app's SES endpoint yet.
+    let shared_moto = crate::support::services::shared().aws_endpoint.clone();
+    worker::providers(&aws_settings(&shared_moto), MetaSettings::default(), None)
+        .await
+        .expect("providers")
+        .ses
+        .create_domain_identity(&app.domain)
+        .await
+        .expect("verify the sender on the shared emulator");
     busflow_comms::dev::seed::upsert_email_account(
         &app.pool,
         app.tenant_id,
@@ -300,8 +312,8 @@ async fn a_ses_outage_is_retried_with_backoff_and_the_email_goes_out_once_it_rec
         "still queued while SES is down"
     );
 
-    let (_moto, _) = start_moto(port).await.expect("SES comes back");
-    app.add_email_account(true).await;
+    // SES comes back, already knowing the sender.
+    let _forwarder = forward_port(port, shared_moto.trim_start_matches("http://").to_owned()).await;
     app.workflow_result(&workflow_id)
         .await
         .expect("sent after recovery");

@@ -251,7 +251,7 @@ async fn a_delivered_receipt_ends_the_notification_on_whatsapp_and_late_receipts
             &[(&wamid, "delivered", delivered_at)],
         )
         .await;
-    assert_eq!(answer, json!({"applied": 1, "pending": 0}));
+    assert_eq!(answer, json!({"applied": 1, "pending": 0, "received": 0}));
     let outcome = app
         .workflow_result(&workflow_id)
         .await
@@ -278,8 +278,14 @@ async fn a_delivered_receipt_ends_the_notification_on_whatsapp_and_late_receipts
             &[(&wamid, "delivered", delivered_at)],
         )
         .await;
-    assert_eq!(late_read, json!({"applied": 1, "pending": 0}));
-    assert_eq!(duplicate, json!({"applied": 1, "pending": 0}));
+    assert_eq!(
+        late_read,
+        json!({"applied": 1, "pending": 0, "received": 0})
+    );
+    assert_eq!(
+        duplicate,
+        json!({"applied": 1, "pending": 0, "received": 0})
+    );
     let rows = app.messages(&workflow_id).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].status, "READ");
@@ -335,7 +341,11 @@ async fn receipts_out_of_order_and_twice_end_exactly_like_receipts_in_order() {
                 let answer = app
                     .meta_reports(app.tenant_id, &secret, &[(&wamid, status, at)])
                     .await;
-                assert_eq!(answer, json!({"applied": 1, "pending": 0}), "{status}");
+                assert_eq!(
+                    answer,
+                    json!({"applied": 1, "pending": 0, "received": 0}),
+                    "{status}"
+                );
             }
         }
     };
@@ -403,7 +413,7 @@ async fn forged_or_misaddressed_receipts_never_change_a_message() {
             &[(&wamid, "delivered", seconds_ago(10))],
         )
         .await;
-    assert_eq!(early, json!({"applied": 0, "pending": 1}));
+    assert_eq!(early, json!({"applied": 0, "pending": 1, "received": 0}));
     let workflow_id = app
         .confirm_booking(profile, contact, &booking_reference("BF-FRG"))
         .await;
@@ -421,7 +431,7 @@ async fn forged_or_misaddressed_receipts_never_change_a_message() {
             &[(&wamid, "read", seconds_ago(5))],
         )
         .await;
-    assert_eq!(late, json!({"applied": 0, "pending": 1}));
+    assert_eq!(late, json!({"applied": 0, "pending": 1, "received": 0}));
     // Forgeries on our own webhook.
     let body = status_webhook(&[(&wamid, "delivered", seconds_ago(5))]);
     let forgeries = [
@@ -479,7 +489,7 @@ async fn forged_or_misaddressed_receipts_never_change_a_message() {
             &[(&wamid, "delivered", seconds_ago(1))],
         )
         .await;
-    assert_eq!(genuine, json!({"applied": 1, "pending": 0}));
+    assert_eq!(genuine, json!({"applied": 1, "pending": 0, "received": 0}));
     let outcome = app.workflow_result(&workflow_id).await.expect("delivered");
     assert_ended_on_whatsapp(&outcome, "DELIVERED", &wamid);
 }
@@ -523,7 +533,7 @@ async fn a_receipt_that_beats_metas_send_response_is_applied_once_the_wamid_is_r
         .await;
     assert_eq!(
         early,
-        json!({"applied": 0, "pending": 1}),
+        json!({"applied": 0, "pending": 1, "received": 0}),
         "no message knows the wamid yet"
     );
     let outcome = app
@@ -762,7 +772,7 @@ async fn after_a_key_rotation_whatsapp_still_sends_with_the_right_token_and_veri
             &[(&wamid, "delivered", seconds_ago(1))],
         )
         .await;
-    assert_eq!(answer, json!({"applied": 1, "pending": 0}));
+    assert_eq!(answer, json!({"applied": 1, "pending": 0, "received": 0}));
     let outcome = app.workflow_result(&workflow_id).await.expect("delivered");
     assert_ended_on_whatsapp(&outcome, "DELIVERED", &wamid);
 }

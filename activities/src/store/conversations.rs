@@ -232,7 +232,7 @@ pub async fn wake(
     let updated = sqlx::query(
         "update conversations set status = 'OPEN', snoozed_until = null, updated_at = now()
           where tenant_id = $1 and id = $2 and status = 'SNOOZED'
-            and (extract(epoch from snoozed_until) * 1000)::bigint = $3",
+            and floor(extract(epoch from snoozed_until) * 1000)::bigint = $3",
     )
     .bind(tenant_id)
     .bind(conversation)

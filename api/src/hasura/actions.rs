@@ -162,24 +162,24 @@ pub async fn receive(
         "snoozeConversation" => {
             session.require_role(AGENTS)?;
             let input: SnoozeInput = input("snoozeConversation", payload.input)?;
-            if input.until <= chrono::Utc::now() {
+            // The timer and the row must agree to the millisecond (the wake-up
+            // compares them), so the time is kept at millisecond precision.
+            let until = chrono::DateTime::from_timestamp_millis(input.until.timestamp_millis())
+                .unwrap_or(input.until);
+            if until <= chrono::Utc::now() {
                 return Err(ApiError::bad_request(
                     "INVALID_INPUT",
                     "snoozeConversation: until must be in the future",
                 ));
             }
-            let state = conversations::snooze(
-                &app.pool,
-                session.tenant_id,
-                input.conversation_id,
-                input.until,
-            )
-            .await
-            .map_err(conversation_error)?;
+            let state =
+                conversations::snooze(&app.pool, session.tenant_id, input.conversation_id, until)
+                    .await
+                    .map_err(conversation_error)?;
             // If Temporal is down the row still says SNOOZED; the
             // conversation_snooze_wakeup cron starts the missing timer.
             app.temporal
-                .snooze(session.tenant_id, input.conversation_id, input.until)
+                .snooze(session.tenant_id, input.conversation_id, until)
                 .await
                 .map_err(|StartError::Unavailable(e)| {
                     ApiError::unavailable(

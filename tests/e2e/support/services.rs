@@ -156,3 +156,22 @@ pub async fn fresh_database() -> anyhow::Result<String> {
     .await?;
     Ok(format!("{POSTGRES_SERVER}/{name}"))
 }
+
+/// Starts forwarding TCP connections on 127.0.0.1:`port` to `target`
+/// (`host:port`): a dependency that "comes back" on an address the app
+/// already uses, already in the state the test prepared.
+pub async fn forward_port(port: u16, target: String) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the forwarded port");
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    })
+}
