@@ -70,6 +70,9 @@ pub struct DirectMessage {
     pub body: String,
     #[serde(default)]
     pub subject: Option<String>,
+    /// An approved WhatsApp template the agent chose (outside the 24 h window).
+    #[serde(default)]
+    pub whatsapp_template: Option<crate::providers::WhatsAppTemplate>,
 }
 
 /// A message queued for one channel.
@@ -275,7 +278,7 @@ impl NotificationActivities {
                     subject: direct.subject.clone(),
                     body: direct.body.clone(),
                     body_html: None,
-                    whatsapp_template: None,
+                    whatsapp_template: direct.whatsapp_template.clone(),
                 },
             ),
             None => {

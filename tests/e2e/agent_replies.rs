@@ -105,3 +105,60 @@ async fn a_whatsapp_reply_after_the_24h_window_is_refused_with_window_closed() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn after_the_window_an_approved_template_still_reaches_the_contact() {
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(graph_accepted("wamid.TPL1"))
+        .mount(&graph)
+        .await;
+    let app = inbox_app_on(true, Some(graph.uri())).await;
+    passenger_writes(&app, "wamid.Q3", "Gracias").await;
+    let (conversation, _) = the_conversation(&app).await;
+    sqlx::query(
+        "update conversations set last_inbound_at = now() - interval '3 days' where id = $1",
+    )
+    .bind(conversation)
+    .execute(&app.pool)
+    .await
+    .expect("days later");
+
+    let response = app
+        .post_action(
+            "sendAgentTemplate",
+            json!({"conversation_id": conversation, "template_name": "trip_follow_up", "language": "es_MX",
+                   "body_parameters": ["Ana", "BF-7Q2K"], "client_message_id": "web-tpl-1"}),
+            "dispatcher",
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    let outcome = app
+        .workflow_result(body["workflow_id"].as_str().expect("id"))
+        .await
+        .expect("sent");
+    assert_eq!(
+        outcome.delivered.expect("sent").external_message_id,
+        "wamid.TPL1"
+    );
+    let requests = graph.received_requests().await.expect("recorded");
+    let sent: Value = serde_json::from_slice(&requests[0].body).expect("json body");
+    assert_eq!(sent["type"], "template");
+    assert_eq!(sent["template"]["name"], "trip_follow_up");
+    assert_eq!(sent["template"]["language"]["code"], "es_MX");
+    assert_eq!(
+        sent["template"]["components"][0]["parameters"][1]["text"],
+        "BF-7Q2K"
+    );
+    let text: String =
+        sqlx::query_scalar("select body from messages where external_message_id = 'wamid.TPL1'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("row");
+    assert_eq!(
+        text, "[template trip_follow_up] Ana · BF-7Q2K",
+        "the thread shows what was sent"
+    );
+}

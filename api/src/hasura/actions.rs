@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use busflow_activities::model::Channel;
 use busflow_activities::model::{MessageId, TenantId};
 use busflow_activities::notification::DirectMessage;
+use busflow_activities::providers::WhatsAppTemplate;
 use busflow_activities::store::conversations::{self, ConversationError};
 use busflow_activities::triggers::AGENT_REPLY;
 use busflow_workflows::NotificationRequest;
@@ -36,6 +37,7 @@ pub const ACTIONS: &[&str] = &[
     "snoozeConversation",
     "unsnoozeConversation",
     "sendAgentMessage",
+    "sendAgentTemplate",
 ];
 
 /// Roles that work the inbox.
@@ -190,6 +192,7 @@ pub async fn receive(
             Ok(Json(json!(state)))
         }
         "sendAgentMessage" => send_agent_message(&app, &session, payload.input).await,
+        "sendAgentTemplate" => send_agent_template(&app, &session, payload.input).await,
         "unsnoozeConversation" => {
             session.require_role(AGENTS)?;
             let input: ConversationInput = input("unsnoozeConversation", payload.input)?;
@@ -261,7 +264,92 @@ async fn send_agent_message(
             "sendAgentMessage: body must be 1 to 4096 characters",
         ));
     }
-    let id = &input.client_message_id;
+    let message = DirectMessage {
+        body: body.to_owned(),
+        subject: None,
+        whatsapp_template: None,
+    };
+    send_reply(
+        app,
+        session,
+        input.conversation_id,
+        &input.client_message_id,
+        message,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct SendAgentTemplateInput {
+    conversation_id: Uuid,
+    template_name: String,
+    /// Meta language code, e.g. `es_MX`.
+    language: String,
+    #[serde(default)]
+    body_parameters: Vec<String>,
+    client_message_id: String,
+}
+
+/// An approved WhatsApp template, for when the 24 h window is closed.
+async fn send_agent_template(
+    app: &AppState,
+    session: &Session,
+    raw: Value,
+) -> Result<Json<Value>, ApiError> {
+    session.require_role(AGENTS)?;
+    let input: SendAgentTemplateInput = input("sendAgentTemplate", raw)?;
+    let valid_name = !input.template_name.is_empty()
+        && input.template_name.len() <= 512
+        && input
+            .template_name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid_name || input.language.is_empty() {
+        return Err(ApiError::bad_request(
+            "INVALID_INPUT",
+            "sendAgentTemplate: template_name must be a Meta template name (lower-case, digits, '_') and language a code like es_MX",
+        ));
+    }
+    let readable = if input.body_parameters.is_empty() {
+        format!("[template {}]", input.template_name)
+    } else {
+        format!(
+            "[template {}] {}",
+            input.template_name,
+            input.body_parameters.join(" · ")
+        )
+    };
+    let message = DirectMessage {
+        body: readable,
+        subject: None,
+        whatsapp_template: Some(WhatsAppTemplate {
+            name: input.template_name.clone(),
+            language: input.language.clone(),
+            header: Vec::new(),
+            body: input.body_parameters.clone(),
+        }),
+    };
+    send_reply(
+        app,
+        session,
+        input.conversation_id,
+        &input.client_message_id,
+        message,
+    )
+    .await
+}
+
+/// Starts the reply's delivery on the conversation's own channel account,
+/// once per `client_message_id`. Free-form WhatsApp text is refused outside
+/// the customer service window; a template is the only way then.
+async fn send_reply(
+    app: &AppState,
+    session: &Session,
+    conversation_id: Uuid,
+    client_message_id: &str,
+    message: DirectMessage,
+) -> Result<Json<Value>, ApiError> {
+    let id = client_message_id;
     if id.is_empty()
         || id.len() > 64
         || !id
@@ -270,14 +358,23 @@ async fn send_agent_message(
     {
         return Err(ApiError::bad_request(
             "INVALID_INPUT",
-            "sendAgentMessage: client_message_id must be 1-64 letters, digits, '-' or '_'",
+            "client_message_id must be 1-64 letters, digits, '-' or '_'",
         ));
     }
-    let target = conversations::reply_target(&app.pool, session.tenant_id, input.conversation_id)
+    let target = conversations::reply_target(&app.pool, session.tenant_id, conversation_id)
         .await
         .map_err(anyhow::Error::from)?
-        .ok_or_else(|| conversation_error(ConversationError::NotFound(input.conversation_id)))?;
-    if target.channel == Channel::WhatsApp {
+        .ok_or_else(|| conversation_error(ConversationError::NotFound(conversation_id)))?;
+    if message.whatsapp_template.is_some() && target.channel != Channel::WhatsApp {
+        return Err(ApiError::bad_request(
+            "NOT_WHATSAPP",
+            format!(
+                "templates are for WhatsApp; this conversation is on {}",
+                target.channel
+            ),
+        ));
+    }
+    if target.channel == Channel::WhatsApp && message.whatsapp_template.is_none() {
         let open = target
             .last_inbound_at
             .is_some_and(|at| chrono::Utc::now() - at < CUSTOMER_SERVICE_WINDOW);
@@ -289,30 +386,27 @@ async fn send_agent_message(
             ));
         }
     }
-    let workflow_id = agent_reply_workflow_id(session.tenant_id, input.conversation_id, id);
+    let workflow_id = agent_reply_workflow_id(session.tenant_id, conversation_id, id);
     let request = NotificationRequest {
         tenant_id: session.tenant_id,
         contact_id: target.contact_id,
         trigger_event: AGENT_REPLY.name.to_owned(),
-        source_event_id: id.clone(),
+        source_event_id: id.to_owned(),
         channels: Some(vec![target.channel]),
         variables: json!({"agent": session.user_id}),
         step_deadline_secs: app.config.step_deadline.as_secs(),
         replaces_message_id: None,
         reply: Some(ConversationReply {
-            conversation_id: input.conversation_id,
+            conversation_id,
             channel_account_id: target.channel_account_id,
-            message: DirectMessage {
-                body: body.to_owned(),
-                subject: None,
-            },
+            message,
         }),
     };
     let labels = NotificationLabels {
-        entity_refs: vec![format!("conversation:{}", input.conversation_id)],
+        entity_refs: vec![format!("conversation:{conversation_id}")],
         summary: format!(
-            "agent reply in conversation {} ({})",
-            input.conversation_id, target.channel
+            "agent reply in conversation {conversation_id} ({})",
+            target.channel
         ),
     };
     let result = app
