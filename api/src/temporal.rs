@@ -75,6 +75,14 @@ pub enum StartError {
     Unavailable(anyhow::Error),
 }
 
+impl StartError {
+    /// The 503 Hasura retries: `what` did not happen because Temporal is down.
+    pub fn into_api_error(self, what: &str) -> crate::error::ApiError {
+        let StartError::Unavailable(e) = self;
+        crate::error::ApiError::unavailable("TEMPORAL_UNAVAILABLE", format!("{what}: {e:#}"))
+    }
+}
+
 /// Lazily connected starter used by the API handlers.
 pub struct TemporalGateway {
     settings: TemporalSettings,

@@ -7,42 +7,6 @@ use busflow_workflows::names::notification_workflow_id;
 use serde_json::json;
 use uuid::Uuid;
 
-/// A tenant whose email account publishes SES events (so email waits for a
-/// receipt) and who also has the webchat widget.
-async fn tenant_with_email_receipts_and_webchat(app: &TestApp, email_timeout_secs: u64) {
-    app.add_email_account(true).await;
-    sqlx::query(
-        "update channel_accounts set provider_config = provider_config || '{\"configuration_set\": \"busflow-events\"}'
-          where tenant_id = $1 and channel = 'EMAIL'",
-    )
-    .bind(app.tenant_id)
-    .execute(&app.pool)
-    .await
-    .expect("configuration set");
-    sqlx::query(
-        "insert into channel_accounts (tenant_id, channel, provider, status, external_account_id)
-         values ($1, 'WEBCHAT', 'WEBCHAT', 'ACTIVE', 'widget')",
-    )
-    .bind(app.tenant_id)
-    .execute(&app.pool)
-    .await
-    .expect("webchat account");
-    sqlx::query("update tenant_settings set trigger_overrides = $2 where tenant_id = $1")
-        .bind(app.tenant_id)
-        .bind(json!({"booking_confirmed": {"chain": ["EMAIL", "WEBCHAT"], "timeouts": {"EMAIL": email_timeout_secs}}}))
-        .execute(&app.pool)
-        .await
-        .expect("override");
-    sqlx::query(
-        "insert into notification_templates (tenant_id, trigger_event, channel, locale, body)
-         values ($1, 'booking_confirmed', 'WEBCHAT', 'es', 'Reserva {{ booking.booking_reference }} confirmada')",
-    )
-    .bind(app.tenant_id)
-    .execute(&app.pool)
-    .await
-    .expect("webchat template");
-}
-
 async fn give_webchat_visitor(app: &TestApp, contact: ContactId) {
     sqlx::query("update contacts set identifiers = identifiers || '{\"webchat\": \"visitor-1\"}' where id = $1")
         .bind(contact.0)
@@ -54,7 +18,7 @@ async fn give_webchat_visitor(app: &TestApp, contact: ContactId) {
 #[tokio::test]
 async fn an_email_without_a_receipt_within_its_timeout_falls_back_to_webchat() {
     let app = TestApp::spawn().await;
-    tenant_with_email_receipts_and_webchat(&app, 2).await;
+    app.email_with_receipts_then_webchat(2).await;
     let profile = Uuid::new_v4();
     let contact = app
         .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
@@ -102,7 +66,7 @@ async fn an_email_without_a_receipt_within_its_timeout_falls_back_to_webchat() {
 #[tokio::test]
 async fn a_receipt_recorded_while_the_signal_was_lost_still_ends_the_notification() {
     let app = TestApp::spawn().await;
-    tenant_with_email_receipts_and_webchat(&app, 3).await;
+    app.email_with_receipts_then_webchat(3).await;
     let profile = Uuid::new_v4();
     let contact = app
         .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
@@ -119,19 +83,7 @@ async fn a_receipt_recorded_while_the_signal_was_lost_still_ends_the_notificatio
 
     // The delivery is written to Postgres but no signal reaches the workflow
     // (as if the webhook process died between the two).
-    let external_id: String = app
-        .eventually("the email is sent", std::time::Duration::from_secs(20), || async {
-            sqlx::query_scalar::<_, Option<String>>(
-                "select external_message_id from messages where workflow_id = $1 and channel = 'EMAIL'",
-            )
-            .bind(&workflow_id)
-            .fetch_optional(&app.pool)
-            .await
-            .ok()
-            .flatten()
-            .flatten()
-        })
-        .await;
+    let external_id: String = app.provider_id_once_sent(&workflow_id, "EMAIL").await;
     let effect = busflow_activities::store::messages::record_callback(
         &app.pool,
         &busflow_activities::store::messages::DeliveryCallback {

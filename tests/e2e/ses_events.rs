@@ -4,43 +4,7 @@
 use crate::support::{TestApp, booking_event};
 use busflow_workflows::names::notification_workflow_id;
 use serde_json::{Value, json};
-use std::time::Duration;
 use uuid::Uuid;
-
-/// Email with SES events (long receipt timeout), webchat as the fallback.
-async fn tenant_waiting_for_email_receipts(app: &TestApp) {
-    app.add_email_account(true).await;
-    sqlx::query(
-        "update channel_accounts set provider_config = provider_config || '{\"configuration_set\": \"busflow-events\"}'
-          where tenant_id = $1 and channel = 'EMAIL'",
-    )
-    .bind(app.tenant_id)
-    .execute(&app.pool)
-    .await
-    .expect("configuration set");
-    sqlx::query(
-        "insert into channel_accounts (tenant_id, channel, provider, status, external_account_id)
-         values ($1, 'WEBCHAT', 'WEBCHAT', 'ACTIVE', 'widget')",
-    )
-    .bind(app.tenant_id)
-    .execute(&app.pool)
-    .await
-    .expect("webchat");
-    sqlx::query("update tenant_settings set trigger_overrides = $2 where tenant_id = $1")
-        .bind(app.tenant_id)
-        .bind(json!({"booking_confirmed": {"chain": ["EMAIL", "WEBCHAT"], "timeouts": {"EMAIL": 600}}}))
-        .execute(&app.pool)
-        .await
-        .expect("override");
-    sqlx::query(
-        "insert into notification_templates (tenant_id, trigger_event, channel, locale, body)
-         values ($1, 'booking_confirmed', 'WEBCHAT', 'es', 'Reserva {{ booking.booking_reference }}')",
-    )
-    .bind(app.tenant_id)
-    .execute(&app.pool)
-    .await
-    .expect("webchat template");
-}
 
 /// Starts a booking notification and returns (workflow id, SES message id).
 async fn email_sent(app: &TestApp) -> (String, String) {
@@ -61,19 +25,7 @@ async fn email_sent(app: &TestApp) -> (String, String) {
         200
     );
     let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
-    let ses_id = app
-        .eventually("the email is sent", Duration::from_secs(20), || async {
-            sqlx::query_scalar::<_, Option<String>>(
-                "select external_message_id from messages where workflow_id = $1 and channel = 'EMAIL'",
-            )
-            .bind(&workflow_id)
-            .fetch_optional(&app.pool)
-            .await
-            .ok()
-            .flatten()
-            .flatten()
-        })
-        .await;
+    let ses_id = app.provider_id_once_sent(&workflow_id, "EMAIL").await;
     (workflow_id, ses_id)
 }
 
@@ -92,7 +44,7 @@ fn ses_event(kind: &str, ses_id: &str) -> Value {
 #[tokio::test]
 async fn an_ses_delivery_event_marks_the_email_delivered_and_ends_the_wait() {
     let app = TestApp::spawn().await;
-    tenant_waiting_for_email_receipts(&app).await;
+    app.email_with_receipts_then_webchat(600).await;
     let (workflow_id, ses_id) = email_sent(&app).await;
 
     let response = app
@@ -127,7 +79,7 @@ async fn an_ses_delivery_event_marks_the_email_delivered_and_ends_the_wait() {
 #[tokio::test]
 async fn a_permanent_bounce_fails_the_email_and_falls_back_to_webchat() {
     let app = TestApp::spawn().await;
-    tenant_waiting_for_email_receipts(&app).await;
+    app.email_with_receipts_then_webchat(600).await;
     let (workflow_id, ses_id) = email_sent(&app).await;
 
     assert_eq!(
@@ -172,7 +124,7 @@ async fn a_permanent_bounce_fails_the_email_and_falls_back_to_webchat() {
 #[tokio::test]
 async fn a_forged_sns_message_is_401_and_changes_nothing() {
     let app = TestApp::spawn().await;
-    tenant_waiting_for_email_receipts(&app).await;
+    app.email_with_receipts_then_webchat(600).await;
     let (_, ses_id) = email_sent(&app).await;
 
     let tampered = app

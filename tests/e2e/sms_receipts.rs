@@ -5,7 +5,6 @@ use crate::support::app::FIREHOSE_KEY;
 use crate::support::{TestApp, booking_event};
 use busflow_workflows::names::notification_workflow_id;
 use serde_json::json;
-use std::time::Duration;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -37,19 +36,7 @@ async fn an_sms_receipt_from_firehose_marks_it_delivered_and_a_wrong_key_changes
         200
     );
     let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
-    let sns_id: String = app
-        .eventually("the SMS is sent", Duration::from_secs(20), || async {
-            sqlx::query_scalar::<_, Option<String>>(
-                "select external_message_id from messages where workflow_id = $1 and channel = 'SMS'",
-            )
-            .bind(&workflow_id)
-            .fetch_optional(&app.pool)
-            .await
-            .ok()
-            .flatten()
-            .flatten()
-        })
-        .await;
+    let sns_id: String = app.provider_id_once_sent(&workflow_id, "SMS").await;
     let receipt = json!({
         "notification": {"messageId": sns_id, "timestamp": "2026-11-27 10:00:00.123"},
         "delivery": {"destination": "+525512345678", "providerResponse": "Phone carrier has accepted the message",

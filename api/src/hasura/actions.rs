@@ -6,7 +6,7 @@ use crate::AppState;
 use crate::auth::require_shared_secret;
 use crate::error::{ApiError, parse_json};
 use crate::retry::{self, RetryError};
-use crate::temporal::{NotificationLabels, StartError};
+use crate::temporal::NotificationLabels;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -183,12 +183,7 @@ pub async fn receive(
             app.temporal
                 .snooze(session.tenant_id, input.conversation_id, until)
                 .await
-                .map_err(|StartError::Unavailable(e)| {
-                    ApiError::unavailable(
-                        "TEMPORAL_UNAVAILABLE",
-                        format!("snooze timer not started: {e:#}"),
-                    )
-                })?;
+                .map_err(|e| e.into_api_error("snooze timer not started"))?;
             Ok(Json(json!(state)))
         }
         "sendAgentMessage" => send_agent_message(&app, &session, payload.input).await,
@@ -413,12 +408,7 @@ async fn send_reply(
         .temporal
         .start_notification(&workflow_id, request, labels)
         .await
-        .map_err(|StartError::Unavailable(e)| {
-            ApiError::unavailable(
-                "TEMPORAL_UNAVAILABLE",
-                format!("reply not sent, retry: {e:#}"),
-            )
-        })?;
+        .map_err(|e| e.into_api_error("reply not sent, retry"))?;
     Ok(Json(json!({"workflow_id": workflow_id, "result": result})))
 }
 
@@ -482,10 +472,7 @@ async fn retry_message(
         }
         RetryError::NotFailed(..) => ApiError::conflict("MESSAGE_NOT_FAILED", e.to_string()),
         RetryError::NoWorkflow(_) => ApiError::conflict("NOT_RETRYABLE", e.to_string()),
-        RetryError::Temporal(StartError::Unavailable(inner)) => ApiError::unavailable(
-            "TEMPORAL_UNAVAILABLE",
-            format!("retry not started: {inner:#}"),
-        ),
+        RetryError::Temporal(start) => start.into_api_error("retry not started"),
         RetryError::Database(db) => ApiError::Unexpected(db.into()),
     })?;
     Ok(Json(

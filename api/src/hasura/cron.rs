@@ -53,12 +53,7 @@ pub async fn receive(
                 app.temporal
                     .snooze(*tenant_id, *conversation_id, *until)
                     .await
-                    .map_err(|crate::temporal::StartError::Unavailable(e)| {
-                        ApiError::unavailable(
-                            "TEMPORAL_UNAVAILABLE",
-                            format!("reconciliation incomplete: {e:#}"),
-                        )
-                    })?;
+                    .map_err(|e| e.into_api_error("reconciliation incomplete"))?;
                 restarted += 1;
             }
             Ok(Json(

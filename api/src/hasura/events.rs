@@ -8,7 +8,7 @@ use super::payload::{EventTriggerPayload, Op};
 use crate::AppState;
 use crate::auth::require_shared_secret;
 use crate::error::{ApiError, parse_json};
-use crate::temporal::{NotificationLabels, StartError, StartResult};
+use crate::temporal::{NotificationLabels, StartResult};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -291,12 +291,7 @@ async fn notify_passenger(
         .temporal
         .start_notification(&workflow_id, request, labels)
         .await
-        .map_err(|StartError::Unavailable(e)| {
-            ApiError::unavailable(
-                "TEMPORAL_UNAVAILABLE",
-                format!("workflow not started, retry later: {e:#}"),
-            )
-        })?;
+        .map_err(|e| e.into_api_error("workflow not started, retry later"))?;
     Ok(EventResponse {
         outcome: match result {
             StartResult::Started => Outcome::Started,

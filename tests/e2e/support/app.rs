@@ -421,6 +421,57 @@ impl TestApp {
         }
     }
 
+    /// Waits until the workflow's message on `channel` has its provider id,
+    /// and returns it.
+    pub async fn provider_id_once_sent(&self, workflow_id: &str, channel: &str) -> String {
+        self.eventually(
+            &format!("the {channel} message is sent"),
+            Duration::from_secs(20),
+            || async {
+                sqlx::query_scalar::<_, Option<String>>(
+                "select external_message_id from messages where workflow_id = $1 and channel = $2",
+            )
+            .bind(workflow_id)
+            .bind(channel)
+            .fetch_optional(&self.pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+            },
+        )
+        .await
+    }
+
+    /// Email whose account publishes SES events (so it waits up to
+    /// `email_timeout_secs` for a receipt), then webchat: the tenant's
+    /// booking_confirmed chain.
+    pub async fn email_with_receipts_then_webchat(&self, email_timeout_secs: u64) {
+        self.add_email_account(true).await;
+        sqlx::query(
+            "update channel_accounts set provider_config = provider_config || '{\"configuration_set\": \"busflow-events\"}'
+              where tenant_id = $1 and channel = 'EMAIL'",
+        )
+        .bind(self.tenant_id)
+        .execute(&self.pool)
+        .await
+        .expect("configuration set");
+        sqlx::query(
+            "insert into channel_accounts (tenant_id, channel, provider, status, external_account_id)
+             values ($1, 'WEBCHAT', 'WEBCHAT', 'ACTIVE', 'widget')",
+        )
+        .bind(self.tenant_id)
+        .execute(&self.pool)
+        .await
+        .expect("webchat account");
+        sqlx::query("update tenant_settings set trigger_overrides = $2 where tenant_id = $1")
+            .bind(self.tenant_id)
+            .bind(json!({"booking_confirmed": {"chain": ["EMAIL", "WEBCHAT"], "timeouts": {"EMAIL": email_timeout_secs}}}))
+            .execute(&self.pool)
+            .await
+            .expect("override");
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(&self.pool)
