@@ -51,7 +51,7 @@ pub struct AppState {
     pub pool: PgPool,
     /// Opens channel account secrets (Meta app secret, verify token).
     pub keys: KeyRing,
-    /// Verifies SNS deliveries (SES events).
+    /// Verifies SNS deliveries (SES events, inbound SMS and email).
     pub sns: SnsVerifier,
     /// Outbound HTTP (SNS subscription confirmation).
     pub http: reqwest::Client,
@@ -99,6 +99,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(webhooks::meta::verify).post(webhooks::meta::receive),
         )
         .route("/webhooks/ses", post(webhooks::ses::receive))
+        .route("/webhooks/sns", post(webhooks::sns_inbound::receive))
+        .route("/webhooks/sms-status", post(webhooks::sms_status::receive))
         .route(
             "/webchat/{tenant_id}/sessions",
             post(webchat::start_session),
@@ -107,6 +109,5 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/webchat/{tenant_id}/messages",
             post(webchat::receive_message),
         )
-        .route("/webhooks/sms-status", post(webhooks::sms_status::receive))
         .with_state(state)
 }

@@ -109,6 +109,7 @@ pub async fn receive_message(
             body: text.to_owned(),
             content: json!({"client_message_id": id}),
             received_at: chrono::Utc::now(),
+            conversation_hint: None,
         },
     )
     .await

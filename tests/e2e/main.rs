@@ -6,6 +6,7 @@
 mod agent_replies;
 mod fallback;
 mod hasura_events;
+mod inbound_sms_email;
 mod inbox;
 mod notifications;
 mod retry;

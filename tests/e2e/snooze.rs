@@ -11,7 +11,7 @@ use std::time::Duration;
 use temporalio_client::WorkflowGetResultOptions;
 use uuid::Uuid;
 
-async fn snooze(app: &TestApp, conversation: Uuid, in_secs: i64) -> reqwest::Response {
+pub(crate) async fn snooze(app: &TestApp, conversation: Uuid, in_secs: i64) -> reqwest::Response {
     let until = chrono::Utc::now() + chrono::Duration::seconds(in_secs);
     app.post_action(
         "snoozeConversation",
@@ -38,7 +38,7 @@ async fn status_becomes(app: &TestApp, conversation: Uuid, wanted: &'static str)
     .await;
 }
 
-async fn snooze_result(app: &TestApp, conversation: Uuid) -> SnoozeOutcome {
+pub(crate) async fn snooze_result(app: &TestApp, conversation: Uuid) -> SnoozeOutcome {
     let client = app.temporal().await;
     let handle = client
         .get_workflow_handle::<SnoozeWorkflow>(snooze_workflow_id(app.tenant_id, conversation));

@@ -117,6 +117,65 @@ pub async fn for_channel(
     .await
 }
 
+/// The accounts on `channel`, of any tenant, whose `external_account_id` is
+/// `external_account_id` (an SMS account's origination number, E.164).
+/// Account-level webhooks carry no tenant: this id routes them. The schema
+/// keeps it unique per tenant only, so more than one row means several
+/// tenants claim it — the caller must refuse rather than pick one.
+/// DISCONNECTED accounts no longer own anything and are left out.
+pub async fn by_external_id(
+    pool: &PgPool,
+    channel: Channel,
+    external_account_id: &str,
+) -> sqlx::Result<Vec<ChannelAccount>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from channel_accounts
+          where channel = $1 and external_account_id = $2 and status <> 'DISCONNECTED'
+          order by created_at, id"
+    ))
+    .bind(channel)
+    .bind(external_account_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// An account found by one of its addresses.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AddressedAccount {
+    /// The address that matched, lower-case.
+    pub address: String,
+    #[sqlx(flatten)]
+    pub account: ChannelAccount,
+}
+
+/// The accounts on `channel`, of any tenant, whose sender address
+/// (`provider_config.from_address`) or `external_account_id` is one of
+/// `addresses` (compared lower-case): where inbound email to those addresses
+/// belongs. One row per (address, account); the caller decides what an
+/// address claimed by several tenants means.
+pub async fn by_address(
+    pool: &PgPool,
+    channel: Channel,
+    addresses: &[String],
+) -> sqlx::Result<Vec<AddressedAccount>> {
+    let addresses: Vec<String> = addresses.iter().map(|a| a.to_lowercase()).collect();
+    sqlx::query_as(
+        "select distinct on (a.address, c.created_at, c.id)
+                a.address, c.id, c.tenant_id, c.channel, c.provider, c.status, c.mode,
+                c.provider_config, c.provider_secrets
+           from channel_accounts c
+          cross join lateral unnest(array[
+                lower(c.provider_config ->> 'from_address'),
+                lower(c.external_account_id)]) as a(address)
+          where c.channel = $1 and c.status <> 'DISCONNECTED' and a.address = any($2)
+          order by a.address, c.created_at, c.id",
+    )
+    .bind(channel)
+    .bind(&addresses)
+    .fetch_all(pool)
+    .await
+}
+
 /// Marks the account as needing attention (expired token, suspended sender…);
 /// it keeps its status: ops decide whether to suspend it.
 pub async fn flag_attention(

@@ -45,6 +45,11 @@ pub struct InboundMessage {
     pub body: String,
     pub content: serde_json::Value,
     pub received_at: chrono::DateTime<chrono::Utc>,
+    /// The conversation the message says it continues (an email replying to
+    /// one we sent). Honoured only when it is this tenant's, this contact's
+    /// and this account's, and not when another conversation of theirs is
+    /// live (at most one is): otherwise the usual resolution applies.
+    pub conversation_hint: Option<Uuid>,
 }
 
 /// What recording an inbound message did.
@@ -202,9 +207,10 @@ async fn resolve_contact(
     }
 }
 
-/// The contact's live conversation on this account, else its latest
-/// resolved one reopened, else a new one. Returns the id and, when reopened,
-/// the status it had.
+/// The contact's live conversation on this account, else the hinted one or
+/// its latest resolved one reopened, else a new one. Returns the id and, when
+/// reopened, the status it had. A hint from another tenant, contact or
+/// account matches no row here, so it cannot pull a message across them.
 async fn resolve_conversation(
     conn: &mut PgConnection,
     inbound: &InboundMessage,
@@ -213,13 +219,16 @@ async fn resolve_conversation(
     let latest: Option<(Uuid, String)> = sqlx::query_as(
         "select id, status from conversations
           where tenant_id = $1 and contact_id = $2 and channel_account_id = $3
-          order by (status <> 'RESOLVED') desc, coalesce(last_message_at, created_at) desc
+          order by (status <> 'RESOLVED') desc,
+                   coalesce(id = $4, false) desc,
+                   coalesce(last_message_at, created_at) desc
           limit 1
           for update",
     )
     .bind(inbound.tenant_id)
     .bind(contact_id)
     .bind(inbound.channel_account_id)
+    .bind(inbound.conversation_hint)
     .fetch_optional(&mut *conn)
     .await?;
     match latest {
@@ -263,6 +272,33 @@ async fn resolve_conversation(
             }
         }
     }
+}
+
+/// The conversation of the first of `external_message_ids` (in the caller's
+/// order of preference) that is an OUTBOUND message of this tenant on
+/// `channel` with a conversation: what a reply to one of our messages
+/// continues.
+pub async fn conversation_of_outbound(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    channel: Channel,
+    external_message_ids: &[String],
+) -> sqlx::Result<Option<Uuid>> {
+    if external_message_ids.is_empty() {
+        return Ok(None);
+    }
+    sqlx::query_scalar(
+        "select conversation_id from messages
+          where tenant_id = $1 and channel = $2 and direction = 'OUTBOUND'
+            and external_message_id = any($3) and conversation_id is not null
+          order by array_position($3, external_message_id), created_at desc
+          limit 1",
+    )
+    .bind(tenant_id)
+    .bind(channel)
+    .bind(external_message_ids)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Shorthand so the contact id type reads from rows.

@@ -1,14 +1,15 @@
 //! `POST /webhooks/ses`: SES delivery events, published by a configuration
 //! set to an SNS topic with an HTTPS subscription to this endpoint.
 //!
-//! The SNS envelope's signature is verified (see `sns`) before its content is
-//! trusted; a subscription confirmation is confirmed by a GET to the
-//! allow-listed AWS host; a notification's SES event (a JSON string inside
-//! the envelope) becomes a delivery callback. SES events are account-level:
-//! the tenant comes from the message row found by the SES message id.
+//! The SNS envelope is verified and subscriptions confirmed by
+//! `sns_receiver` before anything here runs; a notification's SES event (a
+//! JSON string inside the envelope) becomes a delivery callback. SES events
+//! are account-level: the tenant comes from the message row found by the SES
+//! message id.
 
 use super::delivery;
-use super::sns::{self, SnsEnvelope, SnsMessageType, SnsVerifyError};
+use super::sns::SnsEnvelope;
+use super::sns_receiver::{self, SnsDelivery};
 use crate::AppState;
 use crate::error::ApiError;
 use axum::Json;
@@ -24,25 +25,9 @@ pub async fn receive(
     State(app): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let envelope = sns::parse_envelope(&body).map_err(|e| {
-        ApiError::bad_request("INVALID_PAYLOAD", format!("not an SNS message: {e}"))
-    })?;
-    app.sns.verify(&envelope).await.map_err(|e| match e {
-        SnsVerifyError::CertFetch(_) => {
-            ApiError::unavailable("SNS_CERT_UNAVAILABLE", e.to_string())
-        }
-        other => ApiError::unauthorized(format!("SNS signature rejected: {other}")),
-    })?;
-    match envelope.r#type {
-        SnsMessageType::SubscriptionConfirmation => {
-            sns::confirm_subscription(&app.http, &envelope)
-                .await
-                .map_err(|e| ApiError::unavailable("SNS_CONFIRM_FAILED", e.to_string()))?;
-            tracing::info!(topic = %envelope.topic_arn, "confirmed the SNS subscription to {}", envelope.topic_arn);
-            Ok(Json(json!({"confirmed": envelope.topic_arn})))
-        }
-        SnsMessageType::UnsubscribeConfirmation => Ok(Json(json!({"acknowledged": "unsubscribe"}))),
-        SnsMessageType::Notification => notification(&app, &envelope).await,
+    match sns_receiver::accept(&app, &body).await? {
+        SnsDelivery::Answered(answer) => Ok(Json(answer)),
+        SnsDelivery::Notification(envelope) => notification(&app, &envelope).await,
     }
 }
 

@@ -107,6 +107,7 @@ pub fn inbound_messages(
                 body: readable_body(message),
                 content: message.clone(),
                 received_at,
+                conversation_hint: None,
             })
         })
         .collect()

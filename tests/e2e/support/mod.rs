@@ -3,5 +3,6 @@
 pub mod app;
 pub mod meta;
 pub mod services;
+pub mod sns_inbound;
 
 pub use app::{TestApp, TestOptions, booking_event, profile_event};

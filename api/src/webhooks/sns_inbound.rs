@@ -1,0 +1,368 @@
+//! `POST /webhooks/sns`: messages people send to a tenant over AWS, delivered
+//! by an SNS topic with an HTTPS subscription to this endpoint —
+//! two-way SMS (AWS End User Messaging publishes each inbound SMS to the
+//! topic) and inbound email (an SES receipt rule with an SNS action).
+//!
+//! `sns_receiver` verifies the envelope and confirms subscriptions first.
+//! A notification is then dispatched on the shape of its `Message`:
+//! - two-way SMS (`originationNumber`, `destinationNumber`,
+//!   `inboundMessageId`): the SMS account whose `external_account_id` is the
+//!   destination number receives it;
+//! - an SES `Received` notification: the email account whose sender address
+//!   (or `external_account_id`) is one of the recipients receives it, in the
+//!   conversation of our email it replies to when there is one;
+//! - anything else: answered 200 `{"ignored": …}` and logged, so SNS does not
+//!   retry what will never be read.
+//!
+//! These deliveries are account-level: no tenant in the path. The account
+//! found by number or address is the tenant; a number or address claimed by
+//! several tenants is refused (200, logged), never guessed. Each message is
+//! recorded once (`inbox::record_inbound` dedupes on the provider's id); one
+//! that reopens a SNOOZED conversation stops its snooze timer. Phone numbers
+//! and addresses of people are never logged; a tenant's own number is.
+
+use super::inbound_email::{ReadEmail, SesReceived};
+use super::sns::SnsEnvelope;
+use super::sns_receiver::{self, SnsDelivery};
+use crate::AppState;
+use crate::error::ApiError;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use busflow_activities::identifiers::PhoneNumber;
+use busflow_activities::model::{Channel, TenantId};
+use busflow_activities::store::channel_accounts::{self, AddressedAccount};
+use busflow_activities::store::inbox::{self, InboundMessage, InboundOutcome, SenderKey};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub async fn receive(
+    State(app): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    match sns_receiver::accept(&app, &body).await? {
+        SnsDelivery::Answered(answer) => Ok(Json(answer)),
+        SnsDelivery::Notification(envelope) => notification(&app, &envelope).await,
+    }
+}
+
+async fn notification(app: &AppState, envelope: &SnsEnvelope) -> Result<Json<Value>, ApiError> {
+    let Ok(message) = serde_json::from_str::<Value>(&envelope.message) else {
+        return Ok(ignored(envelope, "the SNS Message is not JSON"));
+    };
+    if InboundSms::is_shape_of(&message) {
+        return match serde_json::from_value::<InboundSms>(message.clone()) {
+            Ok(sms) => inbound_sms(app, envelope, sms, message).await,
+            Err(e) => Ok(ignored(envelope, &format!("unreadable two-way SMS: {e}"))),
+        };
+    }
+    if SesReceived::is_shape_of(&message) {
+        return match serde_json::from_value::<SesReceived>(message.clone()) {
+            Ok(received) => match received.read(&message) {
+                Ok(email) => inbound_email(app, envelope, email).await,
+                Err(why) => Ok(ignored(envelope, &format!("SES Received: {why}"))),
+            },
+            Err(e) => Ok(ignored(
+                envelope,
+                &format!("unreadable SES notification: {e}"),
+            )),
+        };
+    }
+    Ok(ignored(envelope, "not an inbound SMS or email"))
+}
+
+/// The 200 answer for a notification we will not act on, logged once.
+fn ignored(envelope: &SnsEnvelope, why: &str) -> Json<Value> {
+    tracing::info!(
+        sns.message_id = %envelope.message_id,
+        topic = %envelope.topic_arn,
+        "SNS notification {} ignored: {why}",
+        envelope.message_id
+    );
+    Json(json!({"ignored": why}))
+}
+
+/// What AWS End User Messaging publishes for an SMS sent to one of our
+/// numbers (docs: "Example of a two-way SMS message payload for Amazon SNS
+/// topics").
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InboundSms {
+    origination_number: String,
+    destination_number: String,
+    #[serde(default)]
+    message_body: String,
+    inbound_message_id: String,
+}
+
+impl InboundSms {
+    fn is_shape_of(message: &Value) -> bool {
+        ["originationNumber", "destinationNumber", "inboundMessageId"]
+            .iter()
+            .all(|key| message.get(key).is_some())
+    }
+}
+
+async fn inbound_sms(
+    app: &AppState,
+    envelope: &SnsEnvelope,
+    sms: InboundSms,
+    message: Value,
+) -> Result<Json<Value>, ApiError> {
+    let Ok(destination) = PhoneNumber::parse_e164(sms.destination_number.trim()) else {
+        return Ok(ignored(
+            envelope,
+            "the SMS destination is not an E.164 number",
+        ));
+    };
+    let accounts = channel_accounts::by_external_id(&app.pool, Channel::Sms, destination.as_str())
+        .await
+        .map_err(anyhow::Error::from)?;
+    let account = match accounts.as_slice() {
+        [account] => account,
+        [] => {
+            return Ok(ignored(
+                envelope,
+                &format!("no SMS account has the number {destination}"),
+            ));
+        }
+        several => {
+            let tenants: Vec<String> = several.iter().map(|a| a.tenant_id.to_string()).collect();
+            tracing::warn!(
+                tenants = ?tenants,
+                "inbound SMS to {destination} refused: {} tenants claim that number",
+                several.len()
+            );
+            return Ok(ignored(
+                envelope,
+                &format!("the number {destination} is claimed by several tenants"),
+            ));
+        }
+    };
+    let Ok(sender) = PhoneNumber::parse_e164(sms.origination_number.trim()) else {
+        return Ok(ignored(envelope, "the SMS sender is not an E.164 number"));
+    };
+    let inbound = InboundMessage {
+        tenant_id: account.tenant_id,
+        channel_account_id: account.id,
+        channel: Channel::Sms,
+        sender_key: SenderKey::Phone,
+        sender: sender.to_string(),
+        sender_name: None,
+        external_message_id: sms.inbound_message_id,
+        subject: None,
+        body: sms.message_body,
+        content: message,
+        // The payload has no time of its own; SNS stamps the publish.
+        received_at: published_at(envelope),
+        conversation_hint: None,
+    };
+    let outcome = record(app, &inbound).await?;
+    Ok(Json(answer(Channel::Sms, &[outcome])))
+}
+
+async fn inbound_email(
+    app: &AppState,
+    envelope: &SnsEnvelope,
+    email: ReadEmail,
+) -> Result<Json<Value>, ApiError> {
+    let matches = channel_accounts::by_address(&app.pool, Channel::Email, &email.recipients)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let destinations = destinations(&email.recipients, matches);
+    if destinations.is_empty() {
+        return Ok(ignored(
+            envelope,
+            "no email account of a single tenant has any of the recipient addresses",
+        ));
+    }
+    let mut outcomes = Vec::with_capacity(destinations.len());
+    for account in destinations {
+        let tenant_id = account.account.tenant_id;
+        let conversation_hint = inbox::conversation_of_outbound(
+            &app.pool,
+            tenant_id,
+            Channel::Email,
+            &email.replies_to_ses_ids,
+        )
+        .await
+        .map_err(anyhow::Error::from)?;
+        let inbound = InboundMessage {
+            tenant_id,
+            channel_account_id: account.account.id,
+            channel: Channel::Email,
+            sender_key: SenderKey::Email,
+            sender: email.sender.to_string(),
+            sender_name: email.sender_name.clone(),
+            external_message_id: email.message_id.clone(),
+            subject: email.subject.clone(),
+            body: email.body.clone(),
+            content: email.content.clone(),
+            received_at: email.received_at.unwrap_or_else(|| published_at(envelope)),
+            conversation_hint,
+        };
+        outcomes.push(record(app, &inbound).await?);
+    }
+    Ok(Json(answer(Channel::Email, &outcomes)))
+}
+
+/// Where an email goes: for each tenant, the account of the first recipient
+/// (in `recipients` order) it owns. An address that accounts of several
+/// tenants claim routes nowhere.
+fn destinations(recipients: &[String], matches: Vec<AddressedAccount>) -> Vec<AddressedAccount> {
+    let mut chosen: Vec<AddressedAccount> = Vec::new();
+    for address in recipients {
+        let claimants: Vec<&AddressedAccount> =
+            matches.iter().filter(|m| &m.address == address).collect();
+        let Some(first) = claimants.first() else {
+            continue;
+        };
+        if claimants
+            .iter()
+            .any(|c| c.account.tenant_id != first.account.tenant_id)
+        {
+            let tenants: Vec<String> = claimants
+                .iter()
+                .map(|c| c.account.tenant_id.to_string())
+                .collect();
+            tracing::warn!(
+                tenants = ?tenants,
+                "inbound email to {address} not routed: several tenants claim that address"
+            );
+            continue;
+        }
+        let tenant: TenantId = first.account.tenant_id;
+        if !chosen.iter().any(|c| c.account.tenant_id == tenant) {
+            chosen.push((*first).clone());
+        }
+    }
+    chosen
+}
+
+/// Records one inbound message; a conversation it woke from SNOOZED has its
+/// snooze timer stopped.
+async fn record(app: &AppState, inbound: &InboundMessage) -> Result<InboundOutcome, ApiError> {
+    let outcome = inbox::record_inbound(&app.pool, inbound)
+        .await
+        .map_err(anyhow::Error::from)?;
+    match &outcome {
+        InboundOutcome::Recorded {
+            message_id,
+            conversation_id,
+            reopened_from,
+            ..
+        } => {
+            tracing::info!(
+                tenant.id = %inbound.tenant_id,
+                message.id = %message_id,
+                conversation.id = %conversation_id,
+                "inbound {} message {message_id} recorded in conversation {conversation_id}",
+                inbound.channel
+            );
+            if reopened_from.as_deref() == Some("SNOOZED") {
+                app.temporal
+                    .stop_snooze(inbound.tenant_id, *conversation_id, "the contact wrote")
+                    .await;
+            }
+        }
+        InboundOutcome::Duplicate { message_id } => tracing::info!(
+            tenant.id = %inbound.tenant_id,
+            message.id = %message_id,
+            "inbound {} message {message_id} was delivered before",
+            inbound.channel
+        ),
+    }
+    Ok(outcome)
+}
+
+fn answer(channel: Channel, outcomes: &[InboundOutcome]) -> Value {
+    let received = outcomes
+        .iter()
+        .filter(|o| matches!(o, InboundOutcome::Recorded { .. }))
+        .count();
+    json!({
+        "channel": channel,
+        "received": received,
+        "duplicates": outcomes.len() - received,
+    })
+}
+
+/// When SNS published the notification (its signed `Timestamp`), or now.
+fn published_at(envelope: &SnsEnvelope) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&envelope.timestamp)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|_| Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use busflow_activities::model::{
+        ChannelAccountId, ChannelAccountMode, ChannelAccountStatus, Provider,
+    };
+    use sqlx::types::Json as SqlJson;
+    use uuid::Uuid;
+
+    fn account(tenant: u128, address: &str) -> AddressedAccount {
+        AddressedAccount {
+            address: address.to_owned(),
+            account: channel_accounts::ChannelAccount {
+                id: ChannelAccountId(Uuid::new_v4()),
+                tenant_id: TenantId(Uuid::from_u128(tenant)),
+                channel: Channel::Email,
+                provider: Provider::AwsSes,
+                status: ChannelAccountStatus::Active,
+                mode: ChannelAccountMode::Live,
+                provider_config: SqlJson(json!({"from_address": address})),
+                provider_secrets: None,
+            },
+        }
+    }
+
+    #[test]
+    fn each_tenant_gets_the_email_once_and_a_shared_address_routes_nowhere() {
+        let recipients: Vec<String> = [
+            "ventas@a.test",
+            "reservas@a.test",
+            "info@shared.test",
+            "hola@b.test",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let a_ventas = account(1, "ventas@a.test");
+        let a_reservas = account(1, "reservas@a.test");
+        let b = account(2, "hola@b.test");
+        let chosen = destinations(
+            &recipients,
+            vec![
+                a_reservas.clone(),
+                account(1, "info@shared.test"),
+                account(3, "info@shared.test"),
+                b.clone(),
+                a_ventas.clone(),
+            ],
+        );
+        let ids: Vec<ChannelAccountId> = chosen.iter().map(|c| c.account.id).collect();
+        assert_eq!(ids, vec![a_ventas.account.id, b.account.id]);
+    }
+
+    #[test]
+    fn the_two_way_sms_shape() {
+        let documented = json!({
+            "originationNumber": "+14255550182",
+            "destinationNumber": "+12125550101",
+            "messageKeyword": "JOIN",
+            "messageBody": "EXAMPLE",
+            "inboundMessageId": "cae173d2-66b9-564c-8309-21f858e9fb84",
+            "previousPublishedMessageId": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+        });
+        assert!(InboundSms::is_shape_of(&documented));
+        let sms: InboundSms = serde_json::from_value(documented).expect("documented payload");
+        assert_eq!(sms.message_body, "EXAMPLE");
+        assert!(!InboundSms::is_shape_of(
+            &json!({"notificationType": "Received", "mail": {}})
+        ));
+    }
+}
