@@ -70,6 +70,8 @@ pub struct DemoTenant {
 pub struct DemoWhatsApp {
     pub phone_number_id: String,
     pub sandbox_outcome: String,
+    #[serde(default)]
+    pub sandbox_failing_recipients: Vec<String>,
     pub template_name: String,
     pub template_language: String,
     pub app_secret: String,

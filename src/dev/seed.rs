@@ -73,7 +73,10 @@ async fn upsert_sandbox_whatsapp(
 ) -> anyhow::Result<()> {
     let config = serde_json::json!({
         "phone_number_id": whatsapp.phone_number_id,
-        "sandbox": {"outcome": whatsapp.sandbox_outcome},
+        "sandbox": {
+            "outcome": whatsapp.sandbox_outcome,
+            "failing_recipients": whatsapp.sandbox_failing_recipients,
+        },
     });
     let id: uuid::Uuid = sqlx::query_scalar(
         "insert into channel_accounts

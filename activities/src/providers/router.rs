@@ -33,6 +33,20 @@ pub struct Providers {
 struct SandboxConfig {
     #[serde(default)]
     outcome: SandboxOutcome,
+    /// Recipients whose messages get a FAILED receipt whatever `outcome` says
+    /// (a demo of fallback next to a demo of a delivered reply).
+    #[serde(default)]
+    failing_recipients: Vec<String>,
+}
+
+impl SandboxConfig {
+    fn outcome_for(&self, recipient: &str) -> SandboxOutcome {
+        if self.failing_recipients.iter().any(|r| r == recipient) {
+            SandboxOutcome::FailedReceipt
+        } else {
+            self.outcome
+        }
+    }
 }
 
 /// What the simulated provider does with a message.
@@ -108,7 +122,8 @@ impl Providers {
                 )
             })?
             .unwrap_or_default();
-        if sandbox.outcome == SandboxOutcome::Undeliverable {
+        let outcome = sandbox.outcome_for(&command.recipient);
+        if outcome == SandboxOutcome::Undeliverable {
             return Err(Failure {
                 provider: "sandbox",
                 class: FailureClass::Recipient,
@@ -122,13 +137,13 @@ impl Providers {
             _ => format!("sandbox-{}", command.message_id),
         };
         let plays_receipts =
-            command.channel == Channel::WhatsApp && sandbox.outcome != SandboxOutcome::Silent;
+            command.channel == Channel::WhatsApp && outcome != SandboxOutcome::Silent;
         if plays_receipts
             && let Some(base) = &self.sandbox_webhook_base
             && let Ok(opened) = secrets::open(keys, account)
             && let Some(app_secret) = opened.app_secret
         {
-            let statuses: &[(&str, Option<i64>)] = match sandbox.outcome {
+            let statuses: &[(&str, Option<i64>)] = match outcome {
                 SandboxOutcome::FailedReceipt => &[("sent", None), ("failed", Some(131_026))],
                 _ => &[("sent", None), ("delivered", None), ("read", None)],
             };
