@@ -166,6 +166,31 @@ impl ApiArgs {
             webhook_secret: secret,
             step_deadline: Duration::from_secs(self.step_deadline_secs),
             firehose_access_key: self.firehose_access_key.clone(),
+            stuck_threshold: Duration::from_secs(300),
         })
+    }
+}
+
+/// The stuck-message watchdog.
+#[derive(Debug, Clone, Args)]
+pub struct WatchdogArgs {
+    /// How often the watchdog schedule sweeps (applies when the schedule is first created).
+    #[arg(long, env = "BUSFLOW_WATCHDOG_INTERVAL_SECS", default_value_t = 60)]
+    pub watchdog_interval_secs: u64,
+    /// A message QUEUED longer than this is stuck.
+    #[arg(long, env = "BUSFLOW_STUCK_THRESHOLD_SECS", default_value_t = 300)]
+    pub stuck_threshold_secs: u64,
+    /// Webhook that receives stuck-message alerts (JSON POST).
+    #[arg(long, env = "BUSFLOW_ALERT_WEBHOOK_URL")]
+    pub alert_webhook_url: Option<String>,
+}
+
+impl WatchdogArgs {
+    pub fn settings(&self) -> crate::worker::WatchdogSettings {
+        crate::worker::WatchdogSettings {
+            interval: Duration::from_secs(self.watchdog_interval_secs),
+            threshold: Duration::from_secs(self.stuck_threshold_secs),
+            alert_url: self.alert_webhook_url.clone(),
+        }
     }
 }

@@ -3,11 +3,12 @@
 //! Temporal cluster (address, namespace and TLS from the environment).
 
 use anyhow::Context;
-use busflow_activities::inbox::InboxActivities;
 use busflow_activities::notification::NotificationActivities;
 use busflow_api::AppState;
 use busflow_api::temporal::TemporalGateway;
-use busflow_comms::config::{ApiArgs, DatabaseArgs, KeyArgs, ProviderArgs, TemporalArgs};
+use busflow_comms::config::{
+    ApiArgs, DatabaseArgs, KeyArgs, ProviderArgs, TemporalArgs, WatchdogArgs,
+};
 use busflow_comms::shutdown::Shutdown;
 use busflow_comms::{database, dev, server, worker};
 use clap::{Parser, Subcommand};
@@ -58,6 +59,8 @@ enum Command {
         providers: ProviderArgs,
         #[command(flatten)]
         keys: KeyArgs,
+        #[command(flatten)]
+        watchdog: WatchdogArgs,
     },
     /// Start a fresh delivery of a FAILED message (a new, linked workflow).
     RetryMessage {
@@ -146,6 +149,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             temporal,
             providers,
             keys,
+            watchdog,
         } => {
             let keys = keys.key_ring()?;
             let pool =
@@ -162,13 +166,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 providers.public_url.clone(),
             )
             .await?;
-            let inbox = InboxActivities::new(pool.clone());
-            let activities = NotificationActivities::new(pool, providers, keys);
+            let activities = NotificationActivities::new(pool.clone(), providers, keys);
+            let watchdog = watchdog.settings();
             worker::run(
                 client,
                 &temporal.task_queue,
+                pool,
                 activities,
-                inbox,
+                &watchdog,
                 shutdown.wait(),
             )
             .await

@@ -10,10 +10,19 @@ use busflow_activities::providers::meta::{MetaCloud, MetaSettings};
 use busflow_activities::providers::router::Providers;
 use busflow_activities::providers::ses::SesEmail;
 use busflow_activities::providers::sms::SnsSms;
+use busflow_activities::watchdog::{SweepInput, WatchdogActivities};
+use busflow_workflows::names::{WATCHDOG_SCHEDULE_ID, WATCHDOG_WORKFLOW_ID};
+use busflow_workflows::watchdog::StuckMessageWatchdog;
 use busflow_workflows::{NotificationWorkflow, SnoozeWorkflow};
+use sqlx::PgPool;
 use std::collections::HashSet;
 use std::future::Future;
+use std::time::Duration;
 use temporalio_client::Client;
+use temporalio_client::schedules::{
+    CreateScheduleOptions, ScheduleAction, ScheduleError, ScheduleOverlapPolicy, ScheduleSpec,
+};
+use temporalio_client::tonic;
 use temporalio_sdk::runtime::{
     AutoscalingOptions, PollerBehavior, RuntimeOptions, WorkflowErrorType,
 };
@@ -35,12 +44,61 @@ pub async fn providers(
     })
 }
 
+/// How the stuck-message watchdog runs.
+#[derive(Debug, Clone)]
+pub struct WatchdogSettings {
+    pub interval: Duration,
+    /// A message QUEUED longer than this is stuck.
+    pub threshold: Duration,
+    pub alert_url: Option<String>,
+}
+
+/// Creates the watchdog's Temporal Schedule unless it exists. An existing
+/// schedule is left as it is (ops may have paused or tuned it in the UI).
+pub async fn ensure_watchdog_schedule(
+    client: &Client,
+    task_queue: &str,
+    watchdog: &WatchdogSettings,
+) -> anyhow::Result<()> {
+    let created = client
+        .create_schedule(
+            WATCHDOG_SCHEDULE_ID,
+            CreateScheduleOptions::builder()
+                .action(ScheduleAction::start_workflow(
+                    StuckMessageWatchdog::run,
+                    SweepInput {
+                        threshold_secs: watchdog.threshold.as_secs(),
+                    },
+                    task_queue,
+                    WATCHDOG_WORKFLOW_ID,
+                ))
+                .spec(ScheduleSpec::from_interval(watchdog.interval))
+                .overlap_policy(ScheduleOverlapPolicy::Skip)
+                .build(),
+        )
+        .await;
+    match created {
+        Ok(_) => {
+            tracing::info!(
+                "created schedule {WATCHDOG_SCHEDULE_ID} (every {:?})",
+                watchdog.interval
+            );
+            Ok(())
+        }
+        Err(ScheduleError::Rpc(status)) if status.code() == tonic::Code::AlreadyExists => Ok(()),
+        Err(e) => {
+            Err(anyhow::Error::new(e).context(format!("creating schedule {WATCHDOG_SCHEDULE_ID}")))
+        }
+    }
+}
+
 /// Runs the worker until `shutdown` resolves, then drains and returns.
 pub async fn run(
     client: Client,
     task_queue: &str,
+    pool: PgPool,
     activities: NotificationActivities,
-    inbox: InboxActivities,
+    watchdog: &WatchdogSettings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(RuntimeOptions::default())
@@ -54,13 +112,20 @@ pub async fn run(
                 .build(),
         )
     };
+    ensure_watchdog_schedule(&client, task_queue, watchdog).await?;
+    let inbox = InboxActivities::new(pool.clone());
+    let watchdog_activities =
+        WatchdogActivities::new(pool, client.clone(), watchdog.alert_url.clone());
     let options = WorkerOptions::new(task_queue)
         .register_workflow::<NotificationWorkflow>()
         .context("registering NotificationWorkflow")?
         .register_workflow::<SnoozeWorkflow>()
         .context("registering SnoozeWorkflow")?
         .register_activities(activities)
+        .register_workflow::<StuckMessageWatchdog>()
+        .context("registering StuckMessageWatchdog")?
         .register_activities(inbox)
+        .register_activities(watchdog_activities)
         .workflow_task_poller_behavior(pollers())
         .activity_task_poller_behavior(pollers())
         // A nondeterministic workflow fails visibly instead of retrying its task forever.

@@ -15,3 +15,4 @@ pub mod secrets;
 pub mod store;
 pub mod templates;
 pub mod triggers;
+pub mod watchdog;

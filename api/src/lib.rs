@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod hasura;
 pub mod health;
+pub mod metrics;
 pub mod retry;
 pub mod temporal;
 #[cfg(any(test, feature = "test-support"))]
@@ -31,6 +32,8 @@ pub struct ApiConfig {
     pub step_deadline: Duration,
     /// Access key Firehose presents on `/webhooks/sms-status`; `None` disables it.
     pub firehose_access_key: Option<String>,
+    /// A message QUEUED longer than this counts as stuck (`/metrics`).
+    pub stuck_threshold: Duration,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -91,6 +94,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/hasura/events", post(hasura::events::receive))
         .route("/hasura/actions", post(hasura::actions::receive))
         .route("/hasura/cron/{name}", post(hasura::cron::receive))

@@ -11,7 +11,6 @@ use crate::shutdown::Shutdown;
 use crate::{database, server, worker};
 use anyhow::Context;
 use busflow_activities::crypto::KeyRing;
-use busflow_activities::inbox::InboxActivities;
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
 use busflow_activities::providers::meta::MetaSettings;
@@ -131,6 +130,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             webhook_secret: stack.service.webhook_secret.clone(),
             step_deadline: Duration::from_secs(900),
             firehose_access_key: Some(stack.service.webhook_secret.clone()),
+            stuck_threshold: Duration::from_secs(300),
         },
         busflow_api::sns_verifier(Vec::new())?,
     )?);
@@ -138,13 +138,18 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let api = tokio::spawn(server::serve(listener, state, shutdown.wait()));
     print_banner(&stack);
 
-    let inbox = InboxActivities::new(pool.clone());
-    let activities = NotificationActivities::new(pool, providers, keys);
+    let activities = NotificationActivities::new(pool.clone(), providers, keys);
+    let watchdog = worker::WatchdogSettings {
+        interval: Duration::from_secs(60),
+        threshold: Duration::from_secs(300),
+        alert_url: None,
+    };
     let worker_result = worker::run(
         client,
         &stack.service.task_queue,
+        pool,
         activities,
-        inbox,
+        &watchdog,
         shutdown.wait(),
     )
     .await;

@@ -15,5 +15,6 @@ mod ses_events;
 mod sms_receipts;
 mod snooze;
 mod support;
+mod watchdog;
 mod webchat;
 mod whatsapp;

@@ -5,6 +5,7 @@
 pub mod names;
 pub mod notification;
 pub mod snooze;
+pub mod watchdog;
 
 pub use notification::{NotificationOutcome, NotificationRequest, NotificationWorkflow};
 pub use snooze::{SnoozeRequest, SnoozeWorkflow};

@@ -34,6 +34,10 @@ pub fn agent_reply_workflow_id(
     format!("reply/{tenant}/{conversation}/{client_message_id}")
 }
 
+/// The watchdog's schedule, and the id its sweeps run under.
+pub const WATCHDOG_SCHEDULE_ID: &str = "busflow-stuck-message-watchdog";
+pub const WATCHDOG_WORKFLOW_ID: &str = "watchdog/stuck-messages";
+
 /// `snooze/{tenant}/{conversation}`: one snooze timer per conversation.
 pub fn snooze_workflow_id(tenant: TenantId, conversation: uuid::Uuid) -> String {
     format!("snooze/{tenant}/{conversation}")

@@ -4,7 +4,6 @@
 
 use super::services::{self, AWS_KEYS, AWS_REGION};
 use busflow_activities::crypto::KeyRing;
-use busflow_activities::inbox::InboxActivities;
 use busflow_activities::model::{ContactId, TenantId};
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
@@ -44,6 +43,8 @@ pub struct TestOptions {
     pub start_worker: bool,
     /// The Graph API fake (a wiremock server's URI).
     pub meta_graph_url: Option<String>,
+    /// Where the watchdog posts stuck-message alerts.
+    pub alert_url: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -54,6 +55,7 @@ impl Default for TestOptions {
             step_deadline: Duration::from_secs(120),
             start_worker: true,
             meta_graph_url: None,
+            alert_url: None,
         }
     }
 }
@@ -66,6 +68,8 @@ pub struct TestApp {
     pub domain: String,
     pub aws_endpoint: String,
     pub temporal_address: String,
+    /// This test's task queue (its worker polls nothing else).
+    pub task_queue: String,
     http: reqwest::Client,
     shutdown: Shutdown,
 }
@@ -148,6 +152,7 @@ impl TestApp {
                     api_version: "v21.0".to_owned(),
                 },
                 sandbox_webhook_base: base_url.clone(),
+                alert_url: options.alert_url.clone(),
                 shutdown: shutdown.clone(),
             });
         }
@@ -163,6 +168,7 @@ impl TestApp {
                     webhook_secret: SECRET.to_owned(),
                     step_deadline: options.step_deadline,
                     firehose_access_key: Some(FIREHOSE_KEY.to_owned()),
+                    stuck_threshold: Duration::from_secs(300),
                 },
                 sns,
             )
@@ -177,6 +183,7 @@ impl TestApp {
             domain,
             aws_endpoint,
             temporal_address,
+            task_queue,
 
             http: busflow_activities::http::client(Duration::from_secs(60)).expect("http client"),
             shutdown,
@@ -497,6 +504,7 @@ struct WorkerWiring {
     aws: AwsSettings,
     meta: MetaSettings,
     sandbox_webhook_base: String,
+    alert_url: Option<String>,
     shutdown: Shutdown,
 }
 
@@ -508,6 +516,7 @@ fn spawn_worker(wiring: WorkerWiring) {
         aws,
         meta,
         sandbox_webhook_base,
+        alert_url,
         shutdown,
     } = wiring;
     std::thread::spawn(move || {
@@ -526,10 +535,21 @@ fn spawn_worker(wiring: WorkerWiring) {
             let providers = worker::providers(&aws, meta, Some(sandbox_webhook_base))
                 .await
                 .expect("providers");
-            let inbox = InboxActivities::new(pool.clone());
-            let activities = NotificationActivities::new(pool, providers, test_keys());
-            if let Err(e) =
-                worker::run(client, &task_queue, activities, inbox, shutdown.wait()).await
+            let activities = NotificationActivities::new(pool.clone(), providers, test_keys());
+            let watchdog = worker::WatchdogSettings {
+                interval: Duration::from_secs(3600),
+                threshold: Duration::from_secs(300),
+                alert_url,
+            };
+            if let Err(e) = worker::run(
+                client,
+                &task_queue,
+                pool,
+                activities,
+                &watchdog,
+                shutdown.wait(),
+            )
+            .await
             {
                 eprintln!("test worker stopped with an error: {e:#}");
             }

@@ -1,0 +1,166 @@
+//! The stuck-message watchdog's sweep. Messages QUEUED for longer than the
+//! threshold are either still being worked on (their workflow is running,
+//! e.g. retrying a provider outage) — reported: an error log naming tenant
+//! and message, and one alert to the configured webhook — or orphaned (their
+//! workflow ended without sending them) — reconciled: FAILED with a reason,
+//! never left QUEUED forever.
+
+use crate::model::{MessageId, TenantId};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use std::sync::Arc;
+use temporalio_client::{Client, UntypedWorkflow};
+use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus as ProtoStatus;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepInput {
+    /// A message QUEUED longer than this is stuck.
+    pub threshold_secs: u64,
+}
+
+/// What one sweep found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepReport {
+    /// Still QUEUED past the threshold, their workflow still running.
+    pub stuck: Vec<StuckMessage>,
+    /// Orphans marked FAILED.
+    pub reconciled: usize,
+    pub alerted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct StuckMessage {
+    pub tenant_id: TenantId,
+    pub message_id: MessageId,
+    pub workflow_id: Option<String>,
+}
+
+pub struct WatchdogActivities {
+    pool: PgPool,
+    temporal: Client,
+    /// Where alerts go (a Slack/PagerDuty/Alertmanager-compatible webhook).
+    alert_url: Option<String>,
+}
+
+impl WatchdogActivities {
+    pub fn new(pool: PgPool, temporal: Client, alert_url: Option<String>) -> Self {
+        Self {
+            pool,
+            temporal,
+            alert_url,
+        }
+    }
+}
+
+#[activities]
+impl WatchdogActivities {
+    #[activity(name = "sweep_stuck_messages")]
+    pub async fn sweep_stuck_messages(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: SweepInput,
+    ) -> Result<SweepReport, ActivityError> {
+        let queued: Vec<StuckMessage> = sqlx::query_as(
+            "select tenant_id, id as message_id, workflow_id from messages
+              where status = 'QUEUED' and created_at < now() - make_interval(secs => $1)
+              order by created_at limit 500",
+        )
+        .bind(input.threshold_secs as f64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut report = SweepReport::default();
+        for message in queued {
+            let ended = match &message.workflow_id {
+                Some(id) => self.workflow_ended(id).await?,
+                None => Some("no owning workflow".to_owned()),
+            };
+            match ended {
+                Some(how) => {
+                    let reason =
+                        format!("stuck QUEUED: its workflow {how}; reconciled by the watchdog");
+                    crate::store::messages::mark_failed(
+                        &self.pool,
+                        message.tenant_id,
+                        message.message_id,
+                        &reason,
+                    )
+                    .await?;
+                    tracing::warn!(tenant.id = %message.tenant_id, message.id = %message.message_id, "{reason}");
+                    report.reconciled += 1;
+                }
+                None => {
+                    tracing::error!(
+                        tenant.id = %message.tenant_id,
+                        message.id = %message.message_id,
+                        "message {} of tenant {} QUEUED for over {} s",
+                        message.message_id,
+                        message.tenant_id,
+                        input.threshold_secs
+                    );
+                    report.stuck.push(message);
+                }
+            }
+        }
+        if !report.stuck.is_empty()
+            && let Some(url) = &self.alert_url
+        {
+            report.alerted = alert(url, input.threshold_secs, &report.stuck).await;
+        }
+        Ok(report)
+    }
+}
+
+impl WatchdogActivities {
+    /// `None` while the workflow runs; how it ended otherwise.
+    async fn workflow_ended(&self, workflow_id: &str) -> anyhow::Result<Option<String>> {
+        let handle = self
+            .temporal
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id);
+        match handle.describe(Default::default()).await {
+            Ok(description) => {
+                let status = description
+                    .raw_description
+                    .workflow_execution_info
+                    .as_ref()
+                    .and_then(|info| ProtoStatus::try_from(info.status).ok())
+                    .unwrap_or(ProtoStatus::Unspecified);
+                Ok(match status {
+                    ProtoStatus::Running | ProtoStatus::Paused => None,
+                    other => Some(format!("{workflow_id} ended ({})", other.as_str_name())),
+                })
+            }
+            Err(e) if e.to_string().to_lowercase().contains("not found") => {
+                Ok(Some(format!("{workflow_id} does not exist")))
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!("describing {workflow_id}"))),
+        }
+    }
+}
+
+/// One POST per sweep; a failing alert sink is logged, never fatal.
+async fn alert(url: &str, threshold_secs: u64, stuck: &[StuckMessage]) -> bool {
+    let body = serde_json::json!({
+        "alert": "busflow_stuck_messages",
+        "severity": "high",
+        "summary": format!("{} message(s) QUEUED for over {threshold_secs} s", stuck.len()),
+        "messages": stuck,
+    });
+    let sent = match crate::http::client(std::time::Duration::from_secs(10)) {
+        Ok(http) => http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status()),
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!("stuck-message alert not delivered: {e}");
+            false
+        }
+    }
+}

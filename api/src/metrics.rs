@@ -1,0 +1,49 @@
+//! `GET /metrics`: Prometheus text exposition. The gauges are read from
+//! Postgres at scrape time, so every API replica reports the same truth
+//! whichever worker did the work.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use std::fmt::Write;
+use std::sync::Arc;
+
+pub async fn metrics(State(app): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
+    let threshold = app.config.stuck_threshold.as_secs_f64();
+    let stuck: i64 = sqlx::query_scalar(
+        "select count(*) from messages where status = 'QUEUED' and created_at < now() - make_interval(secs => $1)",
+    )
+    .bind(threshold)
+    .fetch_one(&app.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    let by_status: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "select channel, direction, status, count(*) from messages
+          where created_at > now() - interval '24 hours'
+          group by channel, direction, status order by 1, 2, 3",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP busflow_stuck_messages Messages QUEUED for longer than the stuck threshold."
+    );
+    let _ = writeln!(out, "# TYPE busflow_stuck_messages gauge");
+    let _ = writeln!(out, "busflow_stuck_messages {stuck}");
+    let _ = writeln!(
+        out,
+        "# HELP busflow_messages_24h Messages created in the last 24 h by channel, direction and status."
+    );
+    let _ = writeln!(out, "# TYPE busflow_messages_24h gauge");
+    for (channel, direction, status, count) in by_status {
+        let _ = writeln!(
+            out,
+            "busflow_messages_24h{{channel=\"{channel}\",direction=\"{direction}\",status=\"{status}\"}} {count}"
+        );
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
