@@ -1,9 +1,8 @@
 //! Channel fallback: a notification moves down its chain when a channel
 //! fails or stays silent, and stops at the first delivery.
 
-use crate::support::{TestApp, booking_event};
+use crate::support::TestApp;
 use busflow_activities::model::ContactId;
-use busflow_workflows::names::notification_workflow_id;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -24,15 +23,8 @@ async fn an_email_without_a_receipt_within_its_timeout_falls_back_to_webchat() {
         .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
         .await;
     give_webchat_visitor(&app, contact).await;
-    let event_id = Uuid::new_v4().to_string();
-    assert_eq!(
-        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-FB"))
-            .await
-            .status(),
-        200
-    );
+    let workflow_id = app.confirm_booking(profile, contact, "BF-FB").await;
 
-    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
     let outcome = app
         .workflow_result(&workflow_id)
         .await
@@ -72,14 +64,7 @@ async fn a_receipt_recorded_while_the_signal_was_lost_still_ends_the_notificatio
         .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
         .await;
     give_webchat_visitor(&app, contact).await;
-    let event_id = Uuid::new_v4().to_string();
-    assert_eq!(
-        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-LOST"))
-            .await
-            .status(),
-        200
-    );
-    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+    let workflow_id = app.confirm_booking(profile, contact, "BF-LOST").await;
 
     // The delivery is written to Postgres but no signal reaches the workflow
     // (as if the webhook process died between the two).
@@ -128,16 +113,10 @@ async fn a_recipient_no_channel_can_reach_is_recorded_as_not_sent() {
         .execute(&app.pool)
         .await
         .expect("opt out");
-    let event_id = Uuid::new_v4().to_string();
-    assert_eq!(
-        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-NONE"))
-            .await
-            .status(),
-        200
-    );
+    let workflow_id = app.confirm_booking(profile, contact, "BF-NONE").await;
 
     let outcome = app
-        .workflow_result(&notification_workflow_id(app.tenant_id, &event_id, contact))
+        .workflow_result(&workflow_id)
         .await
         .expect("completes without sending");
     assert!(outcome.delivered.is_none());
@@ -176,16 +155,10 @@ async fn a_broken_whatsapp_account_is_flagged_for_attention_and_email_takes_over
     let contact = app
         .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
         .await;
-    let event_id = Uuid::new_v4().to_string();
-    assert_eq!(
-        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-ATT"))
-            .await
-            .status(),
-        200
-    );
+    let workflow_id = app.confirm_booking(profile, contact, "BF-ATT").await;
 
     let outcome = app
-        .workflow_result(&notification_workflow_id(app.tenant_id, &event_id, contact))
+        .workflow_result(&workflow_id)
         .await
         .expect("email took over");
     assert_eq!(

@@ -178,16 +178,10 @@ async fn a_tenant_template_overrides_the_platform_default_and_a_missing_variable
     let contact = app
         .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
         .await;
-    let event_id = Uuid::new_v4().to_string();
-    assert_eq!(
-        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-GATE"))
-            .await
-            .status(),
-        200
-    );
+    let workflow_id = app.confirm_booking(profile, contact, "BF-GATE").await;
 
     let error = app
-        .workflow_result(&notification_workflow_id(app.tenant_id, &event_id, contact))
+        .workflow_result(&workflow_id)
         .await
         .expect_err("the workflow fails");
     assert!(
@@ -206,15 +200,8 @@ async fn an_unverified_sender_fails_the_message_with_the_reason_and_stops_retryi
     let contact = app
         .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
         .await;
-    let event_id = Uuid::new_v4().to_string();
-    assert_eq!(
-        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-REJ"))
-            .await
-            .status(),
-        200
-    );
+    let workflow_id = app.confirm_booking(profile, contact, "BF-REJ").await;
 
-    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
     let error = app
         .workflow_result(&workflow_id)
         .await
@@ -281,14 +268,7 @@ async fn a_ses_outage_is_retried_with_backoff_and_the_email_goes_out_once_it_rec
     let contact = app
         .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
         .await;
-    let event_id = Uuid::new_v4().to_string();
-    assert_eq!(
-        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-OUT"))
-            .await
-            .status(),
-        200
-    );
-    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+    let workflow_id = app.confirm_booking(profile, contact, "BF-OUT").await;
 
     let client = app.temporal().await;
     app.eventually("a second dispatch attempt", Duration::from_secs(30), || {

@@ -1,7 +1,6 @@
 //! Ops retry a failed message: a fresh, linked delivery, once.
 
-use crate::support::{TestApp, booking_event};
-use busflow_workflows::names::notification_workflow_id;
+use crate::support::TestApp;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -13,19 +12,7 @@ async fn retrying_a_failed_email_starts_one_linked_delivery_that_sends_it() {
     let contact = app
         .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
         .await;
-    let event_id = Uuid::new_v4().to_string();
-    assert_eq!(
-        app.post_event(&booking_event(
-            &event_id,
-            app.tenant_id,
-            profile,
-            "BF-RETRY"
-        ))
-        .await
-        .status(),
-        200
-    );
-    let original = notification_workflow_id(app.tenant_id, &event_id, contact);
+    let original = app.confirm_booking(profile, contact, "BF-RETRY").await;
     app.workflow_result(&original)
         .await
         .expect_err("unverified sender: fails");

@@ -1,8 +1,7 @@
 //! SES delivery events arrive as signed SNS notifications: they move the
 //! email's status and wake the workflow waiting for them.
 
-use crate::support::{TestApp, booking_event};
-use busflow_workflows::names::notification_workflow_id;
+use crate::support::TestApp;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -17,14 +16,7 @@ async fn email_sent(app: &TestApp) -> (String, String) {
         .execute(&app.pool)
         .await
         .expect("visitor");
-    let event_id = Uuid::new_v4().to_string();
-    assert_eq!(
-        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-SES"))
-            .await
-            .status(),
-        200
-    );
-    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+    let workflow_id = app.confirm_booking(profile, contact, "BF-SES").await;
     let ses_id = app.provider_id_once_sent(&workflow_id, "EMAIL").await;
     (workflow_id, ses_id)
 }

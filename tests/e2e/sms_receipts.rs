@@ -1,9 +1,8 @@
 //! SMS delivery receipts: SNS delivery-status logs reach us through a
 //! Firehose HTTP endpoint; with receipts on, an SMS waits for one.
 
+use crate::support::TestApp;
 use crate::support::app::FIREHOSE_KEY;
-use crate::support::{TestApp, booking_event};
-use busflow_workflows::names::notification_workflow_id;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -28,14 +27,7 @@ async fn an_sms_receipt_from_firehose_marks_it_delivered_and_a_wrong_key_changes
     let contact = app
         .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
         .await;
-    let event_id = Uuid::new_v4().to_string();
-    assert_eq!(
-        app.post_event(&booking_event(&event_id, app.tenant_id, profile, "BF-SMS"))
-            .await
-            .status(),
-        200
-    );
-    let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
+    let workflow_id = app.confirm_booking(profile, contact, "BF-SMS").await;
     let sns_id: String = app.provider_id_once_sent(&workflow_id, "SMS").await;
     let receipt = json!({
         "notification": {"messageId": sns_id, "timestamp": "2026-11-27 10:00:00.123"},

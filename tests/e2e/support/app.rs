@@ -16,6 +16,7 @@ use busflow_comms::dev::seed;
 use busflow_comms::shutdown::Shutdown;
 use busflow_comms::{database, server, worker};
 use busflow_workflows::NotificationWorkflow;
+use busflow_workflows::names::notification_workflow_id;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -337,6 +338,26 @@ impl TestApp {
             .send()
             .await
             .expect("POST /webhooks/sms-status")
+    }
+
+    /// Hasura reports the booking confirmed; returns the notification's workflow id.
+    pub async fn confirm_booking(
+        &self,
+        profile_id: Uuid,
+        contact: ContactId,
+        reference: &str,
+    ) -> String {
+        let event_id = Uuid::new_v4().to_string();
+        let response = self
+            .post_event(&booking_event(
+                &event_id,
+                self.tenant_id,
+                profile_id,
+                reference,
+            ))
+            .await;
+        assert_eq!(response.status(), 200, "booking_confirmed accepted");
+        notification_workflow_id(self.tenant_id, &event_id, contact)
     }
 
     /// Sends `passenger_profile_upserted` and returns the contact id.

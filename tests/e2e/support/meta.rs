@@ -2,11 +2,10 @@
 //! accounts and templates, a `wiremock` Graph API that answers like Meta,
 //! status webhooks signed like Meta signs them, and the SMS moto recorded.
 
-use super::app::{TestApp, booking_event, test_keys};
+use super::app::{TestApp, test_keys};
 use busflow_activities::crypto::KeyRing;
-use busflow_activities::model::{ChannelAccountId, ContactId, TenantId};
+use busflow_activities::model::{ChannelAccountId, TenantId};
 use busflow_activities::secrets::{self, ProviderSecrets};
-use busflow_workflows::names::notification_workflow_id;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -237,26 +236,6 @@ impl TestApp {
             .execute(&self.pool)
             .await
             .expect("trigger override");
-    }
-
-    /// Hasura reports the booking confirmed; returns the notification's workflow id.
-    pub async fn confirm_booking(
-        &self,
-        profile_id: Uuid,
-        contact: ContactId,
-        reference: &str,
-    ) -> String {
-        let event_id = Uuid::new_v4().to_string();
-        let response = self
-            .post_event(&booking_event(
-                &event_id,
-                self.tenant_id,
-                profile_id,
-                reference,
-            ))
-            .await;
-        assert_eq!(response.status(), 200, "booking_confirmed accepted");
-        notification_workflow_id(self.tenant_id, &event_id, contact)
     }
 
     /// Posts a Meta webhook to `tenant_id`'s endpoint, with the signature
