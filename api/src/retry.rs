@@ -45,13 +45,9 @@ pub async fn retry_message(
     if message.status != MessageStatus::Failed {
         return Err(RetryError::NotFailed(message_id, message.status));
     }
-    let original_workflow: Option<String> =
-        sqlx::query_scalar("select workflow_id from messages where tenant_id = $1 and id = $2")
-            .bind(tenant_id)
-            .bind(message_id)
-            .fetch_one(pool)
-            .await?;
-    let original_workflow = original_workflow.ok_or(RetryError::NoWorkflow(message_id))?;
+    let original_workflow = message
+        .workflow_id
+        .ok_or(RetryError::NoWorkflow(message_id))?;
     let request = store::requests::get(pool, tenant_id, &original_workflow)
         .await?
         .ok_or(RetryError::NoWorkflow(message_id))?;

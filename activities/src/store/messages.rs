@@ -87,6 +87,8 @@ pub struct OutboundMessage {
     pub body_html: Option<String>,
     pub whatsapp_template: Option<sqlx::types::Json<WhatsAppTemplate>>,
     pub failed_reason: Option<String>,
+    /// The notification workflow that owns it.
+    pub workflow_id: Option<String>,
 }
 
 pub async fn get_outbound(
@@ -96,7 +98,7 @@ pub async fn get_outbound(
 ) -> sqlx::Result<Option<OutboundMessage>> {
     sqlx::query_as(
         "select id, tenant_id, contact_id, channel_account_id, channel, status,
-                external_message_id, subject, body, body_html, whatsapp_template, failed_reason
+                external_message_id, subject, body, body_html, whatsapp_template, failed_reason, workflow_id
            from messages
           where tenant_id = $1 and id = $2 and direction = 'OUTBOUND'",
     )
