@@ -13,7 +13,10 @@ use busflow_activities::providers::sms::SnsSms;
 use busflow_activities::watchdog::{SweepInput, WatchdogActivities};
 use busflow_workflows::names::{WATCHDOG_SCHEDULE_ID, WATCHDOG_WORKFLOW_ID};
 use busflow_workflows::watchdog::StuckMessageWatchdog;
-use busflow_workflows::{NotificationWorkflow, SnoozeWorkflow};
+use busflow_activities::trips::TripActivities;
+use busflow_workflows::{
+    BatchNotificationWorkflow, NotificationWorkflow, SnoozeWorkflow, TripReminderWorkflow,
+};
 use sqlx::PgPool;
 use std::collections::HashSet;
 use std::future::Future;
@@ -114,6 +117,7 @@ pub async fn run(
     };
     ensure_watchdog_schedule(&client, task_queue, watchdog).await?;
     let inbox = InboxActivities::new(pool.clone());
+    let trips = TripActivities::new(pool.clone());
     let watchdog_activities =
         WatchdogActivities::new(pool, client.clone(), watchdog.alert_url.clone());
     let options = WorkerOptions::new(task_queue)
@@ -124,7 +128,12 @@ pub async fn run(
         .register_activities(activities)
         .register_workflow::<StuckMessageWatchdog>()
         .context("registering StuckMessageWatchdog")?
+        .register_workflow::<BatchNotificationWorkflow>()
+        .context("registering BatchNotificationWorkflow")?
+        .register_workflow::<TripReminderWorkflow>()
+        .context("registering TripReminderWorkflow")?
         .register_activities(inbox)
+        .register_activities(trips)
         .register_activities(watchdog_activities)
         .workflow_task_poller_behavior(pollers())
         .activity_task_poller_behavior(pollers())

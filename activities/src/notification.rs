@@ -12,6 +12,8 @@ use crate::model::{
     Channel, ChannelAccountId, ChannelAccountStatus, ContactId, MessageId, MessageStatus, TenantId,
 };
 use crate::planning::{self, NotificationPlan};
+use crate::providers::sms::sms_parts;
+use crate::{metrics, quiet_hours, rate_limit};
 use crate::providers::router::Providers;
 use crate::providers::{FailureClass, SendMessageCommand};
 use crate::store::{self, contacts::Contact};
@@ -20,6 +22,7 @@ use crate::triggers;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::time::Instant;
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -37,6 +40,8 @@ pub mod failure_types {
     pub const NOTIFICATION_UNDELIVERABLE: &str = "NotificationUndeliverable";
     pub const UNKNOWN_TRIGGER: &str = "UnknownTrigger";
     pub const INVALID_TENANT_SETTINGS: &str = "InvalidTenantSettings";
+    /// Held back by a send-rate limit; retried after the wait, never a failure.
+    pub const RATE_LIMITED: &str = "RateLimited";
 }
 
 /// Input of `prepare_notification`.
@@ -205,13 +210,19 @@ impl NotificationActivities {
             },
         )
         .await?;
-        Ok(planning::plan(
+        let mut plan = planning::plan(
             trigger,
             input.channels.as_deref(),
             tenant_override.as_ref(),
             &contact,
             &active,
-        ))
+        );
+        if trigger.urgency == triggers::Urgency::Normal && !plan.steps.is_empty() {
+            plan.hold_until_ms = quiet_hours::send_window_opens(pool, input.tenant_id, contact.id)
+                .await?
+                .map(|at| at.timestamp_millis());
+        }
+        Ok(plan)
     }
 
     /// The message's delivery status as Postgres knows it.
@@ -434,6 +445,37 @@ impl NotificationActivities {
                     .await;
             }
         }
+        let send = rate_limit::Send {
+            tenant_id: input.tenant_id,
+            account_id: account.id,
+            channel: message.channel,
+            contact_id: contact.id,
+            recipient: &recipient,
+            cost: if message.channel == Channel::Sms {
+                i32::try_from(sms_parts(&message.body)).unwrap_or(i32::MAX)
+            } else {
+                1
+            },
+            business_initiated: whatsapp_template.is_some(),
+        };
+        if let Some(wait) = rate_limit::acquire(pool, &send).await? {
+            metrics::global().rate_limited(message.channel, wait);
+            tracing::debug!(tenant.id = %input.tenant_id, message.id = %message.id, "rate limited for {wait:?}");
+            return Err(ActivityError::application(
+                ApplicationFailure::builder(format!(
+                    "{} account {} is at its send-rate limit; sending in {wait:?}",
+                    message.channel, account.id
+                ))
+                .type_name(failure_types::RATE_LIMITED.to_owned())
+                .next_retry_delay(wait)
+                .build(),
+            ));
+        }
+        let trigger = message.trigger_event.clone().unwrap_or_default();
+        let record = |outcome: metrics::DispatchOutcome, started: Instant| {
+            metrics::global().dispatched(&trigger, message.channel, outcome, started.elapsed());
+        };
+        let started = Instant::now();
         let command = SendMessageCommand {
             message_id: message.id,
             channel: message.channel,
@@ -445,6 +487,7 @@ impl NotificationActivities {
         };
         match self.providers.send(&self.keys, &account, &command).await {
             Ok(accepted) => {
+                record(metrics::DispatchOutcome::Sent, started);
                 let mut status = store::messages::mark_sent(
                     pool,
                     input.tenant_id,
@@ -475,6 +518,7 @@ impl NotificationActivities {
             }
             Err(failure) => match failure.class {
                 FailureClass::Retry => {
+                    record(metrics::DispatchOutcome::Retry, started);
                     tracing::warn!(tenant.id = %input.tenant_id, message.id = %message.id, "dispatch will retry: {failure}");
                     Err(ActivityError::application(
                         ApplicationFailure::builder(failure.to_string())
@@ -484,10 +528,12 @@ impl NotificationActivities {
                     ))
                 }
                 FailureClass::Recipient => {
+                    record(metrics::DispatchOutcome::Rejected, started);
                     self.reject(&message.id, input.tenant_id, &failure.to_string(), None)
                         .await
                 }
                 FailureClass::Account => {
+                    record(metrics::DispatchOutcome::Rejected, started);
                     self.reject(
                         &message.id,
                         input.tenant_id,

@@ -38,6 +38,10 @@ pub struct ChannelStep {
 pub struct NotificationPlan {
     pub steps: Vec<ChannelStep>,
     pub skipped: Vec<String>,
+    /// Quiet hours: a non-urgent notification waits until this moment (Unix
+    /// milliseconds) before its first send.
+    #[serde(default)]
+    pub hold_until_ms: Option<i64>,
 }
 
 impl NotificationPlan {

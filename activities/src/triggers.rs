@@ -11,7 +11,11 @@ use std::time::Duration;
 /// Triggers that maintain data rather than notify.
 pub const PASSENGER_PROFILE_UPSERTED: &str = "passenger_profile_upserted";
 
+/// A trip was created or changed: its departure and status feed the reminder.
+pub const TRIP_UPSERTED: &str = "trip_upserted";
+
 pub const BOOKING_CONFIRMED: &str = "booking_confirmed";
+pub const BOOKING_CANCELLED: &str = "booking_cancelled";
 
 /// Who a notification is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +110,7 @@ pub const NOTIFICATION_TRIGGERS: &[NotificationTrigger] = &[
     ),
     on_status(
         trigger(
-            "booking_cancelled",
+            BOOKING_CANCELLED,
             "booking",
             Customer,
             R::PassengerProfile,
@@ -186,13 +190,16 @@ pub const NOTIFICATION_TRIGGERS: &[NotificationTrigger] = &[
         Urgent,
         &[WhatsApp, Sms, Email],
     ),
-    trigger(
-        "trip_cancelled",
-        "trip",
-        Customer,
-        R::TripPassengers,
-        Urgent,
-        &[WhatsApp, Sms, Email],
+    on_status(
+        trigger(
+            "trip_cancelled",
+            "trip",
+            Customer,
+            R::TripPassengers,
+            Urgent,
+            &[WhatsApp, Sms, Email],
+        ),
+        "CANCELLED",
     ),
     trigger(
         "trip_rescheduled",
@@ -298,7 +305,7 @@ pub const AGENT_REPLY: NotificationTrigger = trigger(
 );
 
 /// Triggers that maintain data (contacts) rather than notify.
-pub const DATA_TRIGGERS: &[&str] = &[PASSENGER_PROFILE_UPSERTED];
+pub const DATA_TRIGGERS: &[&str] = &[PASSENGER_PROFILE_UPSERTED, TRIP_UPSERTED];
 
 pub fn notification_trigger(name: &str) -> Option<&'static NotificationTrigger> {
     NOTIFICATION_TRIGGERS.iter().find(|t| t.name == name)

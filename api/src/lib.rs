@@ -34,6 +34,8 @@ pub struct ApiConfig {
     pub firehose_access_key: Option<String>,
     /// A message QUEUED longer than this counts as stuck (`/metrics`).
     pub stuck_threshold: Duration,
+    /// Children a trip-wide fan-out runs at once.
+    pub fanout_concurrency: usize,
 }
 
 impl std::fmt::Debug for ApiConfig {

@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text exposition. The gauges are read from
 //! Postgres at scrape time, so every API replica reports the same truth
-//! whichever worker did the work.
+//! whichever worker did the work. The process's own counters (provider
+//! calls, latency, rate-limit waits) follow when a worker runs in it.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -45,5 +46,6 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Result<impl IntoRespon
             "busflow_messages_24h{{channel=\"{channel}\",direction=\"{direction}\",status=\"{status}\"}} {count}"
         );
     }
+    busflow_activities::metrics::global().render(&mut out);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

@@ -4,10 +4,15 @@
 
 use anyhow::Context;
 use busflow_activities::model::TenantId;
-use busflow_workflows::names::snooze_workflow_id;
+use busflow_activities::store::trips::TripSchedule;
+use busflow_workflows::names::{snooze_workflow_id, trip_reminder_workflow_id};
 use busflow_workflows::names::{memo, search_attributes as sa, workflow_types};
 use busflow_workflows::notification::DeliveryUpdate;
-use busflow_workflows::{NotificationRequest, NotificationWorkflow, SnoozeRequest, SnoozeWorkflow};
+use busflow_workflows::{
+    BatchNotificationWorkflow, BatchRequest, BookingChange, NotificationRequest,
+    NotificationWorkflow, SnoozeRequest, SnoozeWorkflow, TripReminderRequest,
+    TripReminderWorkflow,
+};
 use std::time::Duration;
 use temporalio_client::{
     Client, ClientOptions, Connection, Url, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
@@ -195,6 +200,116 @@ impl TemporalGateway {
             )
             .await
             .with_context(|| format!("signalling {workflow_id}"))
+    }
+
+    /// Tells the trip's reminder about the trip's latest state, starting the
+    /// reminder if it does not run.
+    pub async fn trip_changed(
+        &self,
+        tenant_id: TenantId,
+        trip_id: Uuid,
+        trip: TripSchedule,
+        step_deadline_secs: u64,
+    ) -> Result<String, StartError> {
+        let client = self.client().await.map_err(StartError::Unavailable)?;
+        let (workflow_id, options) = self.reminder_options(tenant_id, trip_id);
+        client
+            .signal_with_start_workflow(
+                TripReminderWorkflow::run,
+                TripReminderRequest {
+                    tenant_id,
+                    trip_id,
+                    step_deadline_secs,
+                    carried: None,
+                },
+                TripReminderWorkflow::trip_changed,
+                trip,
+                options,
+            )
+            .await
+            .map_err(|e| StartError::Unavailable(anyhow::Error::new(e)))?;
+        Ok(workflow_id)
+    }
+
+    /// Tells the trip's reminder that a booking was confirmed or cancelled.
+    pub async fn booking_changed(
+        &self,
+        tenant_id: TenantId,
+        trip_id: Uuid,
+        change: BookingChange,
+        step_deadline_secs: u64,
+    ) -> Result<String, StartError> {
+        let client = self.client().await.map_err(StartError::Unavailable)?;
+        let (workflow_id, options) = self.reminder_options(tenant_id, trip_id);
+        client
+            .signal_with_start_workflow(
+                TripReminderWorkflow::run,
+                TripReminderRequest {
+                    tenant_id,
+                    trip_id,
+                    step_deadline_secs,
+                    carried: None,
+                },
+                TripReminderWorkflow::booking_changed,
+                change,
+                options,
+            )
+            .await
+            .map_err(|e| StartError::Unavailable(anyhow::Error::new(e)))?;
+        Ok(workflow_id)
+    }
+
+    fn reminder_options(&self, tenant_id: TenantId, trip_id: Uuid) -> (String, WorkflowStartOptions) {
+        let workflow_id = trip_reminder_workflow_id(tenant_id, trip_id);
+        let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.clone())
+            .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
+            .search_attributes(SearchAttributes::new([
+                sa::TENANT_ID.value_set(tenant_id.to_string()),
+                sa::ENTITY_REFS.value_set(vec![format!("trip:{trip_id}")]),
+            ]))
+            .static_summary(format!("pre-departure reminder of trip {trip_id}"))
+            .build();
+        (workflow_id, options)
+    }
+
+    /// Starts a fan-out under `workflow_id`; a second start of the same id is
+    /// `AlreadyStarted`.
+    pub async fn start_batch(
+        &self,
+        workflow_id: &str,
+        request: BatchRequest,
+        summary: String,
+    ) -> Result<StartResult, StartError> {
+        let client = self.client().await.map_err(StartError::Unavailable)?;
+        let search_attributes = SearchAttributes::new([
+            sa::TENANT_ID.value_set(request.tenant_id.to_string()),
+            sa::TRIGGER_EVENT.value_set(request.trigger_event.clone()),
+            sa::ENTITY_REFS.value_set(request.entity_refs.clone()),
+        ]);
+        let mut memo_values = MemoValues::new();
+        memo_values.insert(memo::SUMMARY, summary.clone());
+        let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.to_owned())
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
+            .search_attributes(search_attributes)
+            .memo(memo_values)
+            .static_summary(summary)
+            .build();
+        match client
+            .start_workflow(BatchNotificationWorkflow::run, request, options)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(
+                    workflow.id = workflow_id,
+                    "started {} {workflow_id}",
+                    workflow_types::BATCH_NOTIFICATION
+                );
+                Ok(StartResult::Started)
+            }
+            Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(StartResult::AlreadyStarted),
+            Err(other) => Err(StartError::Unavailable(anyhow::Error::new(other))),
+        }
     }
 
     /// Starts `NotificationWorkflow` under `workflow_id`; a second start of the

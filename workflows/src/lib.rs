@@ -2,10 +2,15 @@
 //! no IO, no clocks, no randomness but the context's. Activities live in
 //! `busflow-activities`; names shared with the API and ops live in `names`.
 
+pub mod batch;
+mod clock;
 pub mod names;
 pub mod notification;
 pub mod snooze;
+pub mod trip_reminder;
 pub mod watchdog;
 
 pub use notification::{NotificationOutcome, NotificationRequest, NotificationWorkflow};
 pub use snooze::{SnoozeRequest, SnoozeWorkflow};
+pub use batch::{BatchNotificationWorkflow, BatchProgress, BatchRequest, Recipients};
+pub use trip_reminder::{BookingChange, TripReminderRequest, TripReminderWorkflow};

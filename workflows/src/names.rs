@@ -12,6 +12,8 @@ pub const TASK_QUEUE: &str = "busflow-comms";
 pub mod workflow_types {
     pub const NOTIFICATION: &str = "NotificationWorkflow";
     pub const SNOOZE: &str = "SnoozeWorkflow";
+    pub const BATCH_NOTIFICATION: &str = "BatchNotificationWorkflow";
+    pub const TRIP_REMINDER: &str = "TripReminderWorkflow";
 }
 
 /// `notify/{tenant}/{source event id}/{contact}`: one notification per event
@@ -32,6 +34,23 @@ pub fn agent_reply_workflow_id(
     client_message_id: &str,
 ) -> String {
     format!("reply/{tenant}/{conversation}/{client_message_id}")
+}
+
+/// `fanout/{tenant}/{source event id}`: one event, many recipients; its
+/// children are the recipients' `notify/…` workflows.
+pub fn fanout_workflow_id(tenant: TenantId, source_event_id: &str) -> String {
+    format!("fanout/{tenant}/{source_event_id}")
+}
+
+/// `trip-reminder/{tenant}/{trip}`: the entity workflow of one trip's reminder.
+pub fn trip_reminder_workflow_id(tenant: TenantId, trip: uuid::Uuid) -> String {
+    format!("trip-reminder/{tenant}/{trip}")
+}
+
+/// The source event id of a trip's reminder for one departure time: a
+/// passenger gets one reminder per departure, however often it is replayed.
+pub fn trip_reminder_event_id(trip: uuid::Uuid, departure_at_ms: i64) -> String {
+    format!("trip-reminder-{trip}-{departure_at_ms}")
 }
 
 /// The watchdog's schedule, and the id its sweeps run under.
@@ -75,4 +94,6 @@ pub mod search_attributes {
 /// Memo keys shown in the Temporal UI.
 pub mod memo {
     pub const SUMMARY: &str = "summary";
+    /// A batch's or a trip reminder's counts so far.
+    pub const PROGRESS: &str = "progress";
 }

@@ -15,6 +15,7 @@
 //! from Postgres: a receipt whose signal was lost (webhook process died after
 //! its database write) still counts.
 
+use crate::clock::unix_ms;
 use crate::names::search_attributes as sa;
 use busflow_activities::model::{
     Channel, ChannelAccountId, ContactId, MessageId, MessageStatus, TenantId,
@@ -106,6 +107,9 @@ pub struct DeliveryUpdate {
 /// What the workflow is doing, for the `progress` query.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotificationProgress {
+    /// Quiet hours: held until this moment (Unix ms) before the first send.
+    #[serde(default)]
+    pub held_until_ms: Option<i64>,
     pub current_channel: Option<Channel>,
     pub current_message: Option<MessageId>,
     pub attempts: Vec<String>,
@@ -159,6 +163,10 @@ impl NotificationWorkflow {
                 not_sent_reason: Some(reason),
                 attempts: plan.skipped,
             });
+        }
+
+        if let Some(until_ms) = plan.hold_until_ms {
+            Self::hold_for_quiet_hours(ctx, until_ms).await?;
         }
 
         let workflow_id = ctx.workflow_id().to_owned();
@@ -289,6 +297,31 @@ impl NotificationWorkflow {
 }
 
 impl NotificationWorkflow {
+    /// Quiet hours: a durable timer until the recipient's send window opens.
+    async fn hold_for_quiet_hours(
+        ctx: &mut WorkflowContext<Self>,
+        until_ms: i64,
+    ) -> WorkflowResult<()> {
+        let now_ms = unix_ms(ctx.workflow_time()).unwrap_or(until_ms);
+        let Ok(wait_ms) = u64::try_from(until_ms - now_ms) else {
+            return Ok(());
+        };
+        if wait_ms == 0 {
+            return Ok(());
+        }
+        ctx.upsert_search_attributes([sa::NOTIFICATION_STATUS.value_set("HELD".to_owned())]);
+        ctx.set_current_details(format!(
+            "held for quiet hours: sends in {}s (at Unix ms {until_ms})",
+            wait_ms / 1000
+        ));
+        ctx.state_mut(|s| s.progress.held_until_ms = Some(until_ms));
+        if ctx.timer(Duration::from_millis(wait_ms)).await == TimerResult::Cancelled {
+            return Err(WorkflowTermination::cancelled());
+        }
+        ctx.state_mut(|s| s.progress.held_until_ms = None);
+        Ok(())
+    }
+
     /// Waits on one sent message until it is delivered, fails, or the channel's
     /// delivery timeout passes.
     async fn await_receipt(

@@ -8,7 +8,8 @@
 use busflow_activities::inbox::{InboxActivities, WakeInput, WakeOutcome};
 use busflow_activities::model::TenantId;
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, UNIX_EPOCH};
+use crate::clock::unix_ms;
+use std::time::Duration;
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
@@ -61,11 +62,7 @@ impl SnoozeWorkflow {
             if stopped {
                 return Ok(SnoozeOutcome::Stopped);
             }
-            let now_ms = ctx
-                .workflow_time()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                .unwrap_or(until);
+            let now_ms = unix_ms(ctx.workflow_time()).unwrap_or(until);
             let delay =
                 Duration::from_millis(u64::try_from(until.saturating_sub(now_ms)).unwrap_or(0));
             let mut changed =

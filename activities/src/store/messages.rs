@@ -89,6 +89,7 @@ pub struct OutboundMessage {
     pub failed_reason: Option<String>,
     /// The notification workflow that owns it.
     pub workflow_id: Option<String>,
+    pub trigger_event: Option<String>,
 }
 
 pub async fn get_outbound(
@@ -98,7 +99,8 @@ pub async fn get_outbound(
 ) -> sqlx::Result<Option<OutboundMessage>> {
     sqlx::query_as(
         "select id, tenant_id, contact_id, channel_account_id, channel, status,
-                external_message_id, subject, body, body_html, whatsapp_template, failed_reason, workflow_id
+                external_message_id, subject, body, body_html, whatsapp_template, failed_reason, workflow_id,
+                trigger_event
            from messages
           where tenant_id = $1 and id = $2 and direction = 'OUTBOUND'",
     )

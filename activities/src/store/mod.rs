@@ -10,6 +10,7 @@ pub mod messages;
 pub mod requests;
 pub mod templates;
 pub mod tenants;
+pub mod trips;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

@@ -1,6 +1,7 @@
 //! The Hasura Event Trigger payload, as documented by Hasura.
 
-use serde::Deserialize;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 #[derive(Debug, Deserialize)]
@@ -12,6 +13,27 @@ pub struct EventTriggerPayload {
     pub event: EventBody,
     #[serde(default)]
     pub delivery_info: Option<DeliveryInfo>,
+    /// When the change happened (Hasura sends UTC without an offset). Orders
+    /// events that arrive out of order.
+    #[serde(default, deserialize_with = "utc_timestamp")]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+fn utc_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let Some(raw) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(&raw)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| {
+            NaiveDateTime::parse_from_str(&raw, "%Y-%m-%dT%H:%M:%S%.f").map(|t| t.and_utc())
+        })
+        .map(Some)
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+                "created_at '{raw}' is not a timestamp like 2026-11-27T10:00:00.123456"
+            ))
+        })
 }
 
 #[derive(Debug, Deserialize)]

@@ -46,6 +46,7 @@ pub struct TestOptions {
     pub meta_graph_url: Option<String>,
     /// Where the watchdog posts stuck-message alerts.
     pub alert_url: Option<String>,
+    pub fanout_concurrency: usize,
 }
 
 impl Default for TestOptions {
@@ -57,6 +58,7 @@ impl Default for TestOptions {
             start_worker: true,
             meta_graph_url: None,
             alert_url: None,
+            fanout_concurrency: 100,
         }
     }
 }
@@ -73,6 +75,9 @@ pub struct TestApp {
     pub task_queue: String,
     http: reqwest::Client,
     shutdown: Shutdown,
+    /// How this test's worker is wired: a second worker process is another
+    /// worker with the same wiring.
+    worker: WorkerWiring,
 }
 
 impl Drop for TestApp {
@@ -139,23 +144,24 @@ impl TestApp {
             .await
             .expect("bind API");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let wiring = WorkerWiring {
+            temporal: temporal_settings.clone(),
+            task_queue: task_queue.clone(),
+            database_url: database_url.clone(),
+            aws: aws_settings(&aws_endpoint),
+            meta: MetaSettings {
+                graph_base_url: options
+                    .meta_graph_url
+                    .clone()
+                    .unwrap_or_else(|| "http://127.0.0.1:9".to_owned()),
+                api_version: "v21.0".to_owned(),
+            },
+            sandbox_webhook_base: base_url.clone(),
+            alert_url: options.alert_url.clone(),
+            shutdown: shutdown.clone(),
+        };
         if options.start_worker {
-            spawn_worker(WorkerWiring {
-                temporal: temporal_settings.clone(),
-                task_queue: task_queue.clone(),
-                database_url: database_url.clone(),
-                aws: aws_settings(&aws_endpoint),
-                meta: MetaSettings {
-                    graph_base_url: options
-                        .meta_graph_url
-                        .clone()
-                        .unwrap_or_else(|| "http://127.0.0.1:9".to_owned()),
-                    api_version: "v21.0".to_owned(),
-                },
-                sandbox_webhook_base: base_url.clone(),
-                alert_url: options.alert_url.clone(),
-                shutdown: shutdown.clone(),
-            });
+            spawn_worker(wiring.clone());
         }
 
         let sns = SnsVerifier::new(Arc::new(StaticCertFetcher::test_cert()))
@@ -170,6 +176,7 @@ impl TestApp {
                     step_deadline: options.step_deadline,
                     firehose_access_key: Some(FIREHOSE_KEY.to_owned()),
                     stuck_threshold: Duration::from_secs(300),
+                    fanout_concurrency: options.fanout_concurrency,
                 },
                 sns,
             )
@@ -188,6 +195,7 @@ impl TestApp {
 
             http: busflow_activities::http::client(Duration::from_secs(60)).expect("http client"),
             shutdown,
+            worker: wiring,
         };
         seed::upsert_tenant(
             &app.pool,
@@ -500,6 +508,72 @@ impl TestApp {
             .expect("override");
     }
 
+    /// Starts one more worker on this test's task queue, as a second worker
+    /// process would: its own runtime, pool and Temporal connection.
+    pub fn spawn_second_worker(&self) {
+        spawn_worker(self.worker.clone());
+    }
+
+    /// An ACTIVE sandbox SMS account (no AWS call, no receipts: a message is
+    /// done once SENT), limited to `rate` parts/s with `burst` when given.
+    pub async fn add_sandbox_sms_account(&self, rate: Option<f64>, burst: Option<i32>) {
+        sqlx::query(
+            "insert into channel_accounts
+                 (tenant_id, channel, provider, status, mode, external_account_id, max_send_rate, send_burst)
+             values ($1, 'SMS', 'AWS_SNS', 'ACTIVE', 'SANDBOX', '+15550001111', $2, $3)",
+        )
+        .bind(self.tenant_id)
+        .bind(rate)
+        .bind(burst)
+        .execute(&self.pool)
+        .await
+        .expect("sandbox sms account");
+    }
+
+    /// `n` passengers with a phone each, written straight to Postgres (the
+    /// state `passenger_profile_upserted` events leave); returns their
+    /// contact and passenger profile ids.
+    pub async fn insert_passengers(&self, n: usize) -> Vec<(ContactId, Uuid)> {
+        sqlx::query_as::<_, (Uuid, Uuid)>(
+            "insert into contacts (tenant_id, display_name, identifiers, passenger_profile_id, locale)
+             select $1, 'Pasajero ' || i,
+                    jsonb_build_object('phone', '+5255' || lpad(i::text, 8, '0')),
+                    gen_random_uuid(), 'es-MX'
+               from generate_series(1, $2) as i
+             returning id, passenger_profile_id",
+        )
+        .bind(self.tenant_id)
+        .bind(i32::try_from(n).expect("n fits"))
+        .fetch_all(&self.pool)
+        .await
+        .expect("insert passengers")
+        .into_iter()
+        .map(|(contact, profile)| (ContactId(contact), profile))
+        .collect()
+    }
+
+    /// Sends `passenger_profile_upserted` for a passenger with a phone of
+    /// their own and returns the contact id.
+    pub async fn upsert_passenger_with_phone(&self, profile_id: Uuid, phone: &str) -> ContactId {
+        let mut event = profile_event(
+            self.tenant_id,
+            profile_id,
+            "Pasajero",
+            &self.recipient(&profile_id.simple().to_string()),
+            "es-MX",
+        );
+        event["event"]["data"]["new"]["phone"] = json!(phone);
+        let response = self.post_event(&event).await;
+        assert_eq!(response.status(), 200, "profile upsert");
+        let body: Value = response.json().await.expect("json");
+        ContactId(
+            body["contact_id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("contact_id"),
+        )
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(&self.pool)
@@ -518,6 +592,7 @@ pub fn aws_settings(endpoint: &str) -> AwsSettings {
 
 /// The worker runs on a thread and runtime of its own: its future is not
 /// `Send`, and it must outlive nothing but the test that owns `shutdown`.
+#[derive(Clone)]
 struct WorkerWiring {
     temporal: TemporalSettings,
     task_queue: String,
@@ -618,6 +693,71 @@ pub fn booking_event(event_id: &str, tenant: TenantId, profile_id: Uuid, referen
                     "id": Uuid::new_v4(), "tenant_id": tenant.0, "trip_id": Uuid::new_v4(),
                     "passenger_profile_id": profile_id, "status": "CONFIRMED",
                     "booking_reference": reference, "seat": "14B"
+                }
+            }
+        }
+    })
+}
+
+/// A Hasura event on `trips` (`trip_upserted`, `trip_delayed`, …) whose
+/// change happened at `created_at`.
+pub fn trip_event(
+    trigger: &str,
+    event_id: &str,
+    tenant: TenantId,
+    trip_id: Uuid,
+    departure_at: chrono::DateTime<chrono::Utc>,
+    status: &str,
+    created_at: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    json!({
+        "id": event_id,
+        "created_at": created_at.to_rfc3339(),
+        "trigger": {"name": trigger},
+        "table": {"schema": "public", "name": "trips"},
+        "event": {
+            "op": "UPDATE",
+            "session_variables": {"x-hasura-role": "admin"},
+            "data": {
+                "old": {"status": "SCHEDULED"},
+                "new": {
+                    "id": trip_id, "tenant_id": tenant.0, "status": status,
+                    "departure_at": departure_at.to_rfc3339(), "route_name": "CDMX - Puebla"
+                }
+            }
+        }
+    })
+}
+
+/// `booking_confirmed` (or `booking_cancelled`) of `booking_id` on a trip.
+pub fn trip_booking_event(
+    event_id: &str,
+    tenant: TenantId,
+    booking_id: Uuid,
+    trip_id: Uuid,
+    profile_id: Uuid,
+    confirmed: bool,
+    created_at: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let (trigger, status, was) = if confirmed {
+        ("booking_confirmed", "CONFIRMED", "PENDING")
+    } else {
+        ("booking_cancelled", "CANCELLED", "CONFIRMED")
+    };
+    json!({
+        "id": event_id,
+        "created_at": created_at.to_rfc3339(),
+        "trigger": {"name": trigger},
+        "table": {"schema": "public", "name": "bookings"},
+        "event": {
+            "op": "UPDATE",
+            "session_variables": {"x-hasura-role": "admin"},
+            "data": {
+                "old": {"status": was},
+                "new": {
+                    "id": booking_id, "tenant_id": tenant.0, "trip_id": trip_id,
+                    "passenger_profile_id": profile_id, "status": status,
+                    "booking_reference": "BF-TRIP"
                 }
             }
         }

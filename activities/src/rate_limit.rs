@@ -1,0 +1,217 @@
+//! Per-tenant send-rate limits, checked before every provider call and shared
+//! by every worker through Postgres (`rate_limit_take`, a GCRA over
+//! `rate_limit_buckets`, one statement per send).
+//!
+//! Per channel account: messages per second (SMS: message parts per second)
+//! with a burst; on WhatsApp also the pair limit (one message per 6 s to the
+//! same user after a burst) and the messaging tier (unique users sent
+//! business-initiated messages per rolling 24 h). A limited send is not an
+//! error: the caller waits the returned time and tries again.
+
+use crate::model::{Channel, ChannelAccountId, ContactId, TenantId};
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// One GCRA bucket a send draws from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    pub key: String,
+    pub per_second: f64,
+    pub burst: i32,
+    pub cost: i32,
+}
+
+/// A channel account's limits as configured (NULL columns = defaults).
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
+pub struct AccountLimits {
+    pub max_send_rate: Option<f64>,
+    pub send_burst: Option<i32>,
+    pub messaging_tier: Option<String>,
+    pub pair_burst: Option<i32>,
+}
+
+/// Meta's pair limit: about one message every 6 s to the same user.
+const WHATSAPP_PAIR_INTERVAL_SECS: f64 = 6.0;
+const WHATSAPP_PAIR_BURST: i32 = 45;
+
+/// Sends per second when the account sets none: Meta's default per number,
+/// SES's usual production rate, and a conservative SMS parts rate.
+pub fn default_rate(channel: Channel) -> Option<f64> {
+    match channel {
+        Channel::WhatsApp => Some(80.0),
+        Channel::Email => Some(14.0),
+        Channel::Sms => Some(20.0),
+        Channel::Webchat => None,
+    }
+}
+
+/// Unique business-initiated recipients per rolling 24 h for a tier name.
+pub fn tier_limit(tier: &str) -> Option<i64> {
+    match tier {
+        "TIER_250" => Some(250),
+        "TIER_2K" => Some(2_000),
+        "TIER_10K" => Some(10_000),
+        "TIER_100K" => Some(100_000),
+        _ => None,
+    }
+}
+
+/// What one send costs and whom it goes to.
+#[derive(Debug, Clone)]
+pub struct Send<'a> {
+    pub tenant_id: TenantId,
+    pub account_id: ChannelAccountId,
+    pub channel: Channel,
+    pub contact_id: ContactId,
+    /// The provider address (phone, e-mail), for the WhatsApp pair limit.
+    pub recipient: &'a str,
+    /// Message parts for SMS; 1 otherwise.
+    pub cost: i32,
+    /// A WhatsApp template message (business-initiated: counts against the tier).
+    pub business_initiated: bool,
+}
+
+/// The buckets a send draws from, sorted by key (the lock order).
+pub fn buckets(limits: &AccountLimits, send: &Send<'_>) -> Vec<Bucket> {
+    let Some(rate) = limits.max_send_rate.or(default_rate(send.channel)) else {
+        return Vec::new();
+    };
+    let burst = limits
+        .send_burst
+        .unwrap_or_else(|| (rate.ceil() as i32).max(1));
+    let mut buckets = vec![Bucket {
+        key: format!("account:{}", send.account_id),
+        per_second: rate,
+        burst,
+        cost: send.cost.max(1),
+    }];
+    if send.channel == Channel::WhatsApp {
+        buckets.push(Bucket {
+            key: format!("pair:{}:{}", send.account_id, send.recipient),
+            per_second: 1.0 / WHATSAPP_PAIR_INTERVAL_SECS,
+            burst: limits.pair_burst.unwrap_or(WHATSAPP_PAIR_BURST),
+            cost: 1,
+        });
+    }
+    buckets.sort_by(|a, b| a.key.cmp(&b.key));
+    buckets
+}
+
+/// Takes the send from every bucket, or returns how long to wait before it
+/// may go. `None` = go now.
+pub async fn acquire(pool: &PgPool, send: &Send<'_>) -> anyhow::Result<Option<Duration>> {
+    let limits: AccountLimits = sqlx::query_as(
+        "select max_send_rate, send_burst, messaging_tier, pair_burst
+           from channel_accounts where tenant_id = $1 and id = $2",
+    )
+    .bind(send.tenant_id)
+    .bind(send.account_id)
+    .fetch_optional(pool)
+    .await?
+    .unwrap_or_default();
+    if send.channel == Channel::WhatsApp
+        && send.business_initiated
+        && let Some(limit) = limits.messaging_tier.as_deref().and_then(tier_limit)
+        && let Some(wait) = tier_wait(pool, send, limit).await?
+    {
+        return Ok(Some(wait));
+    }
+    let buckets = buckets(&limits, send);
+    if buckets.is_empty() {
+        return Ok(None);
+    }
+    let wait: f64 = sqlx::query_scalar("select rate_limit_take($1, $2, $3, $4, $5)")
+        .bind(send.tenant_id)
+        .bind(buckets.iter().map(|b| b.key.clone()).collect::<Vec<_>>())
+        .bind(buckets.iter().map(|b| b.per_second).collect::<Vec<_>>())
+        .bind(buckets.iter().map(|b| b.burst).collect::<Vec<_>>())
+        .bind(buckets.iter().map(|b| b.cost).collect::<Vec<_>>())
+        .fetch_one(pool)
+        .await?;
+    Ok((wait > 0.0).then(|| Duration::from_secs_f64(wait).max(Duration::from_millis(1))))
+}
+
+/// The messaging tier: a recipient already messaged in the last 24 h is free;
+/// a new one waits while the account is at its limit, until the oldest
+/// recipient of the window leaves it.
+async fn tier_wait(pool: &PgPool, send: &Send<'_>, limit: i64) -> anyhow::Result<Option<Duration>> {
+    let (recipients, already, oldest_secs_left): (i64, bool, Option<f64>) = sqlx::query_as(
+        "with window_ as (
+             select contact_id, min(sent_at) as first_sent
+               from messages
+              where tenant_id = $1 and channel_account_id = $2 and direction = 'OUTBOUND'
+                and whatsapp_template is not null and sent_at > now() - interval '24 hours'
+              group by contact_id)
+         select count(*),
+                coalesce(bool_or(contact_id = $3), false),
+                extract(epoch from min(first_sent) + interval '24 hours' - now())::float8
+           from window_",
+    )
+    .bind(send.tenant_id)
+    .bind(send.account_id)
+    .bind(send.contact_id)
+    .fetch_one(pool)
+    .await?;
+    if already || recipients < limit {
+        return Ok(None);
+    }
+    let secs = oldest_secs_left.unwrap_or(60.0).max(1.0);
+    Ok(Some(Duration::from_secs_f64(secs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(channel: Channel) -> Send<'static> {
+        Send {
+            tenant_id: TenantId(uuid::Uuid::nil()),
+            account_id: ChannelAccountId(uuid::Uuid::nil()),
+            channel,
+            contact_id: ContactId(uuid::Uuid::nil()),
+            recipient: "+525512345678",
+            cost: 1,
+            business_initiated: true,
+        }
+    }
+
+    #[test]
+    fn whatsapp_defaults_to_eighty_per_second_and_the_pair_limit() {
+        let buckets = buckets(&AccountLimits::default(), &send(Channel::WhatsApp));
+        assert_eq!(buckets.len(), 2);
+        assert_eq!(buckets[0].per_second, 80.0);
+        assert_eq!(buckets[0].burst, 80);
+        assert!(buckets[1].key.starts_with("pair:"));
+        assert!((buckets[1].per_second - 1.0 / 6.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn sms_costs_its_parts_and_webchat_is_unlimited() {
+        let limits = AccountLimits {
+            max_send_rate: Some(3.0),
+            send_burst: Some(1),
+            ..AccountLimits::default()
+        };
+        let mut sms = send(Channel::Sms);
+        sms.cost = 3;
+        let buckets = buckets(&limits, &sms);
+        assert_eq!(buckets.len(), 1);
+        assert_eq!((buckets[0].per_second, buckets[0].burst, buckets[0].cost), (3.0, 1, 3));
+        assert!(
+            super::buckets(&AccountLimits::default(), &send(Channel::Webchat)).is_empty(),
+            "webchat has no default limit"
+        );
+        assert_eq!(
+            super::buckets(&limits, &send(Channel::Webchat)).len(),
+            1,
+            "an explicit rate limits webchat too"
+        );
+    }
+
+    #[test]
+    fn tiers_name_their_recipient_counts() {
+        assert_eq!(tier_limit("TIER_250"), Some(250));
+        assert_eq!(tier_limit("TIER_100K"), Some(100_000));
+        assert_eq!(tier_limit("UNLIMITED"), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! Trips and who is booked on them, as Hasura events describe them. Every
+//! write carries the event's time as its version and only moves a row
+//! forward: a late or replayed event changes nothing.
+
+use crate::model::{ContactId, TenantId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+/// A trip event's row, as stored.
+#[derive(Debug, Clone)]
+pub struct TripUpdate {
+    pub tenant_id: TenantId,
+    pub trip_id: Uuid,
+    pub departure_at: Option<DateTime<Utc>>,
+    pub status: String,
+    pub driver_id: Option<Uuid>,
+    pub data: serde_json::Value,
+    pub version: DateTime<Utc>,
+}
+
+/// Statuses after which a trip needs no reminder.
+pub const ENDED_STATUSES: &[&str] = &["CANCELLED", "COMPLETED", "DEPARTED", "IN_PROGRESS"];
+
+/// Stores the trip unless a newer event was stored already. Returns whether
+/// this event is the trip's latest (a replay of the latest counts).
+pub async fn upsert(pool: &PgPool, trip: &TripUpdate) -> sqlx::Result<bool> {
+    let applied: Option<bool> = sqlx::query_scalar(
+        "insert into trips (tenant_id, id, departure_at, status, driver_id, data, source_version)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         on conflict (tenant_id, id) do update
+            set departure_at = excluded.departure_at, status = excluded.status,
+                driver_id = excluded.driver_id, data = excluded.data,
+                source_version = excluded.source_version, updated_at = now()
+          where trips.source_version <= excluded.source_version
+         returning true",
+    )
+    .bind(trip.tenant_id)
+    .bind(trip.trip_id)
+    .bind(trip.departure_at)
+    .bind(&trip.status)
+    .bind(trip.driver_id)
+    .bind(Json(&trip.data))
+    .bind(trip.version)
+    .fetch_optional(pool)
+    .await?;
+    Ok(applied.unwrap_or(false))
+}
+
+/// A booking's place on a trip.
+#[derive(Debug, Clone)]
+pub struct BookingUpdate {
+    pub tenant_id: TenantId,
+    pub booking_id: Uuid,
+    pub trip_id: Uuid,
+    pub contact_id: ContactId,
+    pub confirmed: bool,
+    pub version: DateTime<Utc>,
+}
+
+/// Stores the booking unless a newer event was stored already; returns
+/// whether this event is the booking's latest.
+pub async fn upsert_booking(pool: &PgPool, booking: &BookingUpdate) -> sqlx::Result<bool> {
+    let applied: Option<bool> = sqlx::query_scalar(
+        "insert into trip_bookings (tenant_id, booking_id, trip_id, contact_id, status, source_version)
+         values ($1, $2, $3, $4, $5, $6)
+         on conflict (tenant_id, booking_id) do update
+            set trip_id = excluded.trip_id, contact_id = excluded.contact_id,
+                status = excluded.status, source_version = excluded.source_version,
+                updated_at = now()
+          where trip_bookings.source_version <= excluded.source_version
+         returning true",
+    )
+    .bind(booking.tenant_id)
+    .bind(booking.booking_id)
+    .bind(booking.trip_id)
+    .bind(booking.contact_id)
+    .bind(if booking.confirmed {
+        "CONFIRMED"
+    } else {
+        "CANCELLED"
+    })
+    .bind(booking.version)
+    .fetch_optional(pool)
+    .await?;
+    Ok(applied.unwrap_or(false))
+}
+
+/// What the reminder needs to know about a trip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TripSchedule {
+    pub departure_at_ms: Option<i64>,
+    pub status: String,
+    /// The event's time (Unix ms): a snapshot only replaces an older one.
+    pub version_ms: i64,
+    /// `trip.*` for templates: the row plus `departure_local` in the
+    /// tenant's time zone.
+    pub variables: serde_json::Value,
+}
+
+impl TripSchedule {
+    pub fn ended(&self) -> bool {
+        ENDED_STATUSES.contains(&self.status.as_str())
+    }
+}
+
+/// The stored trip with its template variables.
+pub async fn schedule(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    trip_id: Uuid,
+) -> sqlx::Result<Option<TripSchedule>> {
+    let row: Option<(Option<i64>, String, i64, Json<serde_json::Value>)> = sqlx::query_as(
+        "select floor(extract(epoch from t.departure_at) * 1000)::bigint,
+                t.status,
+                floor(extract(epoch from t.source_version) * 1000)::bigint,
+                t.data || jsonb_build_object(
+                    'departure_local',
+                    coalesce(to_char(t.departure_at at time zone coalesce(s.time_zone, 'UTC'), 'YYYY-MM-DD HH24:MI'), ''))
+           from trips t
+           left join tenant_settings s on s.tenant_id = t.tenant_id
+          where t.tenant_id = $1 and t.id = $2",
+    )
+    .bind(tenant_id)
+    .bind(trip_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(
+        |(departure_at_ms, status, version_ms, variables)| TripSchedule {
+            departure_at_ms,
+            status,
+            version_ms,
+            variables: variables.0,
+        },
+    ))
+}
+
+/// How long before departure the tenant reminds passengers (24 h by default).
+pub async fn reminder_lead_ms(pool: &PgPool, tenant_id: TenantId) -> sqlx::Result<i64> {
+    let lead: Option<i64> = sqlx::query_scalar(
+        "select (extract(epoch from reminder_lead) * 1000)::bigint from tenant_settings where tenant_id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(lead.unwrap_or(24 * 3600 * 1000))
+}
+
+/// One confirmed booking on a trip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct BookedPassenger {
+    pub booking_id: Uuid,
+    pub contact_id: ContactId,
+    pub version_ms: i64,
+}
+
+/// The confirmed bookings of a trip.
+pub async fn confirmed_bookings(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    trip_id: Uuid,
+) -> sqlx::Result<Vec<BookedPassenger>> {
+    sqlx::query_as(
+        "select booking_id, contact_id, floor(extract(epoch from source_version) * 1000)::bigint as version_ms
+           from trip_bookings
+          where tenant_id = $1 and trip_id = $2 and status = 'CONFIRMED'
+          order by booking_id",
+    )
+    .bind(tenant_id)
+    .bind(trip_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// The next page of a trip's recipients, in contact order after `after`:
+/// every contact with a confirmed booking (once, however many seats) and the
+/// trip's driver when this service knows them as a contact.
+pub async fn recipients_page(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    trip_id: Uuid,
+    after: Option<ContactId>,
+    limit: i64,
+) -> sqlx::Result<Vec<ContactId>> {
+    sqlx::query_scalar(
+        "select contact_id from (
+             select contact_id from trip_bookings
+              where tenant_id = $1 and trip_id = $2 and status = 'CONFIRMED'
+             union
+             select c.id from trips t
+               join contacts c on c.tenant_id = t.tenant_id and c.driver_id = t.driver_id
+              where t.tenant_id = $1 and t.id = $2
+         ) r
+         where $3::uuid is null or contact_id > $3
+         order by contact_id
+         limit $4",
+    )
+    .bind(tenant_id)
+    .bind(trip_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,79 @@
+//! The trip activities: what a trip's reminder workflow knows when it starts,
+//! and the pages of recipients a trip-wide fan-out sends to.
+
+use crate::model::{ContactId, TenantId};
+use crate::store::trips::{self, BookedPassenger, TripSchedule};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use std::sync::Arc;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TripRef {
+    pub tenant_id: TenantId,
+    pub trip_id: Uuid,
+}
+
+/// The trip as Postgres knows it when its reminder (re)starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TripReminderSeed {
+    pub schedule: Option<TripSchedule>,
+    pub lead_ms: i64,
+    pub passengers: Vec<BookedPassenger>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecipientsPageInput {
+    pub tenant_id: TenantId,
+    pub trip_id: Uuid,
+    pub after: Option<ContactId>,
+    pub limit: i64,
+}
+
+pub struct TripActivities {
+    pool: PgPool,
+}
+
+impl TripActivities {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[activities]
+impl TripActivities {
+    /// The stored trip, the tenant's reminder lead time and the confirmed
+    /// bookings.
+    #[activity(name = "load_trip_reminder")]
+    pub async fn load_trip_reminder(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: TripRef,
+    ) -> Result<TripReminderSeed, ActivityError> {
+        let pool = &self.pool;
+        Ok(TripReminderSeed {
+            schedule: trips::schedule(pool, input.tenant_id, input.trip_id).await?,
+            lead_ms: trips::reminder_lead_ms(pool, input.tenant_id).await?,
+            passengers: trips::confirmed_bookings(pool, input.tenant_id, input.trip_id).await?,
+        })
+    }
+
+    /// The next page of a trip's recipients (passengers and driver).
+    #[activity(name = "trip_recipients_page")]
+    pub async fn trip_recipients_page(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: RecipientsPageInput,
+    ) -> Result<Vec<ContactId>, ActivityError> {
+        Ok(trips::recipients_page(
+            &self.pool,
+            input.tenant_id,
+            input.trip_id,
+            input.after,
+            input.limit,
+        )
+        .await?)
+    }
+}
