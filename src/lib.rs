@@ -3,6 +3,7 @@
 //! migrations and the local dev stack — for the `busflow-comms` binary and
 //! the end-to-end tests.
 
+pub mod bench;
 pub mod config;
 pub mod database;
 pub mod dev;

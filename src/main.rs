@@ -38,6 +38,9 @@ enum Command {
         #[arg(long, default_value = "temporal-dev.yml")]
         config: PathBuf,
     },
+    /// Measure throughput, latency, memory and history size on a fresh
+    /// local stack (drops and recreates its own database).
+    Bench(busflow_comms::bench::BenchArgs),
     /// Run the HTTP API.
     Serve {
         #[command(flatten)]
@@ -99,7 +102,12 @@ enum KeysCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    // The benchmark prints its own report; per-message logs would bury it.
+    let default_filter = match cli.command {
+        Command::Bench(_) => "warn",
+        _ => "info,sqlx=warn,temporalio_sdk_core=warn",
+    };
+    init_logging(cli.log_json, default_filter);
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -112,6 +120,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Dev { config } => dev::run(&config).await,
+        Command::Bench(args) => busflow_comms::bench::run(&args).await,
         Command::Migrate { database } => {
             database::ensure_database(&database.database_url).await?;
             let pool = database::connect(&database.database_url, 2).await?;
@@ -212,10 +221,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,sqlx=warn,temporalio_sdk_core=warn")
-    });
+fn init_logging(json: bool, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);

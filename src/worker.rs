@@ -10,10 +10,10 @@ use busflow_activities::providers::meta::{MetaCloud, MetaSettings};
 use busflow_activities::providers::router::Providers;
 use busflow_activities::providers::ses::SesEmail;
 use busflow_activities::providers::sms::SnsSms;
+use busflow_activities::trips::TripActivities;
 use busflow_activities::watchdog::{SweepInput, WatchdogActivities};
 use busflow_workflows::names::{WATCHDOG_SCHEDULE_ID, WATCHDOG_WORKFLOW_ID};
 use busflow_workflows::watchdog::StuckMessageWatchdog;
-use busflow_activities::trips::TripActivities;
 use busflow_workflows::{
     BatchNotificationWorkflow, NotificationWorkflow, SnoozeWorkflow, TripReminderWorkflow,
 };
@@ -95,6 +95,18 @@ pub async fn ensure_watchdog_schedule(
     }
 }
 
+/// Task pollers that scale with the backlog: the SDK's single default
+/// workflow poller caps a worker near the dev server's ~33 workflows/s.
+pub fn pollers() -> PollerBehavior {
+    PollerBehavior::Autoscaling(
+        AutoscalingOptions::builder()
+            .minimum(1)
+            .maximum(100)
+            .initial(5)
+            .build(),
+    )
+}
+
 /// Runs the worker until `shutdown` resolves, then drains and returns.
 pub async fn run(
     client: Client,
@@ -106,15 +118,6 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(RuntimeOptions::default())
         .context("creating the Temporal runtime")?;
-    let pollers = || {
-        PollerBehavior::Autoscaling(
-            AutoscalingOptions::builder()
-                .minimum(1)
-                .maximum(100)
-                .initial(5)
-                .build(),
-        )
-    };
     ensure_watchdog_schedule(&client, task_queue, watchdog).await?;
     let inbox = InboxActivities::new(pool.clone());
     let trips = TripActivities::new(pool.clone());

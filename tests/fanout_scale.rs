@@ -44,7 +44,8 @@ async fn a_delay_on_a_ten_thousand_passenger_trip_reaches_each_exactly_once() {
         "delay-10k",
         app.tenant_id,
         trip,
-        Utc::now() + chrono::Duration::hours(2),
+        // Days away: the trip's reminder (24 h before) stays asleep.
+        Utc::now() + chrono::Duration::days(3),
         "DELAYED",
         Utc::now(),
     );
@@ -70,7 +71,10 @@ async fn a_delay_on_a_ten_thousand_passenger_trip_reaches_each_exactly_once() {
     );
     assert_eq!(progress.dispatched, PASSENGERS as u64, "{progress:?}");
     assert_eq!(progress.delivered, PASSENGERS as u64, "{progress:?}");
-    assert!(progress.runs > 1, "long lists continue as new: {progress:?}");
+    assert!(
+        progress.runs > 1,
+        "long lists continue as new: {progress:?}"
+    );
     let (messages, recipients): (i64, i64) = sqlx::query_as(
         "select count(*), count(distinct contact_id) from messages
           where tenant_id = $1 and trigger_event = 'trip_delayed' and status = 'SENT'",

@@ -12,13 +12,13 @@ use crate::model::{
     Channel, ChannelAccountId, ChannelAccountStatus, ContactId, MessageId, MessageStatus, TenantId,
 };
 use crate::planning::{self, NotificationPlan};
-use crate::providers::sms::sms_parts;
-use crate::{metrics, quiet_hours, rate_limit};
 use crate::providers::router::Providers;
+use crate::providers::sms::sms_parts;
 use crate::providers::{FailureClass, SendMessageCommand};
 use crate::store::{self, contacts::Contact};
 use crate::templates::{self, RenderError};
 use crate::triggers;
+use crate::{metrics, quiet_hours, rate_limit};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::sync::Arc;

@@ -196,7 +196,10 @@ mod tests {
         sms.cost = 3;
         let buckets = buckets(&limits, &sms);
         assert_eq!(buckets.len(), 1);
-        assert_eq!((buckets[0].per_second, buckets[0].burst, buckets[0].cost), (3.0, 1, 3));
+        assert_eq!(
+            (buckets[0].per_second, buckets[0].burst, buckets[0].cost),
+            (3.0, 1, 3)
+        );
         assert!(
             super::buckets(&AccountLimits::default(), &send(Channel::Webchat)).is_empty(),
             "webchat has no default limit"

@@ -175,14 +175,6 @@ pub const NOTIFICATION_TRIGGERS: &[NotificationTrigger] = &[
     ),
     // Passengers: trips (one event, every passenger of the trip).
     trigger(
-        "trip_reminder",
-        "trip",
-        Customer,
-        R::TripPassengers,
-        Normal,
-        &[WhatsApp, Sms, Email],
-    ),
-    trigger(
         "trip_delayed",
         "trip",
         Customer,
@@ -304,16 +296,30 @@ pub const AGENT_REPLY: NotificationTrigger = trigger(
     &[],
 );
 
-/// Triggers that maintain data (contacts) rather than notify.
+/// The pre-departure reminder: not a Hasura trigger (the trip's
+/// `TripReminderWorkflow` fires it when its timer runs out), but planned,
+/// templated and sent like one. Not urgent: quiet hours hold it.
+pub const TRIP_REMINDER: NotificationTrigger = trigger(
+    "trip_reminder",
+    "trip",
+    Customer,
+    R::TripPassengers,
+    Normal,
+    &[WhatsApp, Sms, Email],
+);
+
+/// Triggers that maintain data (contacts, trips) rather than notify.
 pub const DATA_TRIGGERS: &[&str] = &[PASSENGER_PROFILE_UPSERTED, TRIP_UPSERTED];
 
 pub fn notification_trigger(name: &str) -> Option<&'static NotificationTrigger> {
     NOTIFICATION_TRIGGERS.iter().find(|t| t.name == name)
 }
 
-/// A registry trigger, or the agent reply.
+/// A registry trigger, the agent reply, or the trip reminder.
 pub fn planned_trigger(name: &str) -> Option<&'static NotificationTrigger> {
-    notification_trigger(name).or((name == AGENT_REPLY.name).then_some(&AGENT_REPLY))
+    notification_trigger(name)
+        .or((name == AGENT_REPLY.name).then_some(&AGENT_REPLY))
+        .or((name == TRIP_REMINDER.name).then_some(&TRIP_REMINDER))
 }
 
 /// Every trigger name the service routes, for error messages and the
@@ -352,7 +358,15 @@ mod tests {
             NOTIFICATION_TRIGGERS.len() + DATA_TRIGGERS.len(),
             "duplicate name"
         );
-        assert!(NOTIFICATION_TRIGGERS.len() >= 22);
+        assert!(NOTIFICATION_TRIGGERS.len() >= 21);
+        assert!(
+            notification_trigger(TRIP_REMINDER.name).is_none(),
+            "the reminder is fired by its workflow, not by Hasura"
+        );
+        assert_eq!(
+            planned_trigger(TRIP_REMINDER.name).map(|t| t.urgency),
+            Some(Urgency::Normal)
+        );
         for t in NOTIFICATION_TRIGGERS {
             assert!(!t.default_chain.is_empty(), "{} has no channels", t.name);
             let unique: BTreeSet<_> = t.default_chain.iter().collect();

@@ -5,13 +5,12 @@
 use anyhow::Context;
 use busflow_activities::model::TenantId;
 use busflow_activities::store::trips::TripSchedule;
-use busflow_workflows::names::{snooze_workflow_id, trip_reminder_workflow_id};
 use busflow_workflows::names::{memo, search_attributes as sa, workflow_types};
+use busflow_workflows::names::{snooze_workflow_id, trip_reminder_workflow_id};
 use busflow_workflows::notification::DeliveryUpdate;
 use busflow_workflows::{
     BatchNotificationWorkflow, BatchRequest, BookingChange, NotificationRequest,
-    NotificationWorkflow, SnoozeRequest, SnoozeWorkflow, TripReminderRequest,
-    TripReminderWorkflow,
+    NotificationWorkflow, SnoozeRequest, SnoozeWorkflow, TripReminderRequest, TripReminderWorkflow,
 };
 use std::time::Duration;
 use temporalio_client::{
@@ -259,7 +258,11 @@ impl TemporalGateway {
         Ok(workflow_id)
     }
 
-    fn reminder_options(&self, tenant_id: TenantId, trip_id: Uuid) -> (String, WorkflowStartOptions) {
+    fn reminder_options(
+        &self,
+        tenant_id: TenantId,
+        trip_id: Uuid,
+    ) -> (String, WorkflowStartOptions) {
         let workflow_id = trip_reminder_workflow_id(tenant_id, trip_id);
         let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.clone())
             .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)

@@ -63,6 +63,17 @@ impl ManagedProcess {
         &self.name
     }
 
+    /// The service's own process id (the supervisor's child), once it runs.
+    pub fn service_pid(&self) -> Option<u32> {
+        let supervisor = self.supervisor.id();
+        std::fs::read_to_string(format!("/proc/{supervisor}/task/{supervisor}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// Whether the service (its supervisor) has exited.
     pub fn has_exited(&mut self) -> bool {
         matches!(self.supervisor.try_wait(), Ok(Some(_)))

@@ -17,11 +17,13 @@ use uuid::Uuid;
 async fn reminding_tenant() -> TestApp {
     let app = TestApp::spawn().await;
     app.add_sandbox_sms_account(None, None).await;
-    sqlx::query("update tenant_settings set reminder_lead = interval '1 hour' where tenant_id = $1")
-        .bind(app.tenant_id)
-        .execute(&app.pool)
-        .await
-        .expect("lead time");
+    sqlx::query(
+        "update tenant_settings set reminder_lead = interval '1 hour' where tenant_id = $1",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await
+    .expect("lead time");
     app
 }
 
@@ -73,7 +75,10 @@ async fn reminders_to(app: &TestApp, contact: ContactId) -> Vec<(String, DateTim
 async fn reminder_view(app: &TestApp, trip: Uuid) -> ReminderView {
     app.temporal()
         .await
-        .get_workflow_handle::<TripReminderWorkflow>(&trip_reminder_workflow_id(app.tenant_id, trip))
+        .get_workflow_handle::<TripReminderWorkflow>(&trip_reminder_workflow_id(
+            app.tenant_id,
+            trip,
+        ))
         .query(
             TripReminderWorkflow::reminder,
             (),
@@ -162,7 +167,15 @@ async fn a_reschedule_moves_the_reminder_and_a_late_old_event_does_not_move_it_b
     let t0 = Utc::now();
     post_ok(
         &app,
-        &trip_event("trip_upserted", "trip-v1", app.tenant_id, trip, first, "SCHEDULED", t0),
+        &trip_event(
+            "trip_upserted",
+            "trip-v1",
+            app.tenant_id,
+            trip,
+            first,
+            "SCHEDULED",
+            t0,
+        ),
     )
     .await;
     let (_, _, ana) = book(&app, trip, "55 2222 0001").await;
@@ -183,7 +196,15 @@ async fn a_reschedule_moves_the_reminder_and_a_late_old_event_does_not_move_it_b
     // The first event again, late: older than what is stored.
     let late = post_ok(
         &app,
-        &trip_event("trip_upserted", "trip-v1", app.tenant_id, trip, first, "SCHEDULED", t0),
+        &trip_event(
+            "trip_upserted",
+            "trip-v1",
+            app.tenant_id,
+            trip,
+            first,
+            "SCHEDULED",
+            t0,
+        ),
     )
     .await;
     assert_eq!(late["outcome"], "ignored", "{late}");
@@ -191,10 +212,14 @@ async fn a_reschedule_moves_the_reminder_and_a_late_old_event_does_not_move_it_b
     assert_eq!(view.departure_at_ms, Some(moved.timestamp_millis()));
 
     let sent = app
-        .eventually("the rescheduled reminder", Duration::from_secs(30), || async {
-            let r = reminders_to(&app, ana).await;
-            (!r.is_empty()).then_some(r)
-        })
+        .eventually(
+            "the rescheduled reminder",
+            Duration::from_secs(30),
+            || async {
+                let r = reminders_to(&app, ana).await;
+                (!r.is_empty()).then_some(r)
+            },
+        )
         .await;
     assert!(
         sent[0].0.contains(&moved.timestamp_millis().to_string()),
@@ -210,7 +235,15 @@ async fn a_cancelled_trip_stops_its_reminder() {
     let departure = fires_in(3);
     post_ok(
         &app,
-        &trip_event("trip_upserted", "t-1", app.tenant_id, trip, departure, "SCHEDULED", Utc::now()),
+        &trip_event(
+            "trip_upserted",
+            "t-1",
+            app.tenant_id,
+            trip,
+            departure,
+            "SCHEDULED",
+            Utc::now(),
+        ),
     )
     .await;
     let (_, _, ana) = book(&app, trip, "55 3333 0001").await;
@@ -293,7 +326,15 @@ async fn a_delay_reaches_every_passenger_and_the_driver_once() {
     let departure = Utc::now() + chrono::Duration::hours(5);
     post_ok(
         &app,
-        &trip_event("trip_upserted", "d-0", app.tenant_id, trip, departure, "SCHEDULED", Utc::now()),
+        &trip_event(
+            "trip_upserted",
+            "d-0",
+            app.tenant_id,
+            trip,
+            departure,
+            "SCHEDULED",
+            Utc::now(),
+        ),
     )
     .await;
     let mut passengers = Vec::new();
@@ -348,8 +389,14 @@ async fn a_delay_reaches_every_passenger_and_the_driver_once() {
     .await
     .expect("messages");
     assert_eq!(per_recipient.len(), 4);
-    assert!(per_recipient.iter().all(|(_, n)| *n == 1), "{per_recipient:?}");
-    assert!(per_recipient.iter().any(|(c, _)| *c == driver), "the driver too");
+    assert!(
+        per_recipient.iter().all(|(_, n)| *n == 1),
+        "{per_recipient:?}"
+    );
+    assert!(
+        per_recipient.iter().any(|(c, _)| *c == driver),
+        "the driver too"
+    );
     let body: String = sqlx::query_scalar(
         "select body from messages where tenant_id = $1 and trigger_event = 'trip_delayed' limit 1",
     )

@@ -227,8 +227,7 @@ impl BatchNotificationWorkflow {
                 Err(ChildWorkflowStartError::StartFailed {
                     cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists,
                     ..
-                }) =>
-                {
+                }) => {
                     ctx.state_mut(|s| s.progress.already_notified += 1);
                 }
                 Err(other) => return Err(other.into()),

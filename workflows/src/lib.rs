@@ -4,13 +4,14 @@
 
 pub mod batch;
 mod clock;
+pub mod floor;
 pub mod names;
 pub mod notification;
 pub mod snooze;
 pub mod trip_reminder;
 pub mod watchdog;
 
+pub use batch::{BatchNotificationWorkflow, BatchProgress, BatchRequest, Recipients};
 pub use notification::{NotificationOutcome, NotificationRequest, NotificationWorkflow};
 pub use snooze::{SnoozeRequest, SnoozeWorkflow};
-pub use batch::{BatchNotificationWorkflow, BatchProgress, BatchRequest, Recipients};
 pub use trip_reminder::{BookingChange, TripReminderRequest, TripReminderWorkflow};

@@ -5,10 +5,10 @@
 //! conversation only if it is still SNOOZED with that same time, so a
 //! concurrent change always wins over a late timer.
 
+use crate::clock::unix_ms;
 use busflow_activities::inbox::{InboxActivities, WakeInput, WakeOutcome};
 use busflow_activities::model::TenantId;
 use serde::{Deserialize, Serialize};
-use crate::clock::unix_ms;
 use std::time::Duration;
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};

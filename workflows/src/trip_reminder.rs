@@ -39,7 +39,7 @@ use temporalio_sdk::{
 use uuid::Uuid;
 
 /// The trigger (and template) of reminder notifications.
-pub const TRIP_REMINDER_TRIGGER: &str = "trip_reminder";
+pub const TRIP_REMINDER_TRIGGER: &str = busflow_activities::triggers::TRIP_REMINDER.name;
 /// Past this many history events the workflow continues as new.
 const HISTORY_BUDGET: u32 = 2_000;
 /// A reminder that never learns its trip's departure gives up after this.
@@ -210,11 +210,7 @@ impl TripReminderWorkflow {
 
     /// A booking on this trip was confirmed or cancelled.
     #[signal(name = "booking_changed")]
-    pub fn booking_changed(
-        &mut self,
-        _ctx: &mut SyncWorkflowContext<Self>,
-        change: BookingChange,
-    ) {
+    pub fn booking_changed(&mut self, _ctx: &mut SyncWorkflowContext<Self>, change: BookingChange) {
         if self.state.apply_booking(change) {
             self.changes += 1;
         }
@@ -459,10 +455,7 @@ fn started_or_existing(result: Result<(), ChildWorkflowStartError>) -> WorkflowR
         Err(ChildWorkflowStartError::StartFailed {
             cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists,
             ..
-        }) =>
-        {
-            Ok(())
-        }
+        }) => Ok(()),
         Err(other) => Err(other.into()),
     }
 }

@@ -18,7 +18,9 @@ use busflow_activities::model::TenantId;
 use busflow_activities::store::{self, contacts::PassengerContact, contacts::UpsertContactError};
 use busflow_activities::triggers::{self, NotificationTrigger, RecipientRule};
 use busflow_workflows::names::{fanout_workflow_id, notification_workflow_id};
-use busflow_workflows::{BatchProgress, BatchRequest, BookingChange, NotificationRequest, Recipients};
+use busflow_workflows::{
+    BatchProgress, BatchRequest, BookingChange, NotificationRequest, Recipients,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -269,7 +271,12 @@ async fn notify_passenger(
         .map_err(anyhow::Error::from)?;
         if applied {
             app.temporal
-                .booking_changed(tenant_id, trip_id, change, app.config.step_deadline.as_secs())
+                .booking_changed(
+                    tenant_id,
+                    trip_id,
+                    change,
+                    app.config.step_deadline.as_secs(),
+                )
                 .await
                 .map_err(|e| e.into_api_error("trip reminder not updated, retry later"))?;
         }
@@ -395,10 +402,7 @@ async fn record_trip(
             tenant_id,
             trip_id: row.id,
             departure_at: row.departure_at,
-            status: row
-                .status
-                .clone()
-                .unwrap_or_else(|| "SCHEDULED".to_owned()),
+            status: row.status.clone().unwrap_or_else(|| "SCHEDULED".to_owned()),
             driver_id: row.driver_id,
             data: event.event.data.new.clone().unwrap_or_default(),
             version: event_version(event),
@@ -415,7 +419,12 @@ async fn record_trip(
         .ok_or_else(|| anyhow::anyhow!("trip {} vanished right after it was stored", row.id))?;
     let workflow_id = app
         .temporal
-        .trip_changed(tenant_id, row.id, schedule, app.config.step_deadline.as_secs())
+        .trip_changed(
+            tenant_id,
+            row.id,
+            schedule,
+            app.config.step_deadline.as_secs(),
+        )
         .await
         .map_err(|e| e.into_api_error("trip reminder not updated, retry later"))?;
     Ok(Some(workflow_id))
