@@ -189,6 +189,15 @@ pub struct WatchdogArgs {
     pub alert_webhook_url: Option<String>,
 }
 
+/// A worker's own metrics endpoint.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerMetricsArgs {
+    /// Serve this worker's `GET /metrics` (dispatch counters, latency,
+    /// rate-limit waits) on this address; off when unset.
+    #[arg(long, env = "BUSFLOW_WORKER_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
 impl WatchdogArgs {
     pub fn settings(&self) -> crate::worker::WatchdogSettings {
         crate::worker::WatchdogSettings {

@@ -7,7 +7,7 @@ use busflow_activities::notification::NotificationActivities;
 use busflow_api::AppState;
 use busflow_api::temporal::TemporalGateway;
 use busflow_comms::config::{
-    ApiArgs, DatabaseArgs, KeyArgs, ProviderArgs, TemporalArgs, WatchdogArgs,
+    ApiArgs, DatabaseArgs, KeyArgs, ProviderArgs, TemporalArgs, WatchdogArgs, WorkerMetricsArgs,
 };
 use busflow_comms::shutdown::Shutdown;
 use busflow_comms::{database, dev, server, worker};
@@ -64,6 +64,8 @@ enum Command {
         keys: KeyArgs,
         #[command(flatten)]
         watchdog: WatchdogArgs,
+        #[command(flatten)]
+        metrics: WorkerMetricsArgs,
     },
     /// Start a fresh delivery of a FAILED message (a new, linked workflow).
     RetryMessage {
@@ -159,6 +161,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             providers,
             keys,
             watchdog,
+            metrics,
         } => {
             let keys = keys.key_ring()?;
             let pool =
@@ -176,6 +179,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             )
             .await?;
             let activities = NotificationActivities::new(pool.clone(), providers, keys);
+            if let Some(address) = metrics.metrics_listen {
+                let listener = server::bind(address).await?;
+                tokio::spawn(server::serve_worker_metrics(listener, shutdown.wait()));
+            }
             let watchdog = watchdog.settings();
             worker::run(
                 client,

@@ -21,6 +21,21 @@ pub async fn serve(
         .context("serving the API")
 }
 
+/// Serves a worker's own `GET /metrics` until shutdown.
+pub async fn serve_worker_metrics(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    tracing::info!(%address, "worker metrics on http://{address}/metrics");
+    axum::serve(listener, busflow_api::metrics::worker_router())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving the worker's metrics")
+}
+
 /// Binds the API address, naming it when it is taken.
 pub async fn bind(address: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)

@@ -49,3 +49,15 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Result<impl IntoRespon
     busflow_activities::metrics::global().render(&mut out);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
+
+/// `GET /metrics` of a worker without the API: this process's counters only.
+pub fn worker_router() -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            let mut out = String::new();
+            busflow_activities::metrics::global().render(&mut out);
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+        }),
+    )
+}

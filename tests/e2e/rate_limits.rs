@@ -53,6 +53,25 @@ async fn two_workers_sharing_a_limit_never_exceed_it_and_send_everything() {
             );
         }
     }
+    let metrics = app
+        .http()
+        .get(format!("{}/metrics", app.base_url))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("busflow_rate_limit_waits_total{channel=\"SMS\"}"),
+        "the waits are counted: {metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "busflow_dispatch_total{trigger=\"booking_confirmed\",channel=\"SMS\",outcome=\"sent\"}"
+        ),
+        "{metrics}"
+    );
     let waits = app
         .count(&format!(
             "select count(*) from rate_limit_buckets where tenant_id = '{}'",
