@@ -31,6 +31,11 @@ pub struct BenchArgs {
     /// Events in flight at once (Hasura's event delivery concurrency).
     #[arg(long, default_value_t = 50)]
     pub concurrency: usize,
+    /// Offer events at this rate (per second) instead of as fast as the API
+    /// takes them: below capacity, latency shows the cost of one notification
+    /// rather than the queue.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Trip reminders to park on their timers for the memory reading (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     pub reminders: usize,
@@ -48,9 +53,10 @@ pub struct BenchArgs {
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     println!(
-        "busflow-comms bench: {} notifications, {} in flight, {} reminders; in-memory Temporal dev server, Postgres at {}",
+        "busflow-comms bench: {} notifications, {} in flight{}, {} reminders; in-memory Temporal dev server, Postgres at {}",
         args.notifications,
         args.concurrency,
+        args.rate.map(|r| format!(" at {r}/s")).unwrap_or_default(),
         args.reminders,
         crate::database::redact(&args.database_url)
     );
@@ -144,9 +150,10 @@ async fn notifications(
     let started = Instant::now();
     let started_at = Utc::now();
     let accepted: Vec<anyhow::Result<(String, DateTime<Utc>)>> = futures::stream::iter(
-        contacts
-            .iter()
-            .map(|(contact, profile)| post_booking(http, stack, *contact, *profile)),
+        contacts.iter().enumerate().map(|(i, (contact, profile))| async move {
+            pace(started, i, args.rate).await;
+            post_booking(http, stack, *contact, *profile).await
+        }),
     )
     .buffer_unordered(args.concurrency)
     .collect()
@@ -193,6 +200,13 @@ async fn notifications(
         latency: latency(ms),
         sample_workflow,
     })
+}
+
+/// With a rate, the `i`th event waits for its slot.
+async fn pace(start: Instant, i: usize, rate: Option<f64>) {
+    if let Some(rate) = rate.filter(|r| *r > 0.0) {
+        tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into()).await;
+    }
 }
 
 /// Posts one `booking_confirmed` as Hasura would; returns the notification's
@@ -261,8 +275,10 @@ async fn history_events(stack: &stack::Stack, workflow_id: &str) -> anyhow::Resu
 /// The same load shape as ours: starts as fast as `concurrency` allows, then
 /// latency from each workflow's start to its close as the server saw them.
 async fn floor(stack: &stack::Stack, args: &BenchArgs) -> anyhow::Result<Run> {
+    let begun = Instant::now();
     let started: Vec<anyhow::Result<()>> =
         futures::stream::iter((0..args.notifications).map(|i| async move {
+            pace(begun, i, args.rate).await;
             stack
                 .client
                 .start_workflow(
