@@ -149,15 +149,16 @@ async fn notifications(
     .context("seeding contacts")?;
     let started = Instant::now();
     let started_at = Utc::now();
-    let accepted: Vec<anyhow::Result<(String, DateTime<Utc>)>> = futures::stream::iter(
-        contacts.iter().enumerate().map(|(i, (contact, profile))| async move {
-            pace(started, i, args.rate).await;
-            post_booking(http, stack, *contact, *profile).await
-        }),
-    )
-    .buffer_unordered(args.concurrency)
-    .collect()
-    .await;
+    let accepted: Vec<anyhow::Result<(String, DateTime<Utc>)>> =
+        futures::stream::iter(contacts.iter().enumerate().map(
+            |(i, (contact, profile))| async move {
+                pace(started, i, args.rate).await;
+                post_booking(http, stack, *contact, *profile).await
+            },
+        ))
+        .buffer_unordered(args.concurrency)
+        .collect()
+        .await;
     let accepted: HashMap<String, DateTime<Utc>> =
         accepted.into_iter().collect::<anyhow::Result<_>>()?;
     let sample_workflow = accepted.keys().next().cloned().unwrap_or_default();
