@@ -322,7 +322,7 @@ impl TripReminderWorkflow {
             "trip": state.trip.as_ref().map(|t| t.variables.clone()).unwrap_or_default()
         });
         let entity_refs = vec![format!("trip:{}", request.trip_id)];
-        if first {
+        if first && !pending.is_empty() {
             let batch = BatchRequest {
                 tenant_id: request.tenant_id,
                 trigger_event: TRIP_REMINDER_TRIGGER.to_owned(),
@@ -349,7 +349,7 @@ impl TripReminderWorkflow {
                     .await
                     .map(|_| ()),
             )?;
-        } else {
+        } else if !first {
             for contact in &pending {
                 let notification = NotificationRequest {
                     tenant_id: request.tenant_id,
