@@ -5,6 +5,7 @@
 //! idempotent on Hasura's event id (Hasura delivers at least once).
 
 use super::payload::{EventTriggerPayload, Op};
+use super::trips;
 use crate::AppState;
 use crate::auth::require_shared_secret;
 use crate::error::{ApiError, parse_json};
@@ -17,10 +18,8 @@ use busflow_activities::identifiers::{EmailAddress, IdentifierError, PhoneNumber
 use busflow_activities::model::TenantId;
 use busflow_activities::store::{self, contacts::PassengerContact, contacts::UpsertContactError};
 use busflow_activities::triggers::{self, NotificationTrigger, RecipientRule};
-use busflow_workflows::names::{fanout_workflow_id, notification_workflow_id};
-use busflow_workflows::{
-    BatchProgress, BatchRequest, BookingChange, NotificationRequest, Recipients,
-};
+use busflow_workflows::NotificationRequest;
+use busflow_workflows::names::notification_workflow_id;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -62,14 +61,14 @@ pub async fn receive(
         return upsert_passenger_profile(&app, &event).await.map(Json);
     }
     if name == triggers::TRIP_UPSERTED {
-        return upsert_trip(&app, &event).await.map(Json);
+        return trips::upsert_trip(&app, &event).await.map(Json);
     }
     match triggers::notification_trigger(name) {
         Some(trigger) if trigger.recipient == RecipientRule::PassengerProfile => {
             notify_passenger(&app, &event, trigger).await.map(Json)
         }
         Some(trigger) if trigger.recipient == RecipientRule::TripPassengers => {
-            notify_trip(&app, &event, trigger).await.map(Json)
+            trips::notify_trip(&app, &event, trigger).await.map(Json)
         }
         Some(trigger) => Err(ApiError::client(
             axum::http::StatusCode::NOT_IMPLEMENTED,
@@ -107,7 +106,7 @@ fn validate_event_id(id: &str) -> Result<(), ApiError> {
 }
 
 /// Deserializes `event.data.new` into the trigger's row type.
-fn new_row<T: DeserializeOwned>(event: &EventTriggerPayload) -> Result<T, ApiError> {
+pub(super) fn new_row<T: DeserializeOwned>(event: &EventTriggerPayload) -> Result<T, ApiError> {
     let trigger = &event.trigger.name;
     let Some(row) = event.event.data.new.clone().filter(|v| !v.is_null()) else {
         return Err(ApiError::bad_request(
@@ -247,39 +246,8 @@ async fn notify_passenger(
             )
             .retry_after(30)
         })?;
-    if let Some(trip_id) = row.trip_id
-        && let Some(confirmed) = booking_status_change(trigger)
-    {
-        let change = BookingChange {
-            booking_id: row.id,
-            contact_id: contact.id,
-            confirmed,
-            version_ms: event_version(event).timestamp_millis(),
-        };
-        let applied = store::trips::upsert_booking(
-            &app.pool,
-            &store::trips::BookingUpdate {
-                tenant_id,
-                booking_id: row.id,
-                trip_id,
-                contact_id: contact.id,
-                confirmed,
-                version: event_version(event),
-            },
-        )
-        .await
-        .map_err(anyhow::Error::from)?;
-        if applied {
-            app.temporal
-                .booking_changed(
-                    tenant_id,
-                    trip_id,
-                    change,
-                    app.config.step_deadline.as_secs(),
-                )
-                .await
-                .map_err(|e| e.into_api_error("trip reminder not updated, retry later"))?;
-        }
+    if let Some(trip_id) = row.trip_id {
+        trips::record_booking(app, event, trigger, tenant_id, trip_id, row.id, contact.id).await?;
     }
     let workflow_id = notification_workflow_id(tenant_id, &event.id, contact.id);
     let mut entity_refs = vec![
@@ -331,7 +299,7 @@ async fn notify_passenger(
 
 /// A trigger with `when_status` notifies only when the row's status becomes
 /// that status; anything else is acknowledged and ignored.
-fn status_gate(
+pub(super) fn status_gate(
     event: &EventTriggerPayload,
     trigger: &NotificationTrigger,
     status: Option<&str>,
@@ -359,183 +327,7 @@ fn status_gate(
     None
 }
 
-/// Whether a booking trigger puts its passenger on the trip or takes them off.
-fn booking_status_change(trigger: &NotificationTrigger) -> Option<bool> {
-    match trigger.name {
-        triggers::BOOKING_CONFIRMED => Some(true),
-        triggers::BOOKING_CANCELLED => Some(false),
-        _ => None,
-    }
-}
-
-/// The event's time orders it against other events about the same row;
-/// without one (a manual replay tool) it counts as now.
-fn event_version(event: &EventTriggerPayload) -> chrono::DateTime<chrono::Utc> {
-    event.created_at.unwrap_or_else(chrono::Utc::now)
-}
-
-/// A trip row as Hasura sends it (`trips` INSERT/UPDATE).
-#[derive(Debug, Deserialize)]
-struct TripRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    #[serde(default)]
-    departure_at: Option<chrono::DateTime<chrono::Utc>>,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    driver_id: Option<Uuid>,
-}
-
-/// Records the trip (if this event is its latest) and tells its reminder.
-/// Returns the reminder's workflow id, or `None` when a newer event about
-/// the trip was recorded already.
-async fn record_trip(
-    app: &AppState,
-    event: &EventTriggerPayload,
-    row: &TripRow,
-) -> Result<Option<String>, ApiError> {
-    let tenant_id = TenantId(row.tenant_id);
-    let applied = store::trips::upsert(
-        &app.pool,
-        &store::trips::TripUpdate {
-            tenant_id,
-            trip_id: row.id,
-            departure_at: row.departure_at,
-            status: row.status.clone().unwrap_or_else(|| "SCHEDULED".to_owned()),
-            driver_id: row.driver_id,
-            data: event.event.data.new.clone().unwrap_or_default(),
-            version: event_version(event),
-        },
-    )
-    .await
-    .map_err(anyhow::Error::from)?;
-    if !applied {
-        return Ok(None);
-    }
-    let schedule = store::trips::schedule(&app.pool, tenant_id, row.id)
-        .await
-        .map_err(anyhow::Error::from)?
-        .ok_or_else(|| anyhow::anyhow!("trip {} vanished right after it was stored", row.id))?;
-    let workflow_id = app
-        .temporal
-        .trip_changed(
-            tenant_id,
-            row.id,
-            schedule,
-            app.config.step_deadline.as_secs(),
-        )
-        .await
-        .map_err(|e| e.into_api_error("trip reminder not updated, retry later"))?;
-    Ok(Some(workflow_id))
-}
-
-/// `trip_upserted`: a trip was created or changed (departure, status).
-async fn upsert_trip(
-    app: &AppState,
-    event: &EventTriggerPayload,
-) -> Result<EventResponse, ApiError> {
-    let row: TripRow = new_row(event)?;
-    match record_trip(app, event, &row).await? {
-        Some(workflow_id) => Ok(EventResponse {
-            outcome: Outcome::TripUpdated,
-            workflow_id: Some(workflow_id),
-            contact_id: None,
-            reason: None,
-        }),
-        None => Ok(ignored(format!(
-            "a newer event about trip {} was applied already",
-            row.id
-        ))),
-    }
-}
-
-/// The columns a trip-wide notification's row has: the trip itself, or a
-/// row (an incident) that names its trip.
-#[derive(Debug, Deserialize)]
-struct TripWideRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    trip_id: Option<Uuid>,
-}
-
-/// One event for everyone on a trip: a `BatchNotificationWorkflow` under
-/// `fanout/{tenant}/{event}`.
-async fn notify_trip(
-    app: &AppState,
-    event: &EventTriggerPayload,
-    trigger: &NotificationTrigger,
-) -> Result<EventResponse, ApiError> {
-    let row: TripWideRow = new_row(event)?;
-    if let Some(skip) = status_gate(event, trigger, row.status.as_deref()) {
-        return Ok(skip);
-    }
-    let tenant_id = TenantId(row.tenant_id);
-    let data = event.event.data.new.clone().unwrap_or_default();
-    let trip_id = if trigger.row_key == "trip" {
-        let trip: TripRow = new_row(event)?;
-        record_trip(app, event, &trip).await?;
-        row.id
-    } else {
-        row.trip_id.ok_or_else(|| {
-            ApiError::bad_request(
-                "INVALID_ROW",
-                format!(
-                    "trigger '{}': event.data.new.trip_id is required (the trip whose passengers to notify)",
-                    trigger.name
-                ),
-            )
-        })?
-    };
-    let trip = store::trips::schedule(&app.pool, tenant_id, trip_id)
-        .await
-        .map_err(anyhow::Error::from)?
-        .map(|s| s.variables)
-        .unwrap_or_else(|| data.clone());
-    let mut variables = serde_json::json!({ "trip": trip });
-    if trigger.row_key != "trip" {
-        variables[trigger.row_key] = data;
-    }
-    let mut entity_refs = vec![format!("trip:{trip_id}")];
-    if trigger.row_key != "trip" {
-        entity_refs.push(format!("{}:{}", trigger.row_key, row.id));
-    }
-    let workflow_id = fanout_workflow_id(tenant_id, &event.id);
-    let request = BatchRequest {
-        tenant_id,
-        trigger_event: trigger.name.to_owned(),
-        source_event_id: event.id.clone(),
-        variables,
-        recipients: Recipients::TripPassengers { trip_id },
-        entity_refs,
-        concurrency: app.config.fanout_concurrency,
-        step_deadline_secs: app.config.step_deadline.as_secs(),
-        progress: BatchProgress::default(),
-    };
-    let result = app
-        .temporal
-        .start_batch(
-            &workflow_id,
-            request,
-            format!("{} to everyone on trip {trip_id}", trigger.name),
-        )
-        .await
-        .map_err(|e| e.into_api_error("fan-out not started, retry later"))?;
-    Ok(EventResponse {
-        outcome: match result {
-            StartResult::Started => Outcome::Started,
-            StartResult::AlreadyStarted => Outcome::AlreadyStarted,
-        },
-        workflow_id: Some(workflow_id),
-        contact_id: None,
-        reason: None,
-    })
-}
-
-fn ignored(reason: String) -> EventResponse {
+pub(super) fn ignored(reason: String) -> EventResponse {
     EventResponse {
         outcome: Outcome::Ignored,
         workflow_id: None,
