@@ -18,8 +18,8 @@ use temporalio_client::{
     WorkflowSignalOptions, WorkflowStartOptions, envconfig::LoadClientConfigProfileOptions,
     errors::WorkflowStartError,
 };
-use temporalio_common::MemoValues;
 use temporalio_common::search_attributes::SearchAttributes;
+use temporalio_common::{HasWorkflowDefinition, MemoValues, SignalDefinition};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
@@ -210,24 +210,15 @@ impl TemporalGateway {
         trip: TripSchedule,
         step_deadline_secs: u64,
     ) -> Result<String, StartError> {
-        let client = self.client().await.map_err(StartError::Unavailable)?;
-        let (workflow_id, options) = self.reminder_options(tenant_id, trip_id);
-        client
-            .signal_with_start_workflow(
-                TripReminderWorkflow::run,
-                TripReminderRequest {
-                    tenant_id,
-                    trip_id,
-                    step_deadline_secs,
-                    carried: None,
-                },
-                TripReminderWorkflow::trip_changed,
-                trip,
-                options,
-            )
-            .await
-            .map_err(|e| StartError::Unavailable(anyhow::Error::new(e)))?;
-        Ok(workflow_id)
+        self.signal_reminder(
+            tenant_id,
+            trip_id,
+            step_deadline_secs,
+            TripReminderWorkflow::run,
+            TripReminderWorkflow::trip_changed,
+            trip,
+        )
+        .await
     }
 
     /// Tells the trip's reminder that a booking was confirmed or cancelled.
@@ -238,19 +229,46 @@ impl TemporalGateway {
         change: BookingChange,
         step_deadline_secs: u64,
     ) -> Result<String, StartError> {
+        self.signal_reminder(
+            tenant_id,
+            trip_id,
+            step_deadline_secs,
+            TripReminderWorkflow::run,
+            TripReminderWorkflow::booking_changed,
+            change,
+        )
+        .await
+    }
+
+    /// Signal-with-start of the trip's `TripReminderWorkflow`; returns its id.
+    /// (`reminder` is `TripReminderWorkflow::run`: the SDK's type for it is private.)
+    async fn signal_reminder<W, S>(
+        &self,
+        tenant_id: TenantId,
+        trip_id: Uuid,
+        step_deadline_secs: u64,
+        reminder: W,
+        signal: S,
+        input: S::Input,
+    ) -> Result<String, StartError>
+    where
+        W: HasWorkflowDefinition<Input = TripReminderRequest>,
+        S: SignalDefinition<Workflow = W::Run>,
+        S::Input: Send,
+    {
         let client = self.client().await.map_err(StartError::Unavailable)?;
         let (workflow_id, options) = self.reminder_options(tenant_id, trip_id);
         client
             .signal_with_start_workflow(
-                TripReminderWorkflow::run,
+                reminder,
                 TripReminderRequest {
                     tenant_id,
                     trip_id,
                     step_deadline_secs,
                     carried: None,
                 },
-                TripReminderWorkflow::booking_changed,
-                change,
+                signal,
+                input,
                 options,
             )
             .await
@@ -283,36 +301,20 @@ impl TemporalGateway {
         request: BatchRequest,
         summary: String,
     ) -> Result<StartResult, StartError> {
-        let client = self.client().await.map_err(StartError::Unavailable)?;
         let search_attributes = SearchAttributes::new([
             sa::TENANT_ID.value_set(request.tenant_id.to_string()),
             sa::TRIGGER_EVENT.value_set(request.trigger_event.clone()),
             sa::ENTITY_REFS.value_set(request.entity_refs.clone()),
         ]);
-        let mut memo_values = MemoValues::new();
-        memo_values.insert(memo::SUMMARY, summary.clone());
-        let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.to_owned())
-            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-            .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
-            .search_attributes(search_attributes)
-            .memo(memo_values)
-            .static_summary(summary)
-            .build();
-        match client
-            .start_workflow(BatchNotificationWorkflow::run, request, options)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(
-                    workflow.id = workflow_id,
-                    "started {} {workflow_id}",
-                    workflow_types::BATCH_NOTIFICATION
-                );
-                Ok(StartResult::Started)
-            }
-            Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(StartResult::AlreadyStarted),
-            Err(other) => Err(StartError::Unavailable(anyhow::Error::new(other))),
-        }
+        self.start_once(
+            BatchNotificationWorkflow::run,
+            workflow_types::BATCH_NOTIFICATION,
+            request,
+            workflow_id,
+            search_attributes,
+            summary,
+        )
+        .await
     }
 
     /// Starts `NotificationWorkflow` under `workflow_id`; a second start of the
@@ -323,31 +325,53 @@ impl TemporalGateway {
         request: NotificationRequest,
         labels: NotificationLabels,
     ) -> Result<StartResult, StartError> {
-        let client = self.client().await.map_err(StartError::Unavailable)?;
         let search_attributes = SearchAttributes::new([
             sa::TENANT_ID.value_set(request.tenant_id.to_string()),
             sa::TRIGGER_EVENT.value_set(request.trigger_event.clone()),
             sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
             sa::ENTITY_REFS.value_set(labels.entity_refs),
         ]);
+        self.start_once(
+            NotificationWorkflow::run,
+            workflow_types::NOTIFICATION,
+            request,
+            workflow_id,
+            search_attributes,
+            labels.summary,
+        )
+        .await
+    }
+
+    /// Starts `workflow` under `workflow_id` unless that id ever ran (the id
+    /// is the idempotency key), with `summary` as memo and static summary.
+    async fn start_once<W>(
+        &self,
+        workflow: W,
+        workflow_type: &str,
+        input: W::Input,
+        workflow_id: &str,
+        search_attributes: SearchAttributes,
+        summary: String,
+    ) -> Result<StartResult, StartError>
+    where
+        W: HasWorkflowDefinition,
+        W::Input: Send,
+    {
+        let client = self.client().await.map_err(StartError::Unavailable)?;
         let mut memo_values = MemoValues::new();
-        memo_values.insert(memo::SUMMARY, labels.summary.clone());
+        memo_values.insert(memo::SUMMARY, summary.clone());
         let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.to_owned())
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
             .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
             .search_attributes(search_attributes)
             .memo(memo_values)
-            .static_summary(labels.summary)
+            .static_summary(summary)
             .build();
-        match client
-            .start_workflow(NotificationWorkflow::run, request, options)
-            .await
-        {
+        match client.start_workflow(workflow, input, options).await {
             Ok(_) => {
                 tracing::info!(
                     workflow.id = workflow_id,
-                    "started {} {workflow_id}",
-                    workflow_types::NOTIFICATION
+                    "started {workflow_type} {workflow_id}"
                 );
                 Ok(StartResult::Started)
             }

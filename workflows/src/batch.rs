@@ -12,18 +12,18 @@
 
 use crate::names::{memo, notification_workflow_id, search_attributes as sa};
 use crate::notification::{NotificationRequest, NotificationWorkflow};
+use crate::steps::postgres_step;
 use busflow_activities::model::{ContactId, TenantId};
 use busflow_activities::trips::{RecipientsPageInput, TripActivities};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Duration;
-use temporalio_common::RetryPolicy;
 use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{
-    ChildWorkflowOptions, ChildWorkflowStartError, ContinueAsNewOptions, LocalActivityOptions,
-    MemoValue, ParentClosePolicy, StartChildWorkflowExecutionFailedCause, WorkflowContext,
+    ChildWorkflowOptions, ChildWorkflowStartError, ContinueAsNewOptions, MemoValue,
+    ParentClosePolicy, StartChildWorkflowExecutionFailedCause, WorkflowContext,
     WorkflowContextView, WorkflowIdReusePolicy, WorkflowResult,
 };
 use uuid::Uuid;
@@ -165,16 +165,10 @@ impl BatchNotificationWorkflow {
                         after: progress.cursor,
                         limit: PAGE_SIZE as i64,
                     },
-                    LocalActivityOptions::builder()
-                        .start_to_close_timeout(Duration::from_secs(30))
-                        .retry_policy(
-                            RetryPolicy::builder()
-                                .initial_interval(Duration::from_millis(500))
-                                .maximum_interval(Duration::from_secs(30))
-                                .build(),
-                        )
-                        .summary("read the next page of the trip's recipients".to_owned())
-                        .build(),
+                    postgres_step(
+                        "read the next page of the trip's recipients",
+                        Duration::from_secs(30),
+                    ),
                 )
                 .await?),
         }

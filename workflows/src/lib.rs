@@ -8,6 +8,7 @@ pub mod floor;
 pub mod names;
 pub mod notification;
 pub mod snooze;
+mod steps;
 pub mod trip_reminder;
 pub mod watchdog;
 

@@ -6,16 +6,15 @@
 //! concurrent change always wins over a late timer.
 
 use crate::clock::unix_ms;
+use crate::steps::postgres_step;
 use busflow_activities::inbox::{InboxActivities, WakeInput, WakeOutcome};
 use busflow_activities::model::TenantId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
-    LocalActivityOptions, SyncWorkflowContext, TimerResult, WorkflowContext, WorkflowResult,
-    WorkflowTermination,
+    SyncWorkflowContext, TimerResult, WorkflowContext, WorkflowResult, WorkflowTermination,
 };
 use uuid::Uuid;
 
@@ -88,16 +87,10 @@ impl SnoozeWorkflow {
                         conversation_id: request.conversation_id,
                         until_ms: until,
                     },
-                    LocalActivityOptions::builder()
-                        .start_to_close_timeout(Duration::from_secs(10))
-                        .retry_policy(
-                            RetryPolicy::builder()
-                                .initial_interval(Duration::from_millis(500))
-                                .maximum_interval(Duration::from_secs(30))
-                                .build(),
-                        )
-                        .summary("reopen the conversation if it is still snoozed".to_owned())
-                        .build(),
+                    postgres_step(
+                        "reopen the conversation if it is still snoozed",
+                        Duration::from_secs(10),
+                    ),
                 )
                 .await?;
             return Ok(SnoozeOutcome::Fired {

@@ -20,20 +20,20 @@ use crate::names::{
     trip_reminder_event_id,
 };
 use crate::notification::{NotificationRequest, NotificationWorkflow};
+use crate::steps::postgres_step;
 use busflow_activities::model::{ContactId, TenantId};
-use busflow_activities::store::trips::TripSchedule;
+use busflow_activities::store::trips::{DEFAULT_REMINDER_LEAD_MS, TripSchedule};
 use busflow_activities::trips::{TripActivities, TripRef};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use temporalio_common::RetryPolicy;
 use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
-    ChildWorkflowOptions, ChildWorkflowStartError, ContinueAsNewOptions, LocalActivityOptions,
-    MemoValue, ParentClosePolicy, StartChildWorkflowExecutionFailedCause, SyncWorkflowContext,
-    TimerResult, WorkflowContext, WorkflowContextView, WorkflowIdReusePolicy, WorkflowResult,
+    ChildWorkflowOptions, ChildWorkflowStartError, ContinueAsNewOptions, MemoValue,
+    ParentClosePolicy, StartChildWorkflowExecutionFailedCause, SyncWorkflowContext, TimerResult,
+    WorkflowContext, WorkflowContextView, WorkflowIdReusePolicy, WorkflowResult,
     WorkflowTermination,
 };
 use uuid::Uuid;
@@ -161,7 +161,7 @@ impl TripReminderWorkflow {
             }
             let (state, seen) = ctx.state(|s| (s.state.clone(), s.changes));
             Self::show(ctx, &state);
-            let lead_ms = state.lead_ms.unwrap_or(24 * 3600 * 1000);
+            let lead_ms = state.lead_ms.unwrap_or(DEFAULT_REMINDER_LEAD_MS);
             let now_ms = unix_ms(ctx.workflow_time()).unwrap_or(0);
             let departure = match &state.trip {
                 Some(trip) if trip.ended() => {
@@ -241,16 +241,7 @@ impl TripReminderWorkflow {
                             tenant_id: request.tenant_id,
                             trip_id: request.trip_id,
                         },
-                        LocalActivityOptions::builder()
-                            .start_to_close_timeout(Duration::from_secs(30))
-                            .retry_policy(
-                                RetryPolicy::builder()
-                                    .initial_interval(Duration::from_millis(500))
-                                    .maximum_interval(Duration::from_secs(30))
-                                    .build(),
-                            )
-                            .summary("read the trip and its bookings".to_owned())
-                            .build(),
+                        postgres_step("read the trip and its bookings", Duration::from_secs(30)),
                     )
                     .await?;
                 let mut base = TripReminderState {
@@ -411,7 +402,7 @@ impl TripReminderWorkflow {
 
 fn view(state: &TripReminderState) -> ReminderView {
     let departure_at_ms = state.trip.as_ref().and_then(|t| t.departure_at_ms);
-    let lead = state.lead_ms.unwrap_or(24 * 3600 * 1000);
+    let lead = state.lead_ms.unwrap_or(DEFAULT_REMINDER_LEAD_MS);
     ReminderView {
         departure_at_ms,
         fires_at_ms: departure_at_ms.map(|d| d - lead),

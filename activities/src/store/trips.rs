@@ -137,6 +137,9 @@ pub async fn schedule(
     ))
 }
 
+/// The reminder lead of a tenant without settings: 24 h.
+pub const DEFAULT_REMINDER_LEAD_MS: i64 = 24 * 3600 * 1000;
+
 /// How long before departure the tenant reminds passengers (24 h by default).
 pub async fn reminder_lead_ms(pool: &PgPool, tenant_id: TenantId) -> sqlx::Result<i64> {
     let lead: Option<i64> = sqlx::query_scalar(
@@ -145,7 +148,7 @@ pub async fn reminder_lead_ms(pool: &PgPool, tenant_id: TenantId) -> sqlx::Resul
     .bind(tenant_id)
     .fetch_optional(pool)
     .await?;
-    Ok(lead.unwrap_or(24 * 3600 * 1000))
+    Ok(lead.unwrap_or(DEFAULT_REMINDER_LEAD_MS))
 }
 
 /// One confirmed booking on a trip.
