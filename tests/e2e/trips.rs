@@ -413,3 +413,77 @@ async fn a_delay_reaches_every_passenger_and_the_driver_once() {
         assert!(per_recipient.iter().any(|(c, _)| *c == passenger.0));
     }
 }
+
+#[tokio::test]
+async fn unusable_trip_events_are_refused_by_name_and_write_nothing() {
+    let app = TestApp::spawn().await;
+    let trip = Uuid::new_v4();
+    let departure = Utc::now() + chrono::Duration::hours(5);
+    let error_of = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("JSON error body");
+        (
+            status,
+            body["extensions"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            body["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+
+    let mut bad_departure = trip_event(
+        "trip_upserted",
+        "bad-1",
+        app.tenant_id,
+        trip,
+        departure,
+        "SCHEDULED",
+        Utc::now(),
+    );
+    bad_departure["event"]["data"]["new"]["departure_at"] = serde_json::json!("tomorrow-ish");
+    let (status, code, message) = error_of(app.post_event(&bad_departure).await).await;
+    assert_eq!((status, code.as_str()), (400, "INVALID_ROW"), "{message}");
+    assert!(message.contains("departure_at"), "{message}");
+
+    let mut bad_time = trip_event(
+        "trip_upserted",
+        "bad-2",
+        app.tenant_id,
+        trip,
+        departure,
+        "SCHEDULED",
+        Utc::now(),
+    );
+    bad_time["created_at"] = serde_json::json!("yesterday");
+    let (status, code, message) = error_of(app.post_event(&bad_time).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "INVALID_PAYLOAD"),
+        "{message}"
+    );
+    assert!(message.contains("created_at"), "{message}");
+
+    let mut incident = trip_event(
+        "incident_created",
+        "bad-3",
+        app.tenant_id,
+        Uuid::new_v4(),
+        departure,
+        "OPEN",
+        Utc::now(),
+    );
+    incident["table"]["name"] = serde_json::json!("incidents");
+    let (status, code, message) = error_of(app.post_event(&incident).await).await;
+    assert_eq!((status, code.as_str()), (400, "INVALID_ROW"), "{message}");
+    assert!(message.contains("trip_id"), "{message}");
+
+    let written = app
+        .count(&format!(
+            "select (select count(*) from trips where tenant_id = '{0}')
+                  + (select count(*) from trip_bookings where tenant_id = '{0}')",
+            app.tenant_id
+        ))
+        .await;
+    assert_eq!(written, 0, "nothing written");
+}

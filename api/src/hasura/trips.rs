@@ -83,12 +83,29 @@ fn event_version(event: &EventTriggerPayload) -> chrono::DateTime<chrono::Utc> {
 struct TripRow {
     id: Uuid,
     tenant_id: Uuid,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "departure_at")]
     departure_at: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
     driver_id: Option<Uuid>,
+}
+
+/// `departure_at` as Hasura sends a timestamptz; the error names the field
+/// (serde's own message for a bad timestamp does not).
+fn departure_at<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
+    let Some(raw) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    chrono::DateTime::parse_from_rfc3339(&raw)
+        .map(|t| Some(t.with_timezone(&chrono::Utc)))
+        .map_err(|e| {
+            serde::de::Error::custom(format!(
+                "departure_at '{raw}' is not an RFC 3339 timestamp ({e})"
+            ))
+        })
 }
 
 /// Records the trip (if this event is its latest) and tells its reminder.
