@@ -8,7 +8,8 @@
 //! Reads the files the way `hasura metadata apply` does: the table files are
 //! the ones `tables.yaml` includes. No Hasura is needed.
 
-use busflow_activities::triggers::{self, NOTIFICATION_TRIGGERS};
+use busflow_activities::model::ContactKind;
+use busflow_activities::triggers::{self, RecipientRule, Route, Trigger};
 use busflow_api::auth::SECRET_HEADER;
 use busflow_api::hasura::actions::ACTIONS;
 use serde_norway::Value;
@@ -210,7 +211,7 @@ fn event_triggers_are_exactly_the_triggers_the_service_routes() {
     assert_no_problems("event trigger names must be unique", &duplicates);
 
     let in_metadata: BTreeSet<&str> = declared.keys().map(String::as_str).collect();
-    let routed: BTreeSet<&str> = triggers::all_trigger_names().collect();
+    let routed: BTreeSet<&str> = triggers::hasura_triggers().map(Trigger::as_str).collect();
     assert_same_names(
         "Event triggers",
         "hasura/metadata",
@@ -300,7 +301,7 @@ fn update_columns(trigger: &Value) -> Option<Vec<String>> {
 }
 
 #[test]
-fn event_triggers_sit_on_the_table_their_row_comes_from() {
+fn event_triggers_sit_on_the_registry_table_and_fire_on_the_columns_their_condition_reads() {
     let tables = table_files();
     let table_of: BTreeMap<&str, (&str, &Value)> = tables
         .iter()
@@ -311,40 +312,175 @@ fn event_triggers_sit_on_the_table_their_row_comes_from() {
         })
         .collect();
     let mut problems = Vec::new();
-    for notification in NOTIFICATION_TRIGGERS {
+    for trigger in triggers::hasura_triggers() {
         // Missing triggers are reported by the name test.
-        let Some((table, trigger)) = table_of.get(notification.name) else {
+        let Some((table, definition)) = table_of.get(trigger.as_str()) else {
             continue;
         };
-        let plural = format!("{}s", notification.row_key);
-        if *table != plural && !table.ends_with(&format!("_{plural}")) {
+        let expected = trigger.table().map(|t| t.as_str()).unwrap_or_default();
+        if *table != expected {
             problems.push(format!(
-                "{}: its row is a {} (row_key), but the trigger is on table {table}",
-                notification.name, notification.row_key
+                "{trigger}: the registry reads rows of {expected}, but the trigger is on {table}"
             ));
         }
-        if let Some(status) = notification.when_status {
-            let listens = update_columns(trigger)
-                .is_some_and(|cols| cols.iter().any(|c| c == "status" || c == "*"));
-            if !listens {
-                problems.push(format!(
-                    "{}: notifies when status becomes {status}, so it must fire on updates of `status`",
-                    notification.name
-                ));
-            }
+        let on_insert = definition
+            .get("definition")
+            .and_then(|d| d.get("insert"))
+            .is_some();
+        let update = update_columns(definition);
+        let (needs_insert, needs_update, columns) = match trigger.notification() {
+            Some(n) => (
+                n.condition.on_insert(),
+                n.condition.on_update(),
+                n.condition.columns(),
+            ),
+            None => (true, true, Vec::new()),
+        };
+        if needs_insert != on_insert {
+            problems.push(format!(
+                "{trigger}: {} on insert, but the metadata {}",
+                if needs_insert {
+                    "can notify"
+                } else {
+                    "never notifies"
+                },
+                if on_insert {
+                    "fires it on insert"
+                } else {
+                    "does not fire it on insert"
+                }
+            ));
         }
-    }
-    for data_trigger in triggers::DATA_TRIGGERS {
-        if let Some((table, _)) = table_of.get(data_trigger) {
-            let singular = table.strip_suffix('s').unwrap_or(table);
-            if !data_trigger.starts_with(&format!("{singular}_")) {
-                problems.push(format!(
-                    "{data_trigger}: named <table singular>_<what happened>, but it is on table {table}"
-                ));
+        match (&update, needs_update) {
+            (None, true) => problems.push(format!(
+                "{trigger}: can notify on update, but does not fire on update"
+            )),
+            (Some(_), false) => problems.push(format!(
+                "{trigger}: never notifies on update, but fires on update"
+            )),
+            (Some(listened), true) if !listened.iter().any(|c| c == "*") => {
+                for column in &columns {
+                    if !listened.iter().any(|c| c == column) {
+                        problems.push(format!(
+                            "{trigger}: its condition reads `{column}`, so the update trigger must listen to it \
+                             (Hasura fires only when a listened column changes)"
+                        ));
+                    }
+                }
             }
+            _ => {}
         }
     }
     assert_no_problems("event triggers on the wrong table or columns", &problems);
+}
+
+#[test]
+fn the_readme_trigger_table_is_the_registry() {
+    let readme = read(&project_root().join("hasura/README.md"));
+    let expected = trigger_table();
+    let (begin, end) = (
+        "<!-- trigger table: begin -->",
+        "<!-- trigger table: end -->",
+    );
+    let shown = readme
+        .split_once(begin)
+        .and_then(|(_, rest)| rest.split_once(end))
+        .map(|(table, _)| table.trim())
+        .unwrap_or_else(|| {
+            panic!(
+                "hasura/README.md has no `{begin}` … `{end}` section; it should hold:\n\n{expected}"
+            )
+        });
+    assert!(
+        shown == expected.trim(),
+        "hasura/README.md's trigger table is not the registry's; replace it with:\n\n{expected}"
+    );
+}
+
+/// Each Hasura trigger: its table, the columns Hasura fires on, when it
+/// notifies, whom, and the default chain.
+fn trigger_table() -> String {
+    let tables = table_files();
+    let fires_on = |name: &str| -> String {
+        let Some(definition) = tables
+            .iter()
+            .flat_map(|t| t.event_triggers())
+            .find(|t| str_at(t, "name") == Some(name))
+        else {
+            return "—".to_owned();
+        };
+        let mut ops = Vec::new();
+        if definition
+            .get("definition")
+            .and_then(|d| d.get("insert"))
+            .is_some()
+        {
+            ops.push("insert".to_owned());
+        }
+        if let Some(columns) = update_columns(definition) {
+            let columns = columns
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            ops.push(format!("update of {columns}"));
+        }
+        ops.join("; ")
+    };
+    let mut out = String::from(
+        "| trigger | table | Hasura fires on | notifies when | who | default chain |\n|---|---|---|---|---|---|\n",
+    );
+    for trigger in triggers::hasura_triggers() {
+        let table = trigger.table().map(|t| t.as_str()).unwrap_or_default();
+        let (when, who, chain) = match trigger.route() {
+            Some(Route::Notify(n)) => (
+                n.condition.describe(),
+                match n.recipient {
+                    RecipientRule::Person(kind) => format!(
+                        "the {} named by `{}`{}",
+                        kind.as_str().to_lowercase(),
+                        RecipientRule::person_column(kind),
+                        if kind == ContactKind::Customer {
+                            " (else `contact_email`)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    RecipientRule::TripPassengers { driver: true } => {
+                        "every passenger of the trip, and its driver (driver's template)".to_owned()
+                    }
+                    RecipientRule::TripPassengers { driver: false } => {
+                        "every passenger of the trip".to_owned()
+                    }
+                    RecipientRule::TripDriver => "the trip's driver".to_owned(),
+                    RecipientRule::Conversation => "the conversation's contact".to_owned(),
+                },
+                n.default_chain
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" → "),
+            ),
+            Some(Route::Contact(kind)) => (
+                format!(
+                    "never: keeps the {} contact in step",
+                    kind.as_str().to_lowercase()
+                ),
+                "—".to_owned(),
+                "—".to_owned(),
+            ),
+            _ => (
+                "never: records the trip for its reminder and fan-outs".to_owned(),
+                "—".to_owned(),
+                "—".to_owned(),
+            ),
+        };
+        out.push_str(&format!(
+            "| `{trigger}` | `{table}` | {} | {when} | {who} | {chain} |\n",
+            fires_on(trigger.as_str())
+        ));
+    }
+    out
 }
 
 #[test]

@@ -49,12 +49,13 @@ id_newtype!(
 );
 
 macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize, ::sqlx::Type)]
         #[sqlx(type_name = "text")]
         pub enum $name {
             $(
+                $(#[$vdoc])*
                 #[serde(rename = $text)]
                 #[sqlx(rename = $text)]
                 $variant,
@@ -73,19 +74,19 @@ macro_rules! text_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
         impl std::str::FromStr for $name {
-            type Err = UnknownVariant;
+            type Err = $crate::model::UnknownVariant;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    other => Err(UnknownVariant {
+                    other => Err($crate::model::UnknownVariant {
                         kind: stringify!($name),
                         value: other.to_owned(),
                     }),
@@ -95,12 +96,14 @@ macro_rules! text_enum {
     };
 }
 
+pub(crate) use text_enum;
+
 /// A string that is not one of an enum's stored forms.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown {kind} '{value}'")]
 pub struct UnknownVariant {
-    kind: &'static str,
-    value: String,
+    pub(crate) kind: &'static str,
+    pub(crate) value: String,
 }
 
 text_enum!(

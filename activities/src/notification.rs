@@ -17,7 +17,7 @@ use crate::providers::sms::sms_parts;
 use crate::providers::{FailureClass, SendMessageCommand};
 use crate::store::{self, contacts::Contact};
 use crate::templates::{self, RenderError};
-use crate::triggers;
+use crate::triggers::{self, Trigger};
 use crate::{metrics, quiet_hours, rate_limit};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -49,7 +49,7 @@ pub mod failure_types {
 pub struct PrepareInput {
     pub tenant_id: TenantId,
     pub contact_id: ContactId,
-    pub trigger_event: String,
+    pub trigger_event: Trigger,
     pub channel: Channel,
     pub workflow_id: String,
     pub attempt: i16,
@@ -105,7 +105,7 @@ pub enum PrepareOutcome {
 pub struct PlanInput {
     pub tenant_id: TenantId,
     pub contact_id: ContactId,
-    pub trigger_event: String,
+    pub trigger_event: Trigger,
     /// Recorded with the plan so ops can retry the notification later.
     pub workflow_id: String,
     pub source_event_id: String,
@@ -180,10 +180,10 @@ impl NotificationActivities {
         input: PlanInput,
     ) -> Result<NotificationPlan, ActivityError> {
         let pool = &self.pool;
-        let trigger = triggers::planned_trigger(&input.trigger_event).ok_or_else(|| {
+        let trigger = input.trigger_event.notification().ok_or_else(|| {
             permanent(
                 failure_types::UNKNOWN_TRIGGER,
-                format!("trigger '{}' is not in the registry", input.trigger_event),
+                format!("trigger '{}' sends no notification", input.trigger_event),
             )
         })?;
         let contact = store::contacts::get(pool, input.tenant_id, input.contact_id)
@@ -194,9 +194,10 @@ impl NotificationActivities {
                     format!("contact {} not found", input.contact_id),
                 )
             })?;
-        let tenant_override = store::tenants::trigger_override(pool, input.tenant_id, trigger.name)
-            .await
-            .map_err(|e| permanent(failure_types::INVALID_TENANT_SETTINGS, format!("{e:#}")))?;
+        let tenant_override =
+            store::tenants::trigger_override(pool, input.tenant_id, trigger.name())
+                .await
+                .map_err(|e| permanent(failure_types::INVALID_TENANT_SETTINGS, format!("{e:#}")))?;
         let active = store::channel_accounts::active_channels(pool, input.tenant_id).await?;
         store::requests::record(
             pool,
@@ -204,7 +205,7 @@ impl NotificationActivities {
                 tenant_id: input.tenant_id,
                 workflow_id: input.workflow_id.clone(),
                 contact_id: contact.id,
-                trigger_event: trigger.name.to_owned(),
+                trigger_event: trigger.trigger,
                 source_event_id: input.source_event_id.clone(),
                 variables: sqlx::types::Json(input.variables.clone()),
             },
@@ -299,14 +300,13 @@ impl NotificationActivities {
                     .clone()
                     .unwrap_or_else(|| tenant.default_locale.clone());
                 let chain = templates::locale_chain(&locale);
-                let Some(source) = store::templates::resolve(
-                    pool,
-                    input.tenant_id,
-                    &input.trigger_event,
-                    input.channel,
-                    &chain,
-                )
-                .await?
+                let wanted = store::templates::TemplateFor {
+                    trigger: input.trigger_event,
+                    audience: contact.kind,
+                    channel: input.channel,
+                };
+                let Some(source) =
+                    store::templates::resolve(pool, input.tenant_id, wanted, &chain).await?
                 else {
                     return unusable(format!(
                         "no {} template for '{}' in {} (tenant or platform)",
@@ -328,6 +328,10 @@ impl NotificationActivities {
                 (source.template_key, rendered)
             }
         };
+        let mut rendered = rendered;
+        if input.channel == Channel::Email && rendered.body_html.is_none() {
+            rendered.body_html = Some(templates::html_from_text(&rendered.body));
+        }
         let message_id = store::messages::insert_outbound_queued(
             pool,
             &store::messages::NewOutboundMessage {
@@ -339,7 +343,7 @@ impl NotificationActivities {
                 workflow_id: input.workflow_id.clone(),
                 attempt: input.attempt,
                 replaces_message_id: input.replaces_message_id,
-                trigger_event: input.trigger_event.clone(),
+                trigger_event: input.trigger_event,
                 template_key: template_key.clone(),
                 conversation_id: input.conversation_id,
                 subject: rendered.subject,
@@ -471,9 +475,12 @@ impl NotificationActivities {
                 .build(),
             ));
         }
-        let trigger = message.trigger_event.clone().unwrap_or_default();
+        let trigger = message
+            .trigger_event
+            .map(Trigger::as_str)
+            .unwrap_or_default();
         let record = |outcome: metrics::DispatchOutcome, started: Instant| {
-            metrics::global().dispatched(&trigger, message.channel, outcome, started.elapsed());
+            metrics::global().dispatched(trigger, message.channel, outcome, started.elapsed());
         };
         let started = Instant::now();
         let command = SendMessageCommand {
@@ -604,7 +611,11 @@ pub fn recipient_address(contact: &Contact, channel: Channel) -> Option<String> 
     match channel {
         Channel::Email => ids.email.clone(),
         Channel::Sms => ids.phone.clone().or_else(|| ids.whatsapp.clone()),
-        Channel::WhatsApp => ids.whatsapp.clone().or_else(|| ids.phone.clone()),
+        Channel::WhatsApp => ids
+            .whatsapp
+            .clone()
+            .or_else(|| ids.phone.clone())
+            .or_else(|| ids.whatsapp_user_id.clone()),
         Channel::Webchat => ids.webchat.clone(),
     }
 }

@@ -115,7 +115,7 @@ mod tests {
     use super::*;
     use crate::model::{ContactId, ContactKind, TenantId};
     use crate::store::contacts::Identifiers;
-    use crate::triggers::notification_trigger;
+    use crate::triggers::Trigger;
     use uuid::Uuid;
 
     fn contact(email: bool, phone: bool, opted_out: &[&str]) -> Contact {
@@ -128,6 +128,7 @@ mod tests {
                 email: email.then(|| "ana@example.com".into()),
                 phone: phone.then(|| "+525512345678".into()),
                 whatsapp: None,
+                whatsapp_user_id: None,
                 webchat: None,
             }),
             passenger_profile_id: None,
@@ -138,7 +139,9 @@ mod tests {
     }
 
     fn booking() -> &'static NotificationTrigger {
-        notification_trigger("booking_confirmed").expect("registered")
+        Trigger::BookingConfirmed
+            .notification()
+            .expect("registered")
     }
 
     fn with_receipts(channels: &[Channel]) -> Vec<ActiveChannel> {

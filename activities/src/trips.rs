@@ -28,8 +28,15 @@ pub struct TripReminderSeed {
 pub struct RecipientsPageInput {
     pub tenant_id: TenantId,
     pub trip_id: Uuid,
+    /// Whether the trip's driver is among the recipients.
+    #[serde(default = "yes")]
+    pub include_driver: bool,
     pub after: Option<ContactId>,
     pub limit: i64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub struct TripActivities {
@@ -71,6 +78,7 @@ impl TripActivities {
             &self.pool,
             input.tenant_id,
             input.trip_id,
+            input.include_driver,
             input.after,
             input.limit,
         )

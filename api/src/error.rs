@@ -20,6 +20,8 @@ pub enum ApiError {
         retry_after_secs: Option<u64>,
     },
     #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
@@ -86,6 +88,7 @@ impl IntoResponse for ApiError {
                 }
                 response
             }
+            ApiError::Database(err) => ApiError::Unexpected(err.into()).into_response(),
             ApiError::Unexpected(err) => {
                 tracing::error!(error = format!("{err:#}"), "unexpected error");
                 (

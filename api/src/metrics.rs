@@ -28,7 +28,41 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Result<impl IntoRespon
     .fetch_all(&app.pool)
     .await
     .map_err(anyhow::Error::from)?;
+    let dead_letters: Vec<(String, String, i64)> = sqlx::query_as(
+        "select provider, code, count(*) from inbound_dead_letters
+          where replayed_at is null group by provider, code order by 1, 2",
+    )
+    .fetch_all(&app.pool)
+    .await?;
+    let identifier_problems: Vec<(String, String, i64)> = sqlx::query_as(
+        "select c.kind, p.field, count(*) from contacts c, jsonb_object_keys(c.identifier_problems) as p(field)
+          group by c.kind, p.field order by 1, 2",
+    )
+    .fetch_all(&app.pool)
+    .await?;
     let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP busflow_inbound_dead_letters Inbound messages nobody could be found for, kept for replay, by provider and reason."
+    );
+    let _ = writeln!(out, "# TYPE busflow_inbound_dead_letters gauge");
+    for (provider, code, count) in dead_letters {
+        let _ = writeln!(
+            out,
+            "busflow_inbound_dead_letters{{provider=\"{provider}\",reason=\"{code}\"}} {count}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP busflow_contact_identifier_problems Contacts with a field of their source row that could not be used, by kind and field."
+    );
+    let _ = writeln!(out, "# TYPE busflow_contact_identifier_problems gauge");
+    for (kind, field, count) in identifier_problems {
+        let _ = writeln!(
+            out,
+            "busflow_contact_identifier_problems{{kind=\"{kind}\",field=\"{field}\"}} {count}"
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP busflow_stuck_messages Messages QUEUED for longer than the stuck threshold."

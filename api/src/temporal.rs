@@ -303,7 +303,7 @@ impl TemporalGateway {
     ) -> Result<StartResult, StartError> {
         let search_attributes = SearchAttributes::new([
             sa::TENANT_ID.value_set(request.tenant_id.to_string()),
-            sa::TRIGGER_EVENT.value_set(request.trigger_event.clone()),
+            sa::TRIGGER_EVENT.value_set(request.trigger_event.to_string()),
             sa::ENTITY_REFS.value_set(request.entity_refs.clone()),
         ]);
         self.start_once(
@@ -327,7 +327,7 @@ impl TemporalGateway {
     ) -> Result<StartResult, StartError> {
         let search_attributes = SearchAttributes::new([
             sa::TENANT_ID.value_set(request.tenant_id.to_string()),
-            sa::TRIGGER_EVENT.value_set(request.trigger_event.clone()),
+            sa::TRIGGER_EVENT.value_set(request.trigger_event.to_string()),
             sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
             sa::ENTITY_REFS.value_set(labels.entity_refs),
         ]);

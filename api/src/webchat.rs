@@ -98,6 +98,7 @@ pub async fn receive_message(
     let outcome = inbox::record_inbound(
         &app.pool,
         &InboundMessage {
+            aliases: Vec::new(),
             tenant_id,
             channel_account_id: account.id,
             channel: Channel::Webchat,

@@ -4,9 +4,10 @@ use super::config::{DemoTenant, DemoWhatsApp};
 use anyhow::Context;
 use busflow_activities::crypto::KeyRing;
 use busflow_activities::identifiers::{EmailAddress, PhoneNumber};
+use busflow_activities::model::ContactKind;
 use busflow_activities::model::{ChannelAccountId, TenantId};
 use busflow_activities::secrets::ProviderSecrets;
-use busflow_activities::store::contacts::{self, PassengerContact};
+use busflow_activities::store::contacts::{self, PersonContact, PersonSource};
 use sqlx::PgPool;
 
 /// Tenant settings row (display name, region, locale, time zone).
@@ -115,7 +116,7 @@ async fn upsert_sandbox_whatsapp(
             "insert into notification_templates
                 (tenant_id, trigger_event, channel, locale, body, whatsapp_template_name, whatsapp_language, whatsapp_parameters)
              values ($1, 'booking_confirmed', 'WHATSAPP', $2, $3, $4, $5, $6)
-             on conflict (tenant_id, trigger_event, channel, locale) do update
+             on conflict (tenant_id, trigger_event, channel, locale, audience) do update
                 set body = excluded.body, whatsapp_template_name = excluded.whatsapp_template_name,
                     whatsapp_language = excluded.whatsapp_language, whatsapp_parameters = excluded.whatsapp_parameters",
         )
@@ -157,9 +158,12 @@ pub async fn seed_demo_tenant(
     .await?;
     upsert_sandbox_whatsapp(pool, keys, tenant_id, &demo.whatsapp).await?;
     for passenger in &demo.passengers {
-        let contact = PassengerContact {
+        let contact = PersonContact {
             tenant_id,
-            passenger_profile_id: passenger.passenger_profile_id,
+            source: PersonSource {
+                kind: ContactKind::Customer,
+                id: passenger.passenger_profile_id,
+            },
             display_name: passenger.full_name.clone(),
             email: passenger
                 .email
@@ -174,8 +178,9 @@ pub async fn seed_demo_tenant(
             whatsapp: None,
             locale: passenger.locale.clone(),
             time_zone: None,
+            problems: Default::default(),
         };
-        contacts::upsert_passenger(pool, &contact)
+        contacts::upsert_person(pool, &contact)
             .await
             .with_context(|| format!("seeding demo passenger {}", passenger.full_name))?;
     }

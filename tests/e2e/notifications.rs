@@ -46,7 +46,7 @@ async fn a_confirmed_booking_emails_the_passenger_and_records_it_sent() {
         sent.source
     );
     // es-MX has no template of its own: the platform's "es" template is used.
-    assert_eq!(sent.subject, "Tu reserva BF-7Q2K está confirmada");
+    assert_eq!(sent.subject, "Tu reservación BF-7Q2K está confirmada");
     assert!(sent.body.contains("Hola Ana"), "{}", sent.body);
     assert!(sent.body.contains("Asiento: 14B"), "{}", sent.body);
     let delivered = outcome.delivered.expect("a message got through");
@@ -73,7 +73,7 @@ async fn a_confirmed_booking_emails_the_passenger_and_records_it_sent() {
     assert_eq!(external_id.as_deref(), Some(sent.id.as_str()));
     assert_eq!(
         subject.as_deref(),
-        Some("Tu reserva BF-7Q2K está confirmada")
+        Some("Tu reservación BF-7Q2K está confirmada")
     );
     assert!(sent_at.is_some());
 }

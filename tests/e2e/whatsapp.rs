@@ -251,7 +251,10 @@ async fn a_delivered_receipt_ends_the_notification_on_whatsapp_and_late_receipts
             &[(&wamid, "delivered", delivered_at)],
         )
         .await;
-    assert_eq!(answer, json!({"applied": 1, "pending": 0, "received": 0}));
+    assert_eq!(
+        answer,
+        json!({"applied": 1, "pending": 0, "received": 0, "dead_letters": 0})
+    );
     let outcome = app
         .workflow_result(&workflow_id)
         .await
@@ -280,11 +283,11 @@ async fn a_delivered_receipt_ends_the_notification_on_whatsapp_and_late_receipts
         .await;
     assert_eq!(
         late_read,
-        json!({"applied": 1, "pending": 0, "received": 0})
+        json!({"applied": 1, "pending": 0, "received": 0, "dead_letters": 0})
     );
     assert_eq!(
         duplicate,
-        json!({"applied": 1, "pending": 0, "received": 0})
+        json!({"applied": 1, "pending": 0, "received": 0, "dead_letters": 0})
     );
     let rows = app.messages(&workflow_id).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -343,7 +346,7 @@ async fn receipts_out_of_order_and_twice_end_exactly_like_receipts_in_order() {
                     .await;
                 assert_eq!(
                     answer,
-                    json!({"applied": 1, "pending": 0, "received": 0}),
+                    json!({"applied": 1, "pending": 0, "received": 0, "dead_letters": 0}),
                     "{status}"
                 );
             }
@@ -413,7 +416,10 @@ async fn forged_or_misaddressed_receipts_never_change_a_message() {
             &[(&wamid, "delivered", seconds_ago(10))],
         )
         .await;
-    assert_eq!(early, json!({"applied": 0, "pending": 1, "received": 0}));
+    assert_eq!(
+        early,
+        json!({"applied": 0, "pending": 1, "received": 0, "dead_letters": 0})
+    );
     let workflow_id = app
         .confirm_booking(profile, contact, &booking_reference("BF-FRG"))
         .await;
@@ -431,7 +437,10 @@ async fn forged_or_misaddressed_receipts_never_change_a_message() {
             &[(&wamid, "read", seconds_ago(5))],
         )
         .await;
-    assert_eq!(late, json!({"applied": 0, "pending": 1, "received": 0}));
+    assert_eq!(
+        late,
+        json!({"applied": 0, "pending": 1, "received": 0, "dead_letters": 0})
+    );
     // Forgeries on our own webhook.
     let body = status_webhook(&[(&wamid, "delivered", seconds_ago(5))]);
     let forgeries = [
@@ -489,7 +498,10 @@ async fn forged_or_misaddressed_receipts_never_change_a_message() {
             &[(&wamid, "delivered", seconds_ago(1))],
         )
         .await;
-    assert_eq!(genuine, json!({"applied": 1, "pending": 0, "received": 0}));
+    assert_eq!(
+        genuine,
+        json!({"applied": 1, "pending": 0, "received": 0, "dead_letters": 0})
+    );
     let outcome = app.workflow_result(&workflow_id).await.expect("delivered");
     assert_ended_on_whatsapp(&outcome, "DELIVERED", &wamid);
 }
@@ -533,7 +545,7 @@ async fn a_receipt_that_beats_metas_send_response_is_applied_once_the_wamid_is_r
         .await;
     assert_eq!(
         early,
-        json!({"applied": 0, "pending": 1, "received": 0}),
+        json!({"applied": 0, "pending": 1, "received": 0, "dead_letters": 0}),
         "no message knows the wamid yet"
     );
     let outcome = app
@@ -772,7 +784,10 @@ async fn after_a_key_rotation_whatsapp_still_sends_with_the_right_token_and_veri
             &[(&wamid, "delivered", seconds_ago(1))],
         )
         .await;
-    assert_eq!(answer, json!({"applied": 1, "pending": 0, "received": 0}));
+    assert_eq!(
+        answer,
+        json!({"applied": 1, "pending": 0, "received": 0, "dead_letters": 0})
+    );
     let outcome = app.workflow_result(&workflow_id).await.expect("delivered");
     assert_ended_on_whatsapp(&outcome, "DELIVERED", &wamid);
 }

@@ -14,6 +14,7 @@ use crate::names::{memo, notification_workflow_id, search_attributes as sa};
 use crate::notification::{NotificationRequest, NotificationWorkflow};
 use crate::steps::postgres_step;
 use busflow_activities::model::{ContactId, TenantId};
+use busflow_activities::triggers::Trigger;
 use busflow_activities::trips::{RecipientsPageInput, TripActivities};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -38,15 +39,21 @@ const HISTORY_BUDGET: u32 = 4_000;
 pub enum Recipients {
     /// An explicit list (a trip reminder's passengers).
     Contacts(Vec<ContactId>),
-    /// Everyone with a confirmed booking on the trip, and its driver.
-    TripPassengers { trip_id: Uuid },
+    /// Everyone with a confirmed booking on the trip, and (unless told
+    /// otherwise: an incident reaches its driver by a trigger of its own)
+    /// the trip's driver.
+    TripPassengers {
+        trip_id: Uuid,
+        #[serde(default = "yes")]
+        include_driver: bool,
+    },
 }
 
 /// One event for many recipients.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BatchRequest {
     pub tenant_id: TenantId,
-    pub trigger_event: String,
+    pub trigger_event: Trigger,
     pub source_event_id: String,
     /// Template variables shared by every recipient, e.g. `{"trip": {...}}`.
     pub variables: serde_json::Value,
@@ -62,6 +69,10 @@ pub struct BatchRequest {
     /// Where the previous run stopped (continue-as-new).
     #[serde(default)]
     pub progress: BatchProgress,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_concurrency() -> usize {
@@ -156,12 +167,16 @@ impl BatchNotificationWorkflow {
                 let from = usize::try_from(progress.dispatched).unwrap_or(usize::MAX);
                 Ok(all.iter().skip(from).take(PAGE_SIZE).copied().collect())
             }
-            Recipients::TripPassengers { trip_id } => Ok(ctx
+            Recipients::TripPassengers {
+                trip_id,
+                include_driver,
+            } => Ok(ctx
                 .execute_local_activity(
                     TripActivities::trip_recipients_page,
                     RecipientsPageInput {
                         tenant_id: request.tenant_id,
                         trip_id: *trip_id,
+                        include_driver: *include_driver,
                         after: progress.cursor,
                         limit: PAGE_SIZE as i64,
                     },
@@ -186,7 +201,7 @@ impl BatchNotificationWorkflow {
                 .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
                 .search_attributes(SearchAttributes::new([
                     sa::TENANT_ID.value_set(request.tenant_id.to_string()),
-                    sa::TRIGGER_EVENT.value_set(request.trigger_event.clone()),
+                    sa::TRIGGER_EVENT.value_set(request.trigger_event.to_string()),
                     sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
                     sa::ENTITY_REFS.value_set(request.entity_refs.clone()),
                 ]))
@@ -198,7 +213,7 @@ impl BatchNotificationWorkflow {
             let child_request = NotificationRequest {
                 tenant_id: request.tenant_id,
                 contact_id: contact,
-                trigger_event: request.trigger_event.clone(),
+                trigger_event: request.trigger_event,
                 source_event_id: request.source_event_id.clone(),
                 channels: None,
                 variables: request.variables.clone(),

@@ -25,6 +25,7 @@ use busflow_activities::notification::{
     PrepareInput, PrepareOutcome, failure_types,
 };
 use busflow_activities::planning::ChannelStep;
+use busflow_activities::triggers::Trigger;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,7 +43,7 @@ use temporalio_sdk::{
 pub struct NotificationRequest {
     pub tenant_id: TenantId,
     pub contact_id: ContactId,
-    pub trigger_event: String,
+    pub trigger_event: Trigger,
     /// The Hasura event id (or another idempotency key) that caused this.
     pub source_event_id: String,
     /// An explicit chain (an agent reply goes out on its conversation's
@@ -143,7 +144,7 @@ impl NotificationWorkflow {
                 PlanInput {
                     tenant_id: request.tenant_id,
                     contact_id: request.contact_id,
-                    trigger_event: request.trigger_event.clone(),
+                    trigger_event: request.trigger_event,
                     workflow_id: ctx.workflow_id().to_owned(),
                     source_event_id: request.source_event_id.clone(),
                     variables: request.variables.clone(),
@@ -189,7 +190,7 @@ impl NotificationWorkflow {
                     PrepareInput {
                         tenant_id: request.tenant_id,
                         contact_id: request.contact_id,
-                        trigger_event: request.trigger_event.clone(),
+                        trigger_event: request.trigger_event,
                         channel,
                         workflow_id: workflow_id.clone(),
                         attempt,

@@ -23,6 +23,7 @@ use crate::notification::{NotificationRequest, NotificationWorkflow};
 use crate::steps::postgres_step;
 use busflow_activities::model::{ContactId, TenantId};
 use busflow_activities::store::trips::{DEFAULT_REMINDER_LEAD_MS, TripSchedule};
+use busflow_activities::triggers::Trigger;
 use busflow_activities::trips::{TripActivities, TripRef};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,8 +39,6 @@ use temporalio_sdk::{
 };
 use uuid::Uuid;
 
-/// The trigger (and template) of reminder notifications.
-pub const TRIP_REMINDER_TRIGGER: &str = busflow_activities::triggers::TRIP_REMINDER.name;
 /// Past this many history events the workflow continues as new.
 const HISTORY_BUDGET: u32 = 2_000;
 /// A reminder that never learns its trip's departure gives up after this.
@@ -316,7 +315,7 @@ impl TripReminderWorkflow {
         if first && !pending.is_empty() {
             let batch = BatchRequest {
                 tenant_id: request.tenant_id,
-                trigger_event: TRIP_REMINDER_TRIGGER.to_owned(),
+                trigger_event: Trigger::TripReminder,
                 source_event_id: event_id.clone(),
                 variables,
                 recipients: Recipients::Contacts(pending.clone()),
@@ -345,7 +344,7 @@ impl TripReminderWorkflow {
                 let notification = NotificationRequest {
                     tenant_id: request.tenant_id,
                     contact_id: *contact,
-                    trigger_event: TRIP_REMINDER_TRIGGER.to_owned(),
+                    trigger_event: Trigger::TripReminder,
                     source_event_id: event_id.clone(),
                     channels: None,
                     variables: variables.clone(),
@@ -430,7 +429,7 @@ fn child_options(
         .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
         .search_attributes(SearchAttributes::new([
             sa::TENANT_ID.value_set(tenant_id.to_string()),
-            sa::TRIGGER_EVENT.value_set(TRIP_REMINDER_TRIGGER.to_owned()),
+            sa::TRIGGER_EVENT.value_set(Trigger::TripReminder.to_string()),
             sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
             sa::ENTITY_REFS.value_set(entity_refs.to_vec()),
         ]))

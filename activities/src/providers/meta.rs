@@ -173,18 +173,34 @@ fn bearer(access_token: &str) -> Result<HeaderValue, Failure> {
     Ok(value)
 }
 
-/// Meta's `to`: the E.164 number without its `+`.
-fn whatsapp_recipient(recipient: &str) -> Result<&str, Failure> {
+/// Who a message goes to: a number (Meta's `to`, the E.164 number without
+/// its `+`), or a user known only by their business-scoped user id (Meta's
+/// `recipient`, e.g. `US.13491208655302741918`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhatsAppRecipient<'a> {
+    Number(&'a str),
+    User(&'a str),
+}
+
+fn whatsapp_recipient(recipient: &str) -> Result<WhatsAppRecipient<'_>, Failure> {
+    let is_user_id = |id: &str| {
+        id.len() <= 160
+            && id.split('.').count() >= 2
+            && id
+                .split('.')
+                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()))
+    };
     match recipient.strip_prefix('+') {
         Some(digits)
             if (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) =>
         {
-            Ok(digits)
+            Ok(WhatsAppRecipient::Number(digits))
         }
+        None if is_user_id(recipient) => Ok(WhatsAppRecipient::User(recipient)),
         _ => Err(failure(
             FailureClass::Recipient,
             "InvalidRecipient",
-            format!("'{recipient}' is not an E.164 phone number"),
+            format!("'{recipient}' is neither an E.164 phone number nor a WhatsApp user id"),
         )),
     }
 }
@@ -194,7 +210,10 @@ fn whatsapp_recipient(recipient: &str) -> Result<&str, Failure> {
 struct OutboundMessage<'a> {
     messaging_product: &'static str,
     recipient_type: &'static str,
-    to: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recipient: Option<&'a str>,
     #[serde(flatten)]
     content: Content<'a>,
 }
@@ -239,7 +258,7 @@ enum Parameter<'a> {
 }
 
 impl<'a> OutboundMessage<'a> {
-    fn new(to: &'a str, command: &'a SendMessageCommand) -> Self {
+    fn new(to: WhatsAppRecipient<'a>, command: &'a SendMessageCommand) -> Self {
         let content = match &command.whatsapp_template {
             Some(template) => Content::Template {
                 template: Template::new(template),
@@ -251,10 +270,15 @@ impl<'a> OutboundMessage<'a> {
                 },
             },
         };
+        let (to, recipient) = match to {
+            WhatsAppRecipient::Number(digits) => (Some(digits), None),
+            WhatsAppRecipient::User(id) => (None, Some(id)),
+        };
         Self {
             messaging_product: "whatsapp",
             recipient_type: "individual",
             to,
+            recipient,
             content,
         }
     }
@@ -921,6 +945,24 @@ mod tests {
             bad_recipient.expect_err("not E.164").class,
             FailureClass::Recipient
         );
+    }
+
+    #[test]
+    fn a_user_known_only_by_their_user_id_is_addressed_as_recipient() {
+        let to_user = SendMessageCommand {
+            recipient: "US.13491208655302741918".into(),
+            ..text_message("hola")
+        };
+        let body = serde_json::to_value(OutboundMessage::new(
+            whatsapp_recipient(&to_user.recipient).expect("a user id"),
+            &to_user,
+        ))
+        .expect("json");
+        assert_eq!(body["recipient"], "US.13491208655302741918");
+        assert!(body.get("to").is_none(), "{body}");
+        assert!(whatsapp_recipient("US.ENT.11815799212886844830").is_ok());
+        assert!(whatsapp_recipient("US..1").is_err());
+        assert!(whatsapp_recipient("5512345678").is_err());
     }
 
     #[tokio::test]

@@ -4,22 +4,41 @@ use crate::identifiers::{EmailAddress, PhoneNumber};
 use crate::model::{Channel, ContactId, ContactKind, TenantId};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// A passenger profile as this service keeps it, identifiers already parsed.
+/// A person row of another context: which one, by its kind's column
+/// (`passenger_profile_id`, `driver_id`, `vendor_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersonSource {
+    pub kind: ContactKind,
+    pub id: Uuid,
+}
+
+impl PersonSource {
+    /// The contacts column holding the source row's id (a fixed name, never input).
+    fn column(self) -> &'static str {
+        crate::triggers::RecipientRule::person_column(self.kind)
+    }
+}
+
+/// A person (passenger, driver, vendor) as this service keeps them,
+/// identifiers already read. Fields that could not be read are in `problems`.
 #[derive(Debug, Clone)]
-pub struct PassengerContact {
+pub struct PersonContact {
     pub tenant_id: TenantId,
-    pub passenger_profile_id: Uuid,
+    pub source: PersonSource,
     pub display_name: String,
     pub email: Option<EmailAddress>,
     pub phone: Option<PhoneNumber>,
     pub whatsapp: Option<PhoneNumber>,
     pub locale: Option<String>,
     pub time_zone: Option<String>,
+    /// Field → why it was not used (never the value: it is personal data).
+    pub problems: BTreeMap<String, String>,
 }
 
-impl PassengerContact {
+impl PersonContact {
     fn identifiers(&self) -> serde_json::Value {
         let mut ids = serde_json::Map::new();
         if let Some(email) = &self.email {
@@ -55,6 +74,10 @@ pub struct Identifiers {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub whatsapp: Option<String>,
+    /// Meta's business-scoped user id (`US.1349…`), for a WhatsApp user
+    /// known without a number.
+    #[serde(default)]
+    pub whatsapp_user_id: Option<String>,
     /// The webchat visitor id, once the contact has used the widget.
     #[serde(default)]
     pub webchat: Option<String>,
@@ -68,106 +91,132 @@ impl Contact {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum UpsertContactError {
-    #[error("the {0} of this passenger profile already belongs to another contact of the tenant")]
-    IdentifierTaken(&'static str),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
+/// The identifier keys a person row owns; other keys (webchat, the WhatsApp
+/// user id) are learned from inbound messages and kept.
+const OWNED_KEYS: &str = "(identifiers - 'email' - 'phone' - 'whatsapp')";
 
-/// Creates or updates the contact of a passenger profile, idempotently.
+/// Creates or updates the contact of a person row, idempotently.
 ///
-/// A contact created earlier from an inbound message (no profile yet) that
-/// shares an identifier is adopted rather than duplicated. The profile owns the
-/// email/phone/whatsapp keys; other identifier keys are kept.
-pub async fn upsert_passenger(
-    pool: &PgPool,
-    contact: &PassengerContact,
-) -> Result<ContactId, UpsertContactError> {
+/// People share addresses (a parent books for a child), so an identifier
+/// never merges two people: each source row is its own contact. A contact
+/// created earlier from an inbound message (no source row yet) that shares
+/// an identifier is adopted rather than duplicated: the oldest such one.
+pub async fn upsert_person(pool: &PgPool, contact: &PersonContact) -> sqlx::Result<ContactId> {
     let mut tx = pool.begin().await?;
     let identifiers = contact.identifiers();
-    let existing: Option<Uuid> = sqlx::query_scalar(
+    let column = contact.source.column();
+    let problems = serde_json::to_value(&contact.problems).unwrap_or_default();
+    let existing: Option<Uuid> = sqlx::query_scalar(&format!(
         "select id from contacts
           where tenant_id = $1
-            and (passenger_profile_id = $2
-                 or (passenger_profile_id is null and kind = 'CUSTOMER' and (
+            and ({column} = $2
+                 or (passenger_profile_id is null and driver_id is null and vendor_id is null and (
                         identifiers->>'email' = $3->>'email'
                      or identifiers->>'phone' = $3->>'phone'
                      or identifiers->>'whatsapp' = $3->>'whatsapp')))
-          order by (passenger_profile_id = $2) desc nulls last, created_at
+          order by ({column} = $2) desc nulls last, created_at, id
           limit 1
-          for update",
-    )
+          for update"
+    ))
     .bind(contact.tenant_id)
-    .bind(contact.passenger_profile_id)
+    .bind(contact.source.id)
     .bind(&identifiers)
     .fetch_optional(&mut *tx)
     .await?;
-
-    let result = match existing {
+    let id: Uuid = match existing {
         Some(id) => {
-            sqlx::query_scalar(
+            sqlx::query_scalar(&format!(
                 "update contacts
-                    set passenger_profile_id = $3,
-                        display_name = $4,
-                        identifiers = (identifiers - 'email' - 'phone' - 'whatsapp') || $5,
-                        locale = coalesce($6, locale),
-                        time_zone = coalesce($7, time_zone),
-                        updated_at = now()
+                    set {column} = $3, kind = $4, display_name = $5,
+                        identifiers = {OWNED_KEYS} || $6,
+                        locale = coalesce($7, locale), time_zone = coalesce($8, time_zone),
+                        identifier_problems = $9, updated_at = now()
                   where tenant_id = $1 and id = $2
-                  returning id",
-            )
+                  returning id"
+            ))
             .bind(contact.tenant_id)
             .bind(id)
-            .bind(contact.passenger_profile_id)
+            .bind(contact.source.id)
+            .bind(contact.source.kind)
             .bind(&contact.display_name)
             .bind(&identifiers)
             .bind(&contact.locale)
             .bind(&contact.time_zone)
+            .bind(&problems)
             .fetch_one(&mut *tx)
-            .await
+            .await?
         }
         None => {
-            sqlx::query_scalar(
+            sqlx::query_scalar(&format!(
                 "insert into contacts
-                    (tenant_id, kind, passenger_profile_id, display_name, identifiers, locale, time_zone)
-                 values ($1, 'CUSTOMER', $2, $3, $4, $5, $6)
-                 on conflict (tenant_id, passenger_profile_id) do update
+                    (tenant_id, kind, {column}, display_name, identifiers, locale, time_zone, identifier_problems)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8)
+                 on conflict (tenant_id, {column}) do update
                     set display_name = excluded.display_name,
                         identifiers = (contacts.identifiers - 'email' - 'phone' - 'whatsapp')
                                       || excluded.identifiers,
                         locale = coalesce(excluded.locale, contacts.locale),
                         time_zone = coalesce(excluded.time_zone, contacts.time_zone),
+                        identifier_problems = excluded.identifier_problems,
                         updated_at = now()
-                 returning id",
-            )
+                 returning id"
+            ))
             .bind(contact.tenant_id)
-            .bind(contact.passenger_profile_id)
+            .bind(contact.source.kind)
+            .bind(contact.source.id)
             .bind(&contact.display_name)
             .bind(&identifiers)
             .bind(&contact.locale)
             .bind(&contact.time_zone)
+            .bind(&problems)
             .fetch_one(&mut *tx)
-            .await
+            .await?
         }
     };
-    let id: Uuid = result.map_err(|e| match constraint_identifier(&e) {
-        Some(which) => UpsertContactError::IdentifierTaken(which),
-        None => UpsertContactError::Database(e),
-    })?;
     tx.commit().await?;
     Ok(ContactId(id))
 }
 
-fn constraint_identifier(err: &sqlx::Error) -> Option<&'static str> {
-    let constraint = err.as_database_error()?.constraint()?;
-    match constraint {
-        "contacts_email_uq" => Some("email"),
-        "contacts_phone_uq" => Some("phone"),
-        "contacts_whatsapp_uq" => Some("whatsapp number"),
-        _ => None,
-    }
+/// The contact an email address reaches when no person row names one (an
+/// invoice with only a `contact_email`): the oldest customer with that
+/// address, or a new customer contact with it.
+pub async fn customer_by_email(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    email: &EmailAddress,
+) -> sqlx::Result<ContactId> {
+    let mut tx = pool.begin().await?;
+    // Two invoices to a new address at once must find one contact, not make two.
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1::text || '/email/' || $2, 0))")
+        .bind(tenant_id)
+        .bind(email.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let found: Option<ContactId> = sqlx::query_scalar(
+        "select id from contacts
+          where tenant_id = $1 and kind = 'CUSTOMER' and identifiers ->> 'email' = $2
+          order by created_at, id limit 1",
+    )
+    .bind(tenant_id)
+    .bind(email.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let id = match found {
+        Some(id) => id,
+        None => {
+            sqlx::query_scalar(
+                "insert into contacts (tenant_id, kind, identifiers)
+                 values ($1, 'CUSTOMER', jsonb_build_object('email', $2::text))
+                 returning id",
+            )
+            .bind(tenant_id)
+            .bind(email.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+        }
+    };
+    tx.commit().await?;
+    Ok(id)
 }
 
 const CONTACT_COLUMNS: &str = "id, tenant_id, kind, display_name, identifiers, passenger_profile_id, \
@@ -187,16 +236,18 @@ pub async fn get(
     .await
 }
 
-pub async fn find_by_passenger_profile(
+/// The contact of a person row (a passenger profile, a driver, a vendor).
+pub async fn find_by_source(
     pool: &PgPool,
     tenant_id: TenantId,
-    passenger_profile_id: Uuid,
+    source: PersonSource,
 ) -> sqlx::Result<Option<Contact>> {
+    let column = source.column();
     sqlx::query_as(&format!(
-        "select {CONTACT_COLUMNS} from contacts where tenant_id = $1 and passenger_profile_id = $2"
+        "select {CONTACT_COLUMNS} from contacts where tenant_id = $1 and {column} = $2"
     ))
     .bind(tenant_id)
-    .bind(passenger_profile_id)
+    .bind(source.id)
     .fetch_optional(pool)
     .await
 }

@@ -4,6 +4,15 @@
 //! and an INBOUND message — in one transaction, without Temporal in the way.
 //! Providers deliver at least once (Meta retries for days): the provider's
 //! message id makes a second delivery a no-op.
+//!
+//! People share addresses (a family's one email, a parent's phone), so one
+//! identifier can name several contacts. The message goes to exactly one of
+//! them, chosen in this order:
+//! 1. a contact known by the channel's own key (its WhatsApp number) before
+//!    one known only by the same phone number;
+//! 2. one with a live (OPEN or SNOOZED) conversation on this account;
+//! 3. the one this account last wrote to (the message most likely answers it);
+//! 4. the oldest contact (then the lowest id).
 
 use crate::model::{Channel, ChannelAccountId, ContactId, MessageId, TenantId};
 use serde::Serialize;
@@ -14,6 +23,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SenderKey {
     WhatsApp,
+    /// Meta's business-scoped user id, for a user known without a number.
+    WhatsAppUser,
     Phone,
     Email,
     Webchat,
@@ -23,6 +34,7 @@ impl SenderKey {
     fn json_key(self) -> &'static str {
         match self {
             SenderKey::WhatsApp => "whatsapp",
+            SenderKey::WhatsAppUser => "whatsapp_user_id",
             SenderKey::Phone => "phone",
             SenderKey::Email => "email",
             SenderKey::Webchat => "webchat",
@@ -39,6 +51,9 @@ pub struct InboundMessage {
     pub sender_key: SenderKey,
     /// Normalized (E.164 phone, lower-case email, visitor id).
     pub sender: String,
+    /// Other identifiers the provider gives for the same person (Meta's user
+    /// id next to the number), learned by the contact when it lacks them.
+    pub aliases: Vec<(SenderKey, String)>,
     pub sender_name: Option<String>,
     pub external_message_id: String,
     pub subject: Option<String>,
@@ -143,68 +158,77 @@ async fn find_existing(
     .await
 }
 
-/// The contact with this identifier, created (with the provider's profile
-/// name) when unknown. WhatsApp senders also match a contact by phone.
+/// The contact this identifier names (see the module's rule for a shared
+/// one), created with the provider's profile name when unknown. WhatsApp
+/// senders also match a contact by phone.
 async fn resolve_contact(
     conn: &mut PgConnection,
     inbound: &InboundMessage,
 ) -> sqlx::Result<ContactId> {
     let key = inbound.sender_key.json_key();
+    // Two first messages from the same new person may race: one creates the
+    // contact, the other finds it.
+    sqlx::query(
+        "select pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2 || '/' || $3, 0))",
+    )
+    .bind(inbound.tenant_id)
+    .bind(key)
+    .bind(&inbound.sender)
+    .execute(&mut *conn)
+    .await?;
     let found: Option<ContactId> = sqlx::query_scalar(
-        "select id from contacts
-          where tenant_id = $1
-            and (identifiers ->> $2 = $3 or ($4 and identifiers ->> 'phone' = $3))
-          order by (identifiers ->> $2 = $3) desc, created_at
+        "select c.id from contacts c
+          where c.tenant_id = $1
+            and (c.identifiers ->> $2 = $3 or ($4 and c.identifiers ->> 'phone' = $3))
+          order by (c.identifiers ->> $2 = $3) desc,
+                   exists (select 1 from conversations v
+                            where v.tenant_id = c.tenant_id and v.contact_id = c.id
+                              and v.channel_account_id = $5 and v.status in ('OPEN', 'SNOOZED')) desc,
+                   (select max(m.created_at) from messages m
+                     where m.tenant_id = c.tenant_id and m.contact_id = c.id
+                       and m.channel_account_id = $5 and m.direction = 'OUTBOUND') desc nulls last,
+                   c.created_at, c.id
           limit 1",
     )
     .bind(inbound.tenant_id)
     .bind(key)
     .bind(&inbound.sender)
     .bind(inbound.sender_key == SenderKey::WhatsApp)
+    .bind(inbound.channel_account_id)
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some(id) = found {
-        // Learn the WhatsApp id of a contact we knew by phone.
+    let id = match found {
+        Some(id) => id,
+        None => {
+            sqlx::query_scalar(
+                "insert into contacts (tenant_id, kind, display_name, identifiers)
+                 values ($1, 'CUSTOMER', $2, $3)
+                 returning id",
+            )
+            .bind(inbound.tenant_id)
+            .bind(inbound.sender_name.clone().unwrap_or_default())
+            .bind(serde_json::json!({ key: inbound.sender }))
+            .fetch_one(&mut *conn)
+            .await?
+        }
+    };
+    // Learn the WhatsApp number of a contact we knew by phone, and the user
+    // id Meta gives next to it.
+    let learned = std::iter::once((inbound.sender_key, inbound.sender.as_str()))
+        .chain(inbound.aliases.iter().map(|(k, v)| (*k, v.as_str())));
+    for (alias_key, value) in learned {
         sqlx::query(
             "update contacts set identifiers = identifiers || jsonb_build_object($3::text, $4::text), updated_at = now()
-              where tenant_id = $1 and id = $2 and not identifiers ? $3
-                and not exists (select 1 from contacts o where o.tenant_id = $1 and o.identifiers ->> $3 = $4)",
+              where tenant_id = $1 and id = $2 and not identifiers ? $3",
         )
         .bind(inbound.tenant_id)
         .bind(id)
-        .bind(key)
-        .bind(&inbound.sender)
+        .bind(alias_key.json_key())
+        .bind(value)
         .execute(&mut *conn)
         .await?;
-        return Ok(id);
     }
-    let identifiers = serde_json::json!({ key: inbound.sender });
-    // Two first messages from the same new person may race: the unique
-    // identifier index lets one insert win and the other read it.
-    let inserted: Option<ContactId> = sqlx::query_scalar(
-        "insert into contacts (tenant_id, kind, display_name, identifiers)
-         values ($1, 'CUSTOMER', $2, $3)
-         on conflict do nothing
-         returning id",
-    )
-    .bind(inbound.tenant_id)
-    .bind(inbound.sender_name.clone().unwrap_or_default())
-    .bind(&identifiers)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match inserted {
-        Some(id) => Ok(id),
-        None => {
-            sqlx::query_scalar(
-                "select id from contacts where tenant_id = $1 and identifiers ->> $2 = $3",
-            )
-            .bind(inbound.tenant_id)
-            .bind(key)
-            .bind(&inbound.sender)
-            .fetch_one(&mut *conn)
-            .await
-        }
-    }
+    Ok(id)
 }
 
 /// The contact's live conversation on this account, else the hinted one or

@@ -4,6 +4,7 @@
 
 use crate::model::{Channel, ChannelAccountId, ContactId, MessageId, MessageStatus, TenantId};
 use crate::providers::WhatsAppTemplate;
+use crate::triggers::Trigger;
 use sqlx::PgPool;
 
 /// An outbound message about to be queued by a workflow.
@@ -17,7 +18,7 @@ pub struct NewOutboundMessage {
     pub workflow_id: String,
     pub attempt: i16,
     pub replaces_message_id: Option<MessageId>,
-    pub trigger_event: String,
+    pub trigger_event: Trigger,
     pub template_key: String,
     pub conversation_id: Option<uuid::Uuid>,
     pub subject: Option<String>,
@@ -49,7 +50,7 @@ pub async fn insert_outbound_queued(
     .bind(&message.workflow_id)
     .bind(message.attempt)
     .bind(message.replaces_message_id)
-    .bind(&message.trigger_event)
+    .bind(message.trigger_event)
     .bind(&message.template_key)
     .bind(&message.subject)
     .bind(&message.body)
@@ -89,7 +90,7 @@ pub struct OutboundMessage {
     pub failed_reason: Option<String>,
     /// The notification workflow that owns it.
     pub workflow_id: Option<String>,
-    pub trigger_event: Option<String>,
+    pub trigger_event: Option<Trigger>,
 }
 
 pub async fn get_outbound(

@@ -5,6 +5,7 @@
 pub mod channel_accounts;
 pub mod contacts;
 pub mod conversations;
+pub mod dead_letters;
 pub mod inbox;
 pub mod messages;
 pub mod requests;

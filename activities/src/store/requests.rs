@@ -1,6 +1,7 @@
 //! Notification requests: what each notification workflow was asked to do.
 
 use crate::model::{ContactId, TenantId};
+use crate::triggers::Trigger;
 use sqlx::PgPool;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -8,7 +9,7 @@ pub struct NotificationRequestRow {
     pub tenant_id: TenantId,
     pub workflow_id: String,
     pub contact_id: ContactId,
-    pub trigger_event: String,
+    pub trigger_event: Trigger,
     pub source_event_id: String,
     pub variables: sqlx::types::Json<serde_json::Value>,
 }
@@ -23,7 +24,7 @@ pub async fn record(pool: &PgPool, request: &NotificationRequestRow) -> sqlx::Re
     .bind(request.tenant_id)
     .bind(&request.workflow_id)
     .bind(request.contact_id)
-    .bind(&request.trigger_event)
+    .bind(request.trigger_event)
     .bind(&request.source_event_id)
     .bind(&request.variables)
     .execute(pool)

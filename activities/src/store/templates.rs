@@ -1,34 +1,54 @@
 //! Template lookup: the tenant's template or the platform default, walking the
 //! locale chain (see `crate::templates`).
 
-use crate::model::{Channel, TenantId};
-use crate::templates::TemplateSource;
+use crate::model::{Channel, ContactKind, TenantId};
+use crate::templates::{TemplateSource, platform};
+use crate::triggers::Trigger;
 use sqlx::PgPool;
 
+/// What a template is for.
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateFor {
+    pub trigger: Trigger,
+    pub audience: ContactKind,
+    pub channel: Channel,
+}
+
+/// The tenant's template for the first locale of the chain it has, else the
+/// platform's for that locale, walking the chain. `None` only when the
+/// trigger has no platform templates at all (an agent reply).
 pub async fn resolve(
     pool: &PgPool,
     tenant_id: TenantId,
-    trigger_event: &str,
-    channel: Channel,
+    wanted: TemplateFor,
     locale_chain: &[String],
-) -> sqlx::Result<Option<TemplateSource>> {
-    sqlx::query_as(
-        "select coalesce(tenant_id::text, 'platform') || '/' || trigger_event || '/' || channel || '/' || locale
+) -> anyhow::Result<Option<TemplateSource>> {
+    let tenant_rows: Vec<TemplateSource> = sqlx::query_as(
+        "select tenant_id::text || '/' || trigger_event || '/' || audience || '/' || channel || '/' || locale
                     as template_key,
                 locale, subject, body, body_html,
                 whatsapp_template_name, whatsapp_language, whatsapp_parameters
            from notification_templates
-          where (tenant_id = $1 or tenant_id is null)
-            and trigger_event = $2
-            and channel = $3
-            and locale = any($4)
-          order by array_position($4, locale), tenant_id nulls last
-          limit 1",
+          where tenant_id = $1 and trigger_event = $2 and audience = $3 and channel = $4
+            and locale = any($5)",
     )
     .bind(tenant_id)
-    .bind(trigger_event)
-    .bind(channel)
+    .bind(wanted.trigger)
+    .bind(wanted.audience)
+    .bind(wanted.channel)
     .bind(locale_chain)
-    .fetch_optional(pool)
-    .await
+    .fetch_all(pool)
+    .await?;
+    let catalog = platform::catalog().map_err(|e| anyhow::anyhow!("platform templates: {e}"))?;
+    Ok(locale_chain.iter().find_map(|locale| {
+        tenant_rows
+            .iter()
+            .find(|row| row.locale.eq_ignore_ascii_case(locale))
+            .cloned()
+            .or_else(|| {
+                catalog
+                    .get(wanted.trigger, wanted.audience, wanted.channel, locale)
+                    .cloned()
+            })
+    }))
 }

@@ -9,6 +9,8 @@ pub struct TenantSettings {
     pub default_region: String,
     pub default_locale: String,
     pub time_zone: String,
+    /// A further delay is news once it grows by this many minutes.
+    pub delay_notice_minutes: i32,
 }
 
 impl Default for TenantSettings {
@@ -18,13 +20,14 @@ impl Default for TenantSettings {
             default_region: "MX".into(),
             default_locale: "es-MX".into(),
             time_zone: "America/Mexico_City".into(),
+            delay_notice_minutes: 15,
         }
     }
 }
 
 pub async fn settings(pool: &PgPool, tenant_id: TenantId) -> sqlx::Result<TenantSettings> {
     let row: Option<TenantSettings> = sqlx::query_as(
-        "select display_name, default_region, default_locale, time_zone
+        "select display_name, default_region, default_locale, time_zone, delay_notice_minutes
            from tenant_settings where tenant_id = $1",
     )
     .bind(tenant_id)
@@ -54,4 +57,31 @@ pub async fn trigger_override(
         })
     })
     .transpose()
+}
+
+/// Each timestamp as a person of the tenant reads it (`YYYY-MM-DD HH:MM` in
+/// the tenant's time zone); `None` for a value that is not a timestamp.
+pub async fn local_times(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    timestamps: &[String],
+) -> sqlx::Result<Vec<Option<String>>> {
+    let zone = settings(pool, tenant_id).await?.time_zone;
+    let parsed: Vec<Option<chrono::DateTime<chrono::Utc>>> = timestamps
+        .iter()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        })
+        .collect();
+    let formatted: Vec<Option<String>> = sqlx::query_scalar(
+        "select to_char(t at time zone $1, 'YYYY-MM-DD HH24:MI')
+           from unnest($2::timestamptz[]) with ordinality as u(t, n) order by n",
+    )
+    .bind(&zone)
+    .bind(&parsed)
+    .fetch_all(pool)
+    .await?;
+    Ok(formatted)
 }

@@ -16,6 +16,7 @@ pub struct TripUpdate {
     pub trip_id: Uuid,
     pub departure_at: Option<DateTime<Utc>>,
     pub status: String,
+    pub delay_minutes: Option<i32>,
     pub driver_id: Option<Uuid>,
     pub data: serde_json::Value,
     pub version: DateTime<Utc>,
@@ -25,14 +26,21 @@ pub struct TripUpdate {
 pub const ENDED_STATUSES: &[&str] = &["CANCELLED", "COMPLETED", "DEPARTED", "IN_PROGRESS"];
 
 /// Stores the trip unless a newer event was stored already. Returns whether
-/// this event is the trip's latest (a replay of the latest counts).
+/// this event is the trip's latest (a replay of the latest counts). A trip
+/// that is no longer DELAYED forgets the delay its passengers were told: the
+/// next delay is news again.
 pub async fn upsert(pool: &PgPool, trip: &TripUpdate) -> sqlx::Result<bool> {
     let applied: Option<bool> = sqlx::query_scalar(
-        "insert into trips (tenant_id, id, departure_at, status, driver_id, data, source_version)
-         values ($1, $2, $3, $4, $5, $6, $7)
+        "insert into trips (tenant_id, id, departure_at, status, delay_minutes, driver_id, data, source_version)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)
          on conflict (tenant_id, id) do update
             set departure_at = excluded.departure_at, status = excluded.status,
+                delay_minutes = excluded.delay_minutes,
                 driver_id = excluded.driver_id, data = excluded.data,
+                notified_delay_minutes = case when excluded.status = 'DELAYED'
+                                              then trips.notified_delay_minutes end,
+                notified_delay_event = case when excluded.status = 'DELAYED'
+                                            then trips.notified_delay_event end,
                 source_version = excluded.source_version, updated_at = now()
           where trips.source_version <= excluded.source_version
          returning true",
@@ -41,6 +49,7 @@ pub async fn upsert(pool: &PgPool, trip: &TripUpdate) -> sqlx::Result<bool> {
     .bind(trip.trip_id)
     .bind(trip.departure_at)
     .bind(&trip.status)
+    .bind(trip.delay_minutes)
     .bind(trip.driver_id)
     .bind(Json(&trip.data))
     .bind(trip.version)
@@ -137,6 +146,54 @@ pub async fn schedule(
     ))
 }
 
+/// The driver of a stored trip: `None` when the trip is not known,
+/// `Some(None)` when it has no driver.
+pub async fn driver(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    trip_id: Uuid,
+) -> sqlx::Result<Option<Option<Uuid>>> {
+    sqlx::query_scalar("select driver_id from trips where tenant_id = $1 and id = $2")
+        .bind(tenant_id)
+        .bind(trip_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A delay about to be told to a trip's passengers.
+#[derive(Debug, Clone)]
+pub struct DelayNotice {
+    pub tenant_id: TenantId,
+    pub trip_id: Uuid,
+    pub delay_minutes: i32,
+    /// The Hasura event telling it: its own retries may claim it again.
+    pub event_id: String,
+    pub threshold_minutes: i32,
+}
+
+/// Claims the right to tell the passengers this delay: granted for the
+/// trip's first delay, for one at least `threshold_minutes` longer than the
+/// delay last told, and again to the event that claimed it (its retries).
+pub async fn claim_delay_notice(pool: &PgPool, notice: &DelayNotice) -> sqlx::Result<bool> {
+    let claimed: Option<bool> = sqlx::query_scalar(
+        "update trips
+            set notified_delay_minutes = $3, notified_delay_event = $4, updated_at = now()
+          where tenant_id = $1 and id = $2
+            and (notified_delay_event = $4
+                 or notified_delay_minutes is null
+                 or $3 >= notified_delay_minutes + $5)
+         returning true",
+    )
+    .bind(notice.tenant_id)
+    .bind(notice.trip_id)
+    .bind(notice.delay_minutes)
+    .bind(&notice.event_id)
+    .bind(notice.threshold_minutes)
+    .fetch_optional(pool)
+    .await?;
+    Ok(claimed.unwrap_or(false))
+}
+
 /// The reminder lead of a tenant without settings: 24 h.
 pub const DEFAULT_REMINDER_LEAD_MS: i64 = 24 * 3600 * 1000;
 
@@ -178,12 +235,14 @@ pub async fn confirmed_bookings(
 }
 
 /// The next page of a trip's recipients, in contact order after `after`:
-/// every contact with a confirmed booking (once, however many seats) and the
-/// trip's driver when this service knows them as a contact.
+/// every contact with a confirmed booking (once, however many seats) and,
+/// with `include_driver`, the trip's driver when this service knows them as
+/// a contact.
 pub async fn recipients_page(
     pool: &PgPool,
     tenant_id: TenantId,
     trip_id: Uuid,
+    include_driver: bool,
     after: Option<ContactId>,
     limit: i64,
 ) -> sqlx::Result<Vec<ContactId>> {
@@ -194,7 +253,7 @@ pub async fn recipients_page(
              union
              select c.id from trips t
                join contacts c on c.tenant_id = t.tenant_id and c.driver_id = t.driver_id
-              where t.tenant_id = $1 and t.id = $2
+              where t.tenant_id = $1 and t.id = $2 and $5
          ) r
          where $3::uuid is null or contact_id > $3
          order by contact_id
@@ -204,6 +263,7 @@ pub async fn recipients_page(
     .bind(trip_id)
     .bind(after)
     .bind(limit)
+    .bind(include_driver)
     .fetch_all(pool)
     .await
 }

@@ -385,7 +385,7 @@ async fn send_reply(
     let request = NotificationRequest {
         tenant_id: session.tenant_id,
         contact_id: target.contact_id,
-        trigger_event: AGENT_REPLY.name.to_owned(),
+        trigger_event: AGENT_REPLY.trigger,
         source_event_id: id.to_owned(),
         channels: Some(vec![target.channel]),
         variables: json!({"agent": session.user_id}),

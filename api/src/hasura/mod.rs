@@ -5,4 +5,3 @@ pub mod actions;
 pub mod cron;
 pub mod events;
 pub mod payload;
-mod trips;

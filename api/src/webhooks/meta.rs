@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use busflow_activities::model::{Channel, MessageStatus, TenantId};
 use busflow_activities::secrets::{self, ProviderSecrets};
 use busflow_activities::store::channel_accounts::{self, ChannelAccount};
+use busflow_activities::store::dead_letters::{self, DeadLetter};
 use busflow_activities::store::inbox::{self, InboundOutcome};
 use busflow_activities::store::messages::DeliveryCallback;
 use serde::Deserialize;
@@ -110,35 +111,89 @@ pub async fn receive(
             busflow_activities::store::messages::CallbackEffect::Pending => pending += 1,
         }
     }
-    let mut received = 0usize;
+    let mut received = Recorded::default();
     let values = payload
         .entry
         .iter()
         .flat_map(|e| e.changes.iter())
         .map(|c| &c.value);
     for value in values {
-        for message in inbound_messages(tenant_id, &accounts, &value.inbound) {
-            let outcome = inbox::record_inbound(&app.pool, &message)
-                .await
-                .map_err(anyhow::Error::from)?;
-            if let InboundOutcome::Recorded {
-                conversation_id,
-                reopened_from,
-                ..
-            } = outcome
-            {
-                received += 1;
-                if reopened_from.as_deref() == Some("SNOOZED") {
-                    app.temporal
-                        .stop_snooze(tenant_id, conversation_id, "the contact wrote")
-                        .await;
-                }
+        received.add(record_inbound(&app, tenant_id, &accounts, &value.inbound).await?);
+    }
+    Ok(Json(json!({
+        "applied": applied, "pending": pending,
+        "received": received.messages, "dead_letters": received.dead_letters,
+    })))
+}
+
+/// How many inbound messages a change brought, and how many of them had to
+/// be kept as dead letters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub messages: usize,
+    pub dead_letters: usize,
+}
+
+impl Recorded {
+    fn add(&mut self, other: Recorded) {
+        self.messages += other.messages;
+        self.dead_letters += other.dead_letters;
+    }
+}
+
+/// Records one change's messages in the inbox, and keeps the ones nobody
+/// can be found for as dead letters.
+pub async fn record_inbound(
+    app: &AppState,
+    tenant_id: TenantId,
+    accounts: &[ChannelAccount],
+    value: &InboundValue,
+) -> Result<Recorded, ApiError> {
+    let inbound = inbound_messages(tenant_id, accounts, value);
+    let mut recorded = Recorded::default();
+    for message in &inbound.messages {
+        let outcome = inbox::record_inbound(&app.pool, message).await?;
+        if let InboundOutcome::Recorded {
+            conversation_id,
+            reopened_from,
+            ..
+        } = outcome
+        {
+            recorded.messages += 1;
+            if reopened_from.as_deref() == Some("SNOOZED") {
+                app.temporal
+                    .stop_snooze(tenant_id, conversation_id, "the contact wrote")
+                    .await;
             }
         }
     }
-    Ok(Json(
-        json!({"applied": applied, "pending": pending, "received": received}),
-    ))
+    for letter in &inbound.dead_letters {
+        dead_letters::keep(&app.pool, letter).await?;
+        recorded.dead_letters += 1;
+    }
+    Ok(recorded)
+}
+
+/// Tries a kept WhatsApp message again with the tenant's accounts as they
+/// are now. `Ok(None)` when it still names nobody.
+pub async fn replay(app: &AppState, letter: &DeadLetter) -> Result<Option<Recorded>, ApiError> {
+    let Some(tenant_id) = letter.tenant_id else {
+        return Ok(None);
+    };
+    let value: InboundValue = serde_json::from_value(letter.payload.0.clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "dead letter {}: not a WhatsApp change value: {e}",
+            letter.id
+        )
+    })?;
+    let accounts = channel_accounts::for_channel(&app.pool, tenant_id, Channel::WhatsApp).await?;
+    let inbound = inbound_messages(tenant_id, &accounts, &value);
+    if !inbound.dead_letters.is_empty() {
+        return Ok(None);
+    }
+    record_inbound(app, tenant_id, &accounts, &value)
+        .await
+        .map(Some)
 }
 
 fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {

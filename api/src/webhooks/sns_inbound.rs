@@ -145,6 +145,7 @@ async fn inbound_sms(
         return Ok(ignored(envelope, "the SMS sender is not an E.164 number"));
     };
     let inbound = InboundMessage {
+        aliases: Vec::new(),
         tenant_id: account.tenant_id,
         channel_account_id: account.id,
         channel: Channel::Sms,
@@ -190,6 +191,7 @@ async fn inbound_email(
         .await
         .map_err(anyhow::Error::from)?;
         let inbound = InboundMessage {
+            aliases: Vec::new(),
             tenant_id,
             channel_account_id: account.account.id,
             channel: Channel::Email,

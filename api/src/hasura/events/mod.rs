@@ -1,0 +1,93 @@
+//! `POST /hasura/events`: Hasura Event Trigger webhooks, routed by their
+//! typed trigger through the registry (`busflow_activities::triggers`).
+//!
+//! Order of checks: shared secret, then the JSON envelope, then the trigger
+//! and its table, then the trigger's row. Any refusal happens before anything
+//! is written. Every route is idempotent on Hasura's event id (Hasura
+//! delivers at least once, and one event per trigger a write fires).
+//!
+//! - people rows (`contacts`): contacts of passengers, drivers, vendors;
+//! - `trip_upserted` and trip-wide notifications (`trips`);
+//! - one-person notifications (`notify`).
+
+mod contacts;
+mod notify;
+mod response;
+mod trips;
+
+pub use response::{EventResponse, Outcome};
+
+use super::payload::EventTriggerPayload;
+use crate::AppState;
+use crate::auth::require_shared_secret;
+use crate::error::{ApiError, parse_json};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use busflow_activities::triggers::{self, RecipientRule, Route, Trigger};
+use std::sync::Arc;
+
+pub async fn receive(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<EventResponse>, ApiError> {
+    require_shared_secret(&headers, &app.config.webhook_secret)?;
+    let event: EventTriggerPayload = parse_json(&body)?;
+    validate_event_id(&event.id)?;
+    let name = event.trigger.name.as_str();
+    let unknown = || {
+        ApiError::bad_request(
+            "UNKNOWN_TRIGGER",
+            format!(
+                "unknown trigger '{name}'; this service handles: {}",
+                triggers::hasura_triggers()
+                    .map(Trigger::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    };
+    let trigger: Trigger = name.parse().map_err(|_| unknown())?;
+    let route = trigger.route().ok_or_else(unknown)?;
+    if let (Some(table), Some(expected)) = (&event.table, trigger.table())
+        && table.name != expected.as_str()
+    {
+        return Err(ApiError::bad_request(
+            "WRONG_TABLE",
+            format!(
+                "trigger '{trigger}' watches table {expected}, but this event comes from {}.{}",
+                table.schema, table.name
+            ),
+        ));
+    }
+    let response = match route {
+        Route::Contact(kind) => contacts::upsert(&app, &event, kind).await?,
+        Route::Trip => trips::upsert_trip(&app, &event).await?,
+        Route::Notify(notification) => match notification.recipient {
+            RecipientRule::TripPassengers { .. } => {
+                trips::notify_trip(&app, &event, notification).await?
+            }
+            _ => notify::notify_one(&app, &event, notification).await?,
+        },
+    };
+    Ok(Json(response))
+}
+
+/// Event ids end up in workflow ids: keep them to a safe alphabet.
+fn validate_event_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "INVALID_EVENT_ID",
+            "event id must be 1-128 characters of letters, digits, '-' or '_'",
+        ))
+    }
+}
