@@ -12,10 +12,17 @@ use busflow_activities::model::ContactKind;
 use busflow_activities::triggers::{self, RecipientRule, Route, Trigger};
 use busflow_api::auth::SECRET_HEADER;
 use busflow_api::hasura::actions::ACTIONS;
+#[path = "shared/hasura_metadata.rs"]
+mod metadata;
+
+use metadata::{
+    include_target, metadata_dir, project_root, read, seq_at, str_at, table, table_files,
+    tables_dir, update_columns, yaml,
+};
 use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Env var (on the Hasura server) holding the URL of `POST /hasura/events`.
 const EVENTS_URL_ENV: &str = "BUSFLOW_EVENTS_URL";
@@ -26,100 +33,6 @@ const SECRET_ENV: &str = "BUSFLOW_WEBHOOK_SECRET";
 
 const UNREAD_COUNT_FUNCTION: &str = "conversation_unread_count";
 const SEALED_COLUMN: &str = "provider_secrets";
-
-fn project_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn metadata_dir() -> PathBuf {
-    project_root().join("hasura/metadata")
-}
-
-fn tables_dir() -> PathBuf {
-    metadata_dir().join("databases/default/tables")
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-fn yaml(path: &Path) -> Value {
-    serde_norway::from_str(&read(path))
-        .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
-}
-
-fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
-    value.get(key).and_then(Value::as_str)
-}
-
-fn seq_at<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    value
-        .get(key)
-        .and_then(Value::as_sequence)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
-
-/// The file an `!include` entry names. Hasura's CLI writes the tag inside a
-/// quoted string (`- "!include public_x.yaml"`); a real YAML tag is accepted too.
-fn include_target(entry: &Value) -> Option<String> {
-    match entry {
-        Value::String(s) => s.strip_prefix("!include ").map(|f| f.trim().to_owned()),
-        Value::Tagged(tagged) if tagged.tag == "!include" => {
-            tagged.value.as_str().map(|f| f.trim().to_owned())
-        }
-        _ => None,
-    }
-}
-
-/// One `public_<table>.yaml` file as Hasura applies it.
-struct TableFile {
-    file: String,
-    name: String,
-    doc: Value,
-}
-
-impl TableFile {
-    fn event_triggers(&self) -> &[Value] {
-        seq_at(&self.doc, "event_triggers")
-    }
-}
-
-/// The table files `tables.yaml` includes, in its order.
-fn table_files() -> Vec<TableFile> {
-    let dir = tables_dir();
-    let list = yaml(&dir.join("tables.yaml"));
-    let entries = list
-        .as_sequence()
-        .unwrap_or_else(|| panic!("tables.yaml must be a list of `!include` entries"));
-    entries
-        .iter()
-        .map(|entry| {
-            let file = include_target(entry)
-                .unwrap_or_else(|| panic!("tables.yaml: {entry:?} is not an `!include <file>`"));
-            let doc = yaml(&dir.join(&file));
-            let table = doc
-                .get("table")
-                .unwrap_or_else(|| panic!("{file}: no `table:`"));
-            let name = str_at(table, "name")
-                .unwrap_or_else(|| panic!("{file}: no `table.name`"))
-                .to_owned();
-            assert_eq!(
-                str_at(table, "schema"),
-                Some("public"),
-                "{file}: every table lives in schema public"
-            );
-            TableFile { file, name, doc }
-        })
-        .collect()
-}
-
-fn table<'a>(tables: &'a [TableFile], name: &str) -> &'a TableFile {
-    tables
-        .iter()
-        .find(|t| t.name == name)
-        .unwrap_or_else(|| panic!("no metadata for table {name} in tables.yaml"))
-}
 
 /// Fails with every problem at once, one per line.
 fn assert_no_problems(what: &str, problems: &[String]) {
@@ -283,21 +196,6 @@ fn secret_header_problems(at: &str, headers: &[Value]) -> Vec<String> {
         }
         Some(_) => Vec::new(),
     }
-}
-
-/// Columns an update trigger listens to; `None` when it does not fire on
-/// update, `Some(["*"])` for every column.
-fn update_columns(trigger: &Value) -> Option<Vec<String>> {
-    let columns = trigger.get("definition")?.get("update")?.get("columns")?;
-    Some(match columns {
-        Value::String(all) => vec![all.clone()],
-        Value::Sequence(list) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    })
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod fallback;
 mod hasura_events;
 mod inbound_sms_email;
 mod inbox;
+mod lifecycles;
 mod notifications;
 mod quiet_hours;
 mod rate_limits;

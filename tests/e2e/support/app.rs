@@ -508,6 +508,25 @@ impl TestApp {
             .expect("override");
     }
 
+    /// Everything moto recorded as sent (`ses.Message`, `sns.SMS`).
+    pub async fn provider_record(&self) -> Value {
+        self.http
+            .get(format!("{}/moto-api/data.json", self.aws_endpoint))
+            .send()
+            .await
+            .expect("moto data")
+            .json()
+            .await
+            .expect("moto json")
+    }
+
+    /// A phone number of its own for this test's person (moto is shared by
+    /// every test), in national form.
+    pub fn unique_phone(&self) -> String {
+        let n = 10_000_000 + Uuid::new_v4().as_u128() % 90_000_000;
+        format!("55 {:04} {:04}", n / 10_000, n % 10_000)
+    }
+
     /// Starts one more worker on this test's task queue, as a second worker
     /// process would: its own runtime, pool and Temporal connection.
     pub fn spawn_second_worker(&self) {
