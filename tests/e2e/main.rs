@@ -10,6 +10,7 @@ mod inbound_sms_email;
 mod inbox;
 mod lifecycles;
 mod notifications;
+mod people;
 mod quiet_hours;
 mod rate_limits;
 mod retry;

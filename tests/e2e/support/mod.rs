@@ -7,5 +7,6 @@ pub mod hasura_metadata;
 pub mod meta;
 pub mod services;
 pub mod sns_inbound;
+pub mod story;
 
 pub use app::{TestApp, TestOptions, booking_event, profile_event};

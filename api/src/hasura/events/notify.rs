@@ -267,8 +267,9 @@ fn not_yet_known(kind: ContactKind, column: &str, id: Uuid) -> ApiError {
 /// Columns that hold a time a person reads in their own clock.
 const LOCAL_TIME_COLUMNS: &[&str] = &["starts_at", "ends_at", "needed_by", "departure_at"];
 
-/// The row with `<column>_local` (`YYYY-MM-DD HH:MM` in the tenant's time
-/// zone) next to every timestamp column a template shows.
+/// The row with its timestamps as the tenant's people read them
+/// (`YYYY-MM-DD HH:MM` in the tenant's time zone), next to each:
+/// `starts_at` → `starts_local`, `needed_by` → `needed_by_local`.
 pub(super) async fn with_local_times(
     app: &AppState,
     tenant_id: TenantId,
@@ -290,7 +291,8 @@ pub(super) async fn with_local_times(
         store::tenants::local_times(&app.pool, tenant_id, &values).await?;
     for ((column, _), local) in stamps.iter().zip(local) {
         if let (Some(local), Some(object)) = (local, row.as_object_mut()) {
-            object.insert(format!("{column}_local"), Value::String(local));
+            let name = column.strip_suffix("_at").unwrap_or(column);
+            object.insert(format!("{name}_local"), Value::String(local));
         }
     }
     Ok(row)
