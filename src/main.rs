@@ -78,6 +78,11 @@ enum Command {
         #[command(flatten)]
         temporal: TemporalArgs,
     },
+    /// Inbound messages nobody could be found for (`inbound_dead_letters`).
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
+    },
     /// Manage the key ring that seals channel account secrets.
     Keys {
         #[command(subcommand)]
@@ -87,6 +92,20 @@ enum Command {
     Migrate {
         #[command(flatten)]
         database: DatabaseArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLettersCommand {
+    /// Try them again (every open one, or `--id`): a message whose cause
+    /// is fixed lands in the inbox and leaves the count.
+    Replay {
+        #[arg(long)]
+        id: Option<i64>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        temporal: TemporalArgs,
     },
 }
 
@@ -211,6 +230,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             )
             .await?;
             println!("{:?}: {}", started.result, started.workflow_id);
+            Ok(())
+        }
+        Command::DeadLetters {
+            command:
+                DeadLettersCommand::Replay {
+                    id,
+                    database,
+                    temporal,
+                },
+        } => {
+            let pool = database::connect(&database.database_url, 2).await?;
+            let gateway = TemporalGateway::new(temporal.settings(), temporal.task_queue.clone());
+            let report = busflow_api::dead_letters::replay(&pool, &gateway, id).await?;
+            for replayed in &report {
+                println!("dead letter {}: {}", replayed.id, replayed.result);
+            }
+            println!(
+                "{} of {} dead letter(s) replayed",
+                report.iter().filter(|r| r.used).count(),
+                report.len()
+            );
             Ok(())
         }
         Command::Keys {

@@ -3,6 +3,7 @@
 //! is in `router`, so the API surface is visible in one place.
 
 pub mod auth;
+pub mod dead_letters;
 pub mod error;
 pub mod hasura;
 pub mod health;

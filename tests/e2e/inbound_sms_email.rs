@@ -117,12 +117,12 @@ async fn an_sms_opens_a_conversation_on_the_sms_account_once_however_often_sns_d
 }
 
 #[tokio::test]
-async fn an_sms_to_a_number_no_single_tenant_owns_is_acknowledged_and_dropped() {
+async fn an_sms_to_a_number_no_single_tenant_owns_is_acknowledged_and_kept_as_a_dead_letter() {
     let (app, _) = sms_app(false).await;
     let nobodys = app
         .sns_delivers(&inbound_sms(PASSENGER, "+12125550199", "hola", "in-sms-2"))
         .await;
-    assert!(nobodys["ignored"].is_string(), "{nobodys}");
+    assert!(nobodys["dead_letter"].is_string(), "{nobodys}");
 
     // A second tenant claims the same number: neither gets the message.
     let other = TenantId(Uuid::new_v4());
@@ -140,7 +140,7 @@ async fn an_sms_to_a_number_no_single_tenant_owns_is_acknowledged_and_dropped() 
     let shared = app
         .sns_delivers(&inbound_sms(PASSENGER, OUR_NUMBER, "hola", "in-sms-3"))
         .await;
-    assert!(shared["ignored"].is_string(), "{shared}");
+    assert!(shared["dead_letter"].is_string(), "{shared}");
 
     // Not an inbound message at all: acknowledged, never retried.
     let stray = app
@@ -148,6 +148,31 @@ async fn an_sms_to_a_number_no_single_tenant_owns_is_acknowledged_and_dropped() 
         .await;
     assert!(stray["ignored"].is_string(), "{stray}");
     inbox_is_empty(&app).await;
+    let kept: Vec<(String, String, Value)> =
+        sqlx::query_as("select provider, code, payload from inbound_dead_letters order by id")
+            .fetch_all(&app.pool)
+            .await
+            .expect("dead letters");
+    let kept: Vec<(&str, &str, &str)> = kept
+        .iter()
+        .map(|(p, c, payload)| {
+            (
+                p.as_str(),
+                c.as_str(),
+                payload["message"]["inboundMessageId"]
+                    .as_str()
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("AWS_SNS", "UNKNOWN_ACCOUNT", "in-sms-2"),
+            ("AWS_SNS", "UNKNOWN_ACCOUNT", "in-sms-3")
+        ],
+        "both people's messages are kept, the stray notification is not"
+    );
 }
 
 #[tokio::test]

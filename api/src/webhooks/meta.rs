@@ -12,6 +12,7 @@ use super::delivery;
 use super::whatsapp_inbound::{InboundValue, inbound_messages};
 use crate::AppState;
 use crate::error::ApiError;
+use crate::temporal::TemporalGateway;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -24,6 +25,7 @@ use busflow_activities::store::inbox::{self, InboundOutcome};
 use busflow_activities::store::messages::DeliveryCallback;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -118,7 +120,16 @@ pub async fn receive(
         .flat_map(|e| e.changes.iter())
         .map(|c| &c.value);
     for value in values {
-        received.add(record_inbound(&app, tenant_id, &accounts, &value.inbound).await?);
+        received.add(
+            record_inbound(
+                &app.pool,
+                &app.temporal,
+                tenant_id,
+                &accounts,
+                &value.inbound,
+            )
+            .await?,
+        );
     }
     Ok(Json(json!({
         "applied": applied, "pending": pending,
@@ -144,7 +155,8 @@ impl Recorded {
 /// Records one change's messages in the inbox, and keeps the ones nobody
 /// can be found for as dead letters.
 pub async fn record_inbound(
-    app: &AppState,
+    pool: &PgPool,
+    temporal: &TemporalGateway,
     tenant_id: TenantId,
     accounts: &[ChannelAccount],
     value: &InboundValue,
@@ -152,7 +164,7 @@ pub async fn record_inbound(
     let inbound = inbound_messages(tenant_id, accounts, value);
     let mut recorded = Recorded::default();
     for message in &inbound.messages {
-        let outcome = inbox::record_inbound(&app.pool, message).await?;
+        let outcome = inbox::record_inbound(pool, message).await?;
         if let InboundOutcome::Recorded {
             conversation_id,
             reopened_from,
@@ -161,14 +173,14 @@ pub async fn record_inbound(
         {
             recorded.messages += 1;
             if reopened_from.as_deref() == Some("SNOOZED") {
-                app.temporal
+                temporal
                     .stop_snooze(tenant_id, conversation_id, "the contact wrote")
                     .await;
             }
         }
     }
     for letter in &inbound.dead_letters {
-        dead_letters::keep(&app.pool, letter).await?;
+        dead_letters::keep(pool, letter).await?;
         recorded.dead_letters += 1;
     }
     Ok(recorded)
@@ -176,7 +188,11 @@ pub async fn record_inbound(
 
 /// Tries a kept WhatsApp message again with the tenant's accounts as they
 /// are now. `Ok(None)` when it still names nobody.
-pub async fn replay(app: &AppState, letter: &DeadLetter) -> Result<Option<Recorded>, ApiError> {
+pub async fn replay(
+    pool: &PgPool,
+    temporal: &TemporalGateway,
+    letter: &DeadLetter,
+) -> anyhow::Result<Option<Recorded>> {
     let Some(tenant_id) = letter.tenant_id else {
         return Ok(None);
     };
@@ -186,14 +202,17 @@ pub async fn replay(app: &AppState, letter: &DeadLetter) -> Result<Option<Record
             letter.id
         )
     })?;
-    let accounts = channel_accounts::for_channel(&app.pool, tenant_id, Channel::WhatsApp).await?;
-    let inbound = inbound_messages(tenant_id, &accounts, &value);
-    if !inbound.dead_letters.is_empty() {
+    let accounts = channel_accounts::for_channel(pool, tenant_id, Channel::WhatsApp).await?;
+    if !inbound_messages(tenant_id, &accounts, &value)
+        .dead_letters
+        .is_empty()
+    {
         return Ok(None);
     }
-    record_inbound(app, tenant_id, &accounts, &value)
+    record_inbound(pool, temporal, tenant_id, &accounts, &value)
         .await
         .map(Some)
+        .map_err(|e| anyhow::anyhow!("dead letter {}: {e}", letter.id))
 }
 
 fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {

@@ -30,8 +30,9 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use busflow_activities::identifiers::PhoneNumber;
-use busflow_activities::model::{Channel, TenantId};
+use busflow_activities::model::{Channel, Provider, TenantId};
 use busflow_activities::store::channel_accounts::{self, AddressedAccount};
+use busflow_activities::store::dead_letters::{self, DeadLetterCode, NewDeadLetter};
 use busflow_activities::store::inbox::{self, InboundMessage, InboundOutcome, SenderKey};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -55,22 +56,81 @@ async fn notification(app: &AppState, envelope: &SnsEnvelope) -> Result<Json<Val
     if InboundSms::is_shape_of(&message) {
         return match serde_json::from_value::<InboundSms>(message.clone()) {
             Ok(sms) => inbound_sms(app, envelope, sms, message).await,
-            Err(e) => Ok(ignored(envelope, &format!("unreadable two-way SMS: {e}"))),
+            Err(e) => {
+                let why = format!("unreadable two-way SMS: {e}");
+                kept(
+                    app,
+                    envelope,
+                    Provider::AwsSns,
+                    DeadLetterCode::UnreadableSender,
+                    &why,
+                    message,
+                )
+                .await
+            }
         };
     }
     if SesReceived::is_shape_of(&message) {
         return match serde_json::from_value::<SesReceived>(message.clone()) {
             Ok(received) => match received.read(&message) {
-                Ok(email) => inbound_email(app, envelope, email).await,
-                Err(why) => Ok(ignored(envelope, &format!("SES Received: {why}"))),
+                Ok(email) => inbound_email(app, envelope, email, message).await,
+                Err(why) => {
+                    let why = format!("SES Received: {why}");
+                    kept(
+                        app,
+                        envelope,
+                        Provider::AwsSes,
+                        DeadLetterCode::UnreadableSender,
+                        &why,
+                        message,
+                    )
+                    .await
+                }
             },
-            Err(e) => Ok(ignored(
-                envelope,
-                &format!("unreadable SES notification: {e}"),
-            )),
+            Err(e) => {
+                let why = format!("unreadable SES notification: {e}");
+                kept(
+                    app,
+                    envelope,
+                    Provider::AwsSes,
+                    DeadLetterCode::UnreadableSender,
+                    &why,
+                    message,
+                )
+                .await
+            }
         };
     }
     Ok(ignored(envelope, "not an inbound SMS or email"))
+}
+
+/// A person's message nobody can be found for: kept as a dead letter (with
+/// the SNS envelope's ids and time) and answered 200, so SNS stops retrying.
+async fn kept(
+    app: &AppState,
+    envelope: &SnsEnvelope,
+    provider: Provider,
+    code: DeadLetterCode,
+    why: &str,
+    message: Value,
+) -> Result<Json<Value>, ApiError> {
+    dead_letters::keep(
+        &app.pool,
+        &NewDeadLetter {
+            tenant_id: None,
+            provider,
+            code,
+            reason: why.to_owned(),
+            payload: json!({
+                "sns_message_id": envelope.message_id,
+                "topic_arn": envelope.topic_arn,
+                "timestamp": envelope.timestamp,
+                "message": message,
+            }),
+        },
+    )
+    .await?;
+    Ok(Json(json!({"dead_letter": why})))
 }
 
 /// The 200 answer for a notification we will not act on, logged once.
@@ -112,10 +172,16 @@ async fn inbound_sms(
     message: Value,
 ) -> Result<Json<Value>, ApiError> {
     let Ok(destination) = PhoneNumber::parse_e164(sms.destination_number.trim()) else {
-        return Ok(ignored(
+        let why = "the SMS destination is not an E.164 number";
+        return kept(
+            app,
             envelope,
-            "the SMS destination is not an E.164 number",
-        ));
+            Provider::AwsSns,
+            DeadLetterCode::UnknownAccount,
+            why,
+            message,
+        )
+        .await;
     };
     let accounts = channel_accounts::by_external_id(&app.pool, Channel::Sms, destination.as_str())
         .await
@@ -123,10 +189,16 @@ async fn inbound_sms(
     let account = match accounts.as_slice() {
         [account] => account,
         [] => {
-            return Ok(ignored(
+            let why = format!("no SMS account has the number {destination}");
+            return kept(
+                app,
                 envelope,
-                &format!("no SMS account has the number {destination}"),
-            ));
+                Provider::AwsSns,
+                DeadLetterCode::UnknownAccount,
+                &why,
+                message,
+            )
+            .await;
         }
         several => {
             let tenants: Vec<String> = several.iter().map(|a| a.tenant_id.to_string()).collect();
@@ -135,14 +207,29 @@ async fn inbound_sms(
                 "inbound SMS to {destination} refused: {} tenants claim that number",
                 several.len()
             );
-            return Ok(ignored(
+            let why = format!("the number {destination} is claimed by several tenants");
+            return kept(
+                app,
                 envelope,
-                &format!("the number {destination} is claimed by several tenants"),
-            ));
+                Provider::AwsSns,
+                DeadLetterCode::UnknownAccount,
+                &why,
+                message,
+            )
+            .await;
         }
     };
     let Ok(sender) = PhoneNumber::parse_e164(sms.origination_number.trim()) else {
-        return Ok(ignored(envelope, "the SMS sender is not an E.164 number"));
+        let why = "the SMS sender is not an E.164 number";
+        return kept(
+            app,
+            envelope,
+            Provider::AwsSns,
+            DeadLetterCode::UnreadableSender,
+            why,
+            message,
+        )
+        .await;
     };
     let inbound = InboundMessage {
         aliases: Vec::new(),
@@ -168,16 +255,23 @@ async fn inbound_email(
     app: &AppState,
     envelope: &SnsEnvelope,
     email: ReadEmail,
+    message: Value,
 ) -> Result<Json<Value>, ApiError> {
     let matches = channel_accounts::by_address(&app.pool, Channel::Email, &email.recipients)
         .await
         .map_err(anyhow::Error::from)?;
     let destinations = destinations(&email.recipients, matches);
     if destinations.is_empty() {
-        return Ok(ignored(
+        let why = "no email account of a single tenant has any of the recipient addresses";
+        return kept(
+            app,
             envelope,
-            "no email account of a single tenant has any of the recipient addresses",
-        ));
+            Provider::AwsSes,
+            DeadLetterCode::UnknownAccount,
+            why,
+            message,
+        )
+        .await;
     }
     let mut outcomes = Vec::with_capacity(destinations.len());
     for account in destinations {
