@@ -67,7 +67,7 @@ pub(crate) async fn inbox_app_on(worker: bool, graph: Option<String>) -> TestApp
     app
 }
 
-const APP_SECRET: &str = "inbox-test-app-secret";
+pub(crate) const APP_SECRET: &str = "inbox-test-app-secret";
 
 #[tokio::test]
 async fn a_whatsapp_message_opens_a_conversation_once_however_often_meta_delivers_it() {

@@ -23,3 +23,4 @@ mod trips;
 mod watchdog;
 mod webchat;
 mod whatsapp;
+mod whatsapp_inbound;

@@ -8,10 +8,10 @@
 //! People share addresses (a family's one email, a parent's phone), so one
 //! identifier can name several contacts. The message goes to exactly one of
 //! them, chosen in this order:
-//! 1. a contact known by the channel's own key (its WhatsApp number) before
-//!    one known only by the same phone number;
-//! 2. one with a live (OPEN or SNOOZED) conversation on this account;
-//! 3. the one this account last wrote to (the message most likely answers it);
+//! 1. one with a live (OPEN or SNOOZED) conversation on this account;
+//! 2. the one this account last wrote to (the message most likely answers it);
+//! 3. one known by the channel's own key (its WhatsApp number) before one
+//!    known only by the same phone number;
 //! 4. the oldest contact (then the lowest id).
 
 use crate::model::{Channel, ChannelAccountId, ContactId, MessageId, TenantId};
@@ -180,13 +180,13 @@ async fn resolve_contact(
         "select c.id from contacts c
           where c.tenant_id = $1
             and (c.identifiers ->> $2 = $3 or ($4 and c.identifiers ->> 'phone' = $3))
-          order by (c.identifiers ->> $2 = $3) desc,
-                   exists (select 1 from conversations v
+          order by exists (select 1 from conversations v
                             where v.tenant_id = c.tenant_id and v.contact_id = c.id
                               and v.channel_account_id = $5 and v.status in ('OPEN', 'SNOOZED')) desc,
                    (select max(m.created_at) from messages m
                      where m.tenant_id = c.tenant_id and m.contact_id = c.id
                        and m.channel_account_id = $5 and m.direction = 'OUTBOUND') desc nulls last,
+                   coalesce(c.identifiers ->> $2 = $3, false) desc,
                    c.created_at, c.id
           limit 1",
     )

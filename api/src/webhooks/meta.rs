@@ -262,15 +262,25 @@ pub(crate) fn decode_hex(hex: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Meta leaves out what is empty; a `null` reads as empty too, so a lenient
+/// sender's payload is never refused (and retried for days) over it.
+pub(crate) fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
 #[derive(Debug, Deserialize)]
 struct WebhookPayload {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     entry: Vec<Entry>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Entry {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     changes: Vec<Change>,
 }
 
@@ -282,7 +292,7 @@ struct Change {
 
 #[derive(Debug, Default, Deserialize)]
 struct ChangeValue {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     statuses: Vec<StatusUpdate>,
     #[serde(flatten)]
     inbound: InboundValue,
@@ -294,7 +304,7 @@ struct StatusUpdate {
     status: String,
     #[serde(default)]
     timestamp: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     errors: Vec<MetaError>,
 }
 

@@ -24,9 +24,9 @@ use serde_json::{Value, json};
 pub struct InboundValue {
     #[serde(default)]
     pub metadata: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::meta::null_as_empty")]
     pub contacts: Vec<WaContact>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::meta::null_as_empty")]
     pub messages: Vec<Value>,
 }
 
