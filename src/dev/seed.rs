@@ -64,19 +64,29 @@ pub async fn upsert_email_account(
     Ok(ChannelAccountId(id))
 }
 
-/// A SANDBOX WhatsApp account with sealed secrets and the tenant's mapping of
-/// `booking_confirmed` to an approved template.
+/// A SANDBOX WhatsApp account with sealed secrets, an approved template for
+/// every trigger, and the tenant's mapping of `booking_confirmed` to its own.
 async fn upsert_sandbox_whatsapp(
     pool: &PgPool,
     keys: &KeyRing,
     tenant_id: TenantId,
     whatsapp: &DemoWhatsApp,
 ) -> anyhow::Result<()> {
+    // The demo number has approved every platform template (one per
+    // trigger and audience) and the tenant's own booking confirmation.
+    let mut approved: Vec<String> = busflow_activities::templates::platform::catalog()
+        .map_err(|e| anyhow::anyhow!("platform templates: {e}"))?
+        .whatsapp_template_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    approved.push(whatsapp.template_name.clone());
     let config = serde_json::json!({
         "phone_number_id": whatsapp.phone_number_id,
         "sandbox": {
             "outcome": whatsapp.sandbox_outcome,
             "failing_recipients": whatsapp.sandbox_failing_recipients,
+            "approved_templates": approved,
         },
     });
     let id: uuid::Uuid = sqlx::query_scalar(

@@ -4,6 +4,7 @@
 //! command does).
 
 mod agent_replies;
+mod demo;
 mod fallback;
 mod hasura_events;
 mod inbound_sms_email;

@@ -37,6 +37,11 @@ struct SandboxConfig {
     /// (a demo of fallback next to a demo of a delivered reply).
     #[serde(default)]
     failing_recipients: Vec<String>,
+    /// The WhatsApp templates the sandbox number has approved; a template
+    /// message with another name is refused as Meta refuses it (132001).
+    /// `None`: every name is approved.
+    #[serde(default)]
+    approved_templates: Option<Vec<String>>,
 }
 
 impl SandboxConfig {
@@ -122,6 +127,21 @@ impl Providers {
                 )
             })?
             .unwrap_or_default();
+        if let (Some(approved), Some(template)) =
+            (&sandbox.approved_templates, &command.whatsapp_template)
+            && !approved.contains(&template.name)
+        {
+            return Err(Failure {
+                provider: "sandbox",
+                class: FailureClass::Account,
+                code: "132001".into(),
+                reason: format!(
+                    "sandbox: template name '{}' does not exist in the translation (simulated WhatsApp 132001)",
+                    template.name
+                ),
+                retry_after: None,
+            });
+        }
         let outcome = sandbox.outcome_for(&command.recipient);
         if outcome == SandboxOutcome::Undeliverable {
             return Err(Failure {

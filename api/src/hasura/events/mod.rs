@@ -8,8 +8,12 @@
 //!
 //! - people rows (`contacts`): contacts of passengers, drivers, vendors;
 //! - `trip_upserted` and trip-wide notifications (`trips`);
-//! - one-person notifications (`notify`).
+//! - one-person notifications (`notify`), keeping passengers on their
+//!   trips (`bookings`).
+//!
+//! The children share `response` and import no sibling but `bookings`.
 
+mod bookings;
 mod contacts;
 mod notify;
 mod response;

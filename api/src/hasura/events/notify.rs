@@ -4,8 +4,8 @@
 //! whether the write is news, find the contact, keep the booking's trip in
 //! step, and start `notify/{tenant}/{event}/{contact}` once.
 
-use super::response::{EventResponse, Outcome, new_row, row_write};
-use super::trips;
+use super::bookings;
+use super::response::{EventResponse, Outcome, new_row, row_write, with_local_times};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::hasura::payload::EventTriggerPayload;
@@ -80,7 +80,7 @@ pub(super) async fn notify_one(
         },
     };
     if membership {
-        trips::record_booking(app, event, tenant_id, recipient.contact).await?;
+        bookings::record_booking(app, event, tenant_id, recipient.contact).await?;
     }
     if let Decision::Ignore(reason) = decision {
         return Ok(EventResponse::ignored(reason));
@@ -262,38 +262,4 @@ fn not_yet_known(kind: ContactKind, column: &str, id: Uuid) -> ApiError {
         ),
     )
     .retry_after(30)
-}
-
-/// Columns that hold a time a person reads in their own clock.
-const LOCAL_TIME_COLUMNS: &[&str] = &["starts_at", "ends_at", "needed_by", "departure_at"];
-
-/// The row with its timestamps as the tenant's people read them
-/// (`YYYY-MM-DD HH:MM` in the tenant's time zone), next to each:
-/// `starts_at` → `starts_local`, `needed_by` → `needed_by_local`.
-pub(super) async fn with_local_times(
-    app: &AppState,
-    tenant_id: TenantId,
-    mut row: Value,
-) -> Result<Value, ApiError> {
-    let stamps: Vec<(&str, String)> = LOCAL_TIME_COLUMNS
-        .iter()
-        .filter_map(|c| {
-            row.get(*c)
-                .and_then(Value::as_str)
-                .map(|v| (*c, v.to_owned()))
-        })
-        .collect();
-    if stamps.is_empty() {
-        return Ok(row);
-    }
-    let values: Vec<String> = stamps.iter().map(|(_, v)| v.clone()).collect();
-    let local: Vec<Option<String>> =
-        store::tenants::local_times(&app.pool, tenant_id, &values).await?;
-    for ((column, _), local) in stamps.iter().zip(local) {
-        if let (Some(local), Some(object)) = (local, row.as_object_mut()) {
-            let name = column.strip_suffix("_at").unwrap_or(column);
-            object.insert(format!("{name}_local"), Value::String(local));
-        }
-    }
-    Ok(row)
 }

@@ -1,11 +1,16 @@
 //! What every event route shares: the 200 body Hasura logs, reading the
-//! trigger's row, the write it describes, and the event's place in time.
+//! trigger's row (and its times in the tenant's clock), the write it
+//! describes, and the event's place in time.
 
+use crate::AppState;
 use crate::error::ApiError;
 use crate::hasura::payload::{EventTriggerPayload, Op};
+use busflow_activities::model::TenantId;
+use busflow_activities::store;
 use busflow_activities::triggers::{RowWrite, WriteOp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -84,4 +89,38 @@ pub fn row_write(event: &EventTriggerPayload) -> RowWrite<'_> {
 /// without one (a manual replay tool) it counts as now.
 pub fn event_version(event: &EventTriggerPayload) -> chrono::DateTime<chrono::Utc> {
     event.created_at.unwrap_or_else(chrono::Utc::now)
+}
+
+/// Columns that hold a time a person reads in their own clock.
+const LOCAL_TIME_COLUMNS: &[&str] = &["starts_at", "ends_at", "needed_by", "departure_at"];
+
+/// The row with its timestamps as the tenant's people read them
+/// (`YYYY-MM-DD HH:MM` in the tenant's time zone), next to each:
+/// `starts_at` → `starts_local`, `needed_by` → `needed_by_local`.
+pub async fn with_local_times(
+    app: &AppState,
+    tenant_id: TenantId,
+    mut row: Value,
+) -> Result<Value, ApiError> {
+    let stamps: Vec<(&str, String)> = LOCAL_TIME_COLUMNS
+        .iter()
+        .filter_map(|c| {
+            row.get(*c)
+                .and_then(Value::as_str)
+                .map(|v| (*c, v.to_owned()))
+        })
+        .collect();
+    if stamps.is_empty() {
+        return Ok(row);
+    }
+    let values: Vec<String> = stamps.iter().map(|(_, v)| v.clone()).collect();
+    let local: Vec<Option<String>> =
+        store::tenants::local_times(&app.pool, tenant_id, &values).await?;
+    for ((column, _), local) in stamps.iter().zip(local) {
+        if let (Some(local), Some(object)) = (local, row.as_object_mut()) {
+            let name = column.strip_suffix("_at").unwrap_or(column);
+            object.insert(format!("{name}_local"), Value::String(local));
+        }
+    }
+    Ok(row)
 }
