@@ -3,9 +3,11 @@
 //! trigger Hasura would fire, the way Hasura does:
 //!
 //! - one event per trigger, each with its own event id and the whole rows;
-//! - an UPDATE trigger fires only when one of its listened columns changed
-//!   value (Hasura's Postgres trigger compares the listened columns of OLD
-//!   and NEW; `*` compares the whole row);
+//! - an UPDATE trigger fires only when its listened columns differ, compared
+//!   as Hasura's Postgres trigger compares them: `row(OLD.c…) <> row(NEW.c…)`.
+//!   That is true only when some column changed between two non-null
+//!   values; a column that goes from NULL to a value (or back) while the
+//!   others stay makes the comparison NULL, and Hasura fires nothing;
 //! - all events of one write share `created_at` (the writing transaction's
 //!   time, without an offset, as Hasura formats it) and go out at once, in
 //!   no particular order;
@@ -234,8 +236,23 @@ fn fires(trigger: &EventTriggerDef, op: &str, old: Option<&Value>, new: &Value) 
     match op {
         "INSERT" => trigger.insert,
         "UPDATE" => match (&trigger.update, old) {
-            (Some(columns), Some(old)) if columns.iter().any(|c| c == "*") => old != new,
-            (Some(columns), Some(old)) => columns.iter().any(|c| old.get(c) != new.get(c)),
+            (Some(columns), Some(old)) => {
+                let listened: Vec<&str> = if columns.iter().any(|c| c == "*") {
+                    new.as_object()
+                        .map(|row| row.keys().map(String::as_str).collect())
+                        .unwrap_or_default()
+                } else {
+                    columns.iter().map(String::as_str).collect()
+                };
+                // SQL's row `<>`: some pair of non-null values differs.
+                listened.iter().any(|c| {
+                    let (was, is) = (
+                        old.get(*c).unwrap_or(&Value::Null),
+                        new.get(*c).unwrap_or(&Value::Null),
+                    );
+                    !was.is_null() && !is.is_null() && was != is
+                })
+            }
             _ => false,
         },
         _ => false,

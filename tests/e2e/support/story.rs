@@ -118,12 +118,13 @@ impl Story {
         row
     }
 
-    /// A booking made PENDING, then CONFIRMED with its seat in one write.
+    /// A booking made PENDING with a seat, then CONFIRMED with another seat
+    /// in one write (which fires both the confirmation and the change).
     pub async fn book(&mut self, passenger: &Value, trip: &Value, reference: &str) -> Value {
         let mut row = json!({
             "id": Uuid::new_v4(), "tenant_id": self.tenant(), "trip_id": trip["id"],
             "passenger_profile_id": passenger["id"], "status": "PENDING",
-            "booking_reference": reference, "seat": null,
+            "booking_reference": reference, "seat": "13A",
         });
         self.insert("bookings", &row).await;
         let confirmed = self
