@@ -53,15 +53,7 @@ async fn two_workers_sharing_a_limit_never_exceed_it_and_send_everything() {
             );
         }
     }
-    let metrics = app
-        .http()
-        .get(format!("{}/metrics", app.base_url))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("busflow_rate_limit_waits_total{channel=\"SMS\"}"),
         "the waits are counted: {metrics}"

@@ -71,15 +71,7 @@ async fn a_stuck_message_raises_the_metric_and_an_alert_and_an_orphan_is_reconci
     )
     .await;
 
-    let metrics = app
-        .http()
-        .get(format!("{}/metrics", app.base_url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.lines().any(|l| l == "busflow_stuck_messages 2"),
         "{metrics}"

@@ -214,15 +214,7 @@ async fn a_message_that_names_nobody_is_kept_counted_and_replayed_once_its_numbe
             "{answer}"
         );
     }
-    let metrics = app
-        .http()
-        .get(format!("{}/metrics", app.base_url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             "busflow_inbound_dead_letters{provider=\"META_CLOUD\",reason=\"UNKNOWN_ACCOUNT\"} 1"

@@ -71,33 +71,18 @@ async fn notification(app: &AppState, envelope: &SnsEnvelope) -> Result<Json<Val
         };
     }
     if SesReceived::is_shape_of(&message) {
-        return match serde_json::from_value::<SesReceived>(message.clone()) {
-            Ok(received) => match received.read(&message) {
-                Ok(email) => inbound_email(app, envelope, email, message).await,
-                Err(why) => {
-                    let why = format!("SES Received: {why}");
-                    kept(
-                        app,
-                        envelope,
-                        Provider::AwsSes,
-                        DeadLetterCode::UnreadableSender,
-                        &why,
-                        message,
-                    )
-                    .await
-                }
-            },
-            Err(e) => {
-                let why = format!("unreadable SES notification: {e}");
-                kept(
-                    app,
-                    envelope,
-                    Provider::AwsSes,
-                    DeadLetterCode::UnreadableSender,
-                    &why,
-                    message,
-                )
-                .await
+        let email = serde_json::from_value::<SesReceived>(message.clone())
+            .map_err(|e| format!("unreadable SES notification: {e}"))
+            .and_then(|received| {
+                received
+                    .read(&message)
+                    .map_err(|why| format!("SES Received: {why}"))
+            });
+        return match email {
+            Ok(email) => inbound_email(app, envelope, email, message).await,
+            Err(why) => {
+                let code = DeadLetterCode::UnreadableSender;
+                kept(app, envelope, Provider::AwsSes, code, &why, message).await
             }
         };
     }

@@ -424,15 +424,7 @@ impl TestApp {
 
     /// Emails moto recorded from this test's sender domain.
     pub async fn sent_emails(&self) -> Vec<SentEmail> {
-        let data: Value = self
-            .http
-            .get(format!("{}/moto-api/data.json", self.aws_endpoint))
-            .send()
-            .await
-            .expect("moto data")
-            .json()
-            .await
-            .expect("moto json");
+        let data = self.provider_record().await;
         let messages: Vec<SentEmail> =
             serde_json::from_value(data["ses"]["Message"].clone()).unwrap_or_default();
         messages
@@ -506,6 +498,18 @@ impl TestApp {
             .execute(&self.pool)
             .await
             .expect("override");
+    }
+
+    /// The API's `GET /metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base_url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     /// Everything moto recorded as sent (`ses.Message`, `sns.SMS`).

@@ -299,15 +299,7 @@ impl TestApp {
     /// The SMS moto recorded whose text mentions `needle` (moto is shared
     /// by every test of the run).
     pub async fn sent_sms(&self, needle: &str) -> Vec<SentSms> {
-        let data: Value = self
-            .http()
-            .get(format!("{}/moto-api/data.json", self.aws_endpoint))
-            .send()
-            .await
-            .expect("moto data")
-            .json()
-            .await
-            .expect("moto json");
+        let data = self.provider_record().await;
         let sms: Vec<SentSms> =
             serde_json::from_value(data["sns"]["SMS"].clone()).unwrap_or_default();
         sms.into_iter()
