@@ -155,6 +155,12 @@ impl NotificationTrigger {
         self.trigger.as_str()
     }
 
+    /// Whether templates also see `trip` (the stored trip, or `{}` when it
+    /// is not known yet): the trip's own triggers, and rows about a trip.
+    pub fn carries_trip(&self) -> bool {
+        matches!(self.row_key, "trip" | "booking" | "assignment" | "incident")
+    }
+
     /// Notify when this trigger's condition holds for the write and no more
     /// specific trigger of the same table reaches the same people.
     pub fn decide(&self, write: &RowWrite<'_>) -> Decision {

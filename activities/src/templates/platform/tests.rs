@@ -3,9 +3,10 @@ use crate::templates::render;
 use crate::triggers::templated_triggers;
 use serde_json::Value;
 
-/// The template variables of `templates/samples.yaml`: every row key with
-/// its `full` or `sparse` sample.
-fn sample_variables(which: &str) -> Value {
+/// The template variables a trigger's templates see at run time, from
+/// `templates/samples.yaml`: `contact`, `tenant`, the trigger's row and, for
+/// rows about a trip, `trip` (its `full` or `sparse` sample).
+fn sample_variables(trigger: &crate::triggers::NotificationTrigger, which: &str) -> Value {
     let file = FILES
         .get_file("samples.yaml")
         .and_then(|f| f.contents_utf8())
@@ -14,6 +15,13 @@ fn sample_variables(which: &str) -> Value {
         serde_norway::from_str(file).expect("samples.yaml parses");
     let mut variables = serde_json::Map::new();
     for (key, by_kind) in samples {
+        let seen = key == "contact"
+            || key == "tenant"
+            || key == trigger.row_key
+            || (key == "trip" && trigger.carries_trip());
+        if !seen {
+            continue;
+        }
         let sample = by_kind
             .get(which)
             .unwrap_or_else(|| panic!("samples.yaml: {key} has no {which} sample"))
@@ -45,7 +53,7 @@ fn every_trigger_has_words_for_every_channel_locale_and_audience() {
                         continue;
                     };
                     for which in ["full", "sparse"] {
-                        match render(source, &sample_variables(which)) {
+                        match render(source, &sample_variables(trigger, which)) {
                             Ok(message) => {
                                 let key = &source.template_key;
                                 if message.body.trim().is_empty() {

@@ -92,7 +92,7 @@ pub(super) async fn notify_one(
         None => None,
     };
     let mut variables = serde_json::json!({ trigger.row_key: with_local_times(app, tenant_id, data.clone()).await? });
-    if row.trip_id.is_some() {
+    if trigger.carries_trip() {
         variables["trip"] = trip.unwrap_or_else(|| serde_json::json!({}));
     }
     let workflow_id = notification_workflow_id(tenant_id, &event.id, recipient.contact);
