@@ -6,7 +6,7 @@
 //! leaves it, noting why.
 
 use crate::temporal::TemporalGateway;
-use crate::webhooks::meta;
+use crate::webhooks::{meta, sns_inbound};
 use busflow_activities::model::Provider;
 use busflow_activities::store::dead_letters;
 use sqlx::PgPool;
@@ -27,24 +27,18 @@ pub async fn replay(
 ) -> anyhow::Result<Vec<Replayed>> {
     let mut report = Vec::new();
     for letter in dead_letters::open(pool, id).await? {
-        let outcome = match letter.provider {
-            Provider::MetaCloud => meta::replay(pool, temporal, &letter).await?,
-            other => {
-                let result = format!("{other} dead letters cannot be replayed yet");
-                dead_letters::note_attempt(pool, letter.id, &result).await?;
-                report.push(Replayed {
-                    id: letter.id,
-                    used: false,
-                    result,
-                });
-                continue;
+        let recorded = match letter.provider {
+            Provider::MetaCloud => meta::replay(pool, temporal, &letter)
+                .await?
+                .map(|r| r.messages),
+            Provider::AwsSns | Provider::AwsSes => {
+                sns_inbound::replay(&sns_inbound::Inbox { pool, temporal }, &letter).await?
             }
+            // The widget's messages always name their visitor.
+            Provider::Webchat => None,
         };
-        let (used, result) = match outcome {
-            Some(recorded) => (
-                true,
-                format!("recorded {} message(s) in the inbox", recorded.messages),
-            ),
+        let (used, result) = match recorded {
+            Some(messages) => (true, format!("recorded {messages} message(s) in the inbox")),
             None => (false, format!("still unusable: {}", letter.reason)),
         };
         if used {

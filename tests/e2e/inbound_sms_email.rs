@@ -173,6 +173,22 @@ async fn an_sms_to_a_number_no_single_tenant_owns_is_acknowledged_and_kept_as_a_
         ],
         "both people's messages are kept, the stray notification is not"
     );
+
+    // The tenant connects the number the first one was sent to; the replay
+    // brings it in. The shared number stays refused.
+    app.add_sms_number(app.tenant_id, "+12125550199").await;
+    let report = busflow_api::dead_letters::replay(&app.pool, &app.gateway(), None)
+        .await
+        .expect("replay");
+    assert_eq!(
+        report.iter().map(|r| r.used).collect::<Vec<_>>(),
+        [true, false],
+        "{report:?}"
+    );
+    let replayed: i64 = app
+        .count("select count(*) from messages where direction = 'INBOUND' and external_message_id = 'in-sms-2'")
+        .await;
+    assert_eq!(replayed, 1);
 }
 
 #[tokio::test]

@@ -9,7 +9,6 @@ use crate::inbox::{APP_SECRET, inbox_app_on, the_conversation};
 use crate::support::TestApp;
 use crate::support::app::test_keys;
 use crate::support::meta::{PHONE_NUMBER_ID, graph_accepted, messages_path, sign};
-use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use serde_json::{Value, json};
 use std::path::Path;
 use wiremock::matchers::{method, path};
@@ -237,13 +236,7 @@ async fn a_message_that_names_nobody_is_kept_counted_and_replayed_once_its_numbe
     .execute(&app.pool)
     .await
     .expect("connect the number");
-    let gateway = TemporalGateway::new(
-        TemporalSettings {
-            address: Some(app.temporal_address.clone()),
-            namespace: Some("default".to_owned()),
-        },
-        app.task_queue.clone(),
-    );
+    let gateway = app.gateway();
     let report = busflow_api::dead_letters::replay(&app.pool, &gateway, None)
         .await
         .expect("replay");

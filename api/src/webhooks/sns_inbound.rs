@@ -26,17 +26,20 @@ use super::sns::SnsEnvelope;
 use super::sns_receiver::{self, SnsDelivery};
 use crate::AppState;
 use crate::error::ApiError;
+use crate::temporal::TemporalGateway;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use busflow_activities::identifiers::PhoneNumber;
 use busflow_activities::model::{Channel, Provider, TenantId};
 use busflow_activities::store::channel_accounts::{self, AddressedAccount};
+use busflow_activities::store::dead_letters::DeadLetter;
 use busflow_activities::store::dead_letters::{self, DeadLetterCode, NewDeadLetter};
 use busflow_activities::store::inbox::{self, InboundMessage, InboundOutcome, SenderKey};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sqlx::PgPool;
 use std::sync::Arc;
 
 pub async fn receive(
@@ -45,11 +48,38 @@ pub async fn receive(
 ) -> Result<Json<Value>, ApiError> {
     match sns_receiver::accept(&app, &body).await? {
         SnsDelivery::Answered(answer) => Ok(Json(answer)),
-        SnsDelivery::Notification(envelope) => notification(&app, &envelope).await,
+        SnsDelivery::Notification(envelope) => {
+            let inbox = Inbox {
+                pool: &app.pool,
+                temporal: &app.temporal,
+            };
+            notification(&inbox, &envelope).await
+        }
     }
 }
 
-async fn notification(app: &AppState, envelope: &SnsEnvelope) -> Result<Json<Value>, ApiError> {
+/// Where inbound messages are written: Postgres, and Temporal for the
+/// snooze timers a message stops. The webhook and dead-letter replay share it.
+pub struct Inbox<'a> {
+    pub pool: &'a PgPool,
+    pub temporal: &'a TemporalGateway,
+}
+
+/// Tries a kept SMS or email again, as SNS delivered it. `Ok(None)` when it
+/// still names nobody.
+pub async fn replay(inbox: &Inbox<'_>, letter: &DeadLetter) -> anyhow::Result<Option<usize>> {
+    let envelope: SnsEnvelope = serde_json::from_value(letter.payload.0["envelope"].clone())
+        .map_err(|e| anyhow::anyhow!("dead letter {}: no SNS envelope: {e}", letter.id))?;
+    let Json(answer) = notification(inbox, &envelope)
+        .await
+        .map_err(|e| anyhow::anyhow!("dead letter {}: {e}", letter.id))?;
+    if answer.get("dead_letter").is_some() || answer.get("ignored").is_some() {
+        return Ok(None);
+    }
+    Ok(Some(answer["received"].as_u64().unwrap_or(0) as usize))
+}
+
+async fn notification(app: &Inbox<'_>, envelope: &SnsEnvelope) -> Result<Json<Value>, ApiError> {
     let Ok(message) = serde_json::from_str::<Value>(&envelope.message) else {
         return Ok(ignored(envelope, "the SNS Message is not JSON"));
     };
@@ -92,7 +122,7 @@ async fn notification(app: &AppState, envelope: &SnsEnvelope) -> Result<Json<Val
 /// A person's message nobody can be found for: kept as a dead letter (with
 /// the SNS envelope's ids and time) and answered 200, so SNS stops retrying.
 async fn kept(
-    app: &AppState,
+    app: &Inbox<'_>,
     envelope: &SnsEnvelope,
     provider: Provider,
     code: DeadLetterCode,
@@ -100,18 +130,14 @@ async fn kept(
     message: Value,
 ) -> Result<Json<Value>, ApiError> {
     dead_letters::keep(
-        &app.pool,
+        app.pool,
         &NewDeadLetter {
             tenant_id: None,
             provider,
             code,
             reason: why.to_owned(),
-            payload: json!({
-                "sns_message_id": envelope.message_id,
-                "topic_arn": envelope.topic_arn,
-                "timestamp": envelope.timestamp,
-                "message": message,
-            }),
+            // The whole envelope, to replay it as SNS delivered it.
+            payload: json!({"envelope": envelope, "message": message}),
         },
     )
     .await?;
@@ -151,7 +177,7 @@ impl InboundSms {
 }
 
 async fn inbound_sms(
-    app: &AppState,
+    app: &Inbox<'_>,
     envelope: &SnsEnvelope,
     sms: InboundSms,
     message: Value,
@@ -168,7 +194,7 @@ async fn inbound_sms(
         )
         .await;
     };
-    let accounts = channel_accounts::by_external_id(&app.pool, Channel::Sms, destination.as_str())
+    let accounts = channel_accounts::by_external_id(app.pool, Channel::Sms, destination.as_str())
         .await
         .map_err(anyhow::Error::from)?;
     let account = match accounts.as_slice() {
@@ -237,12 +263,12 @@ async fn inbound_sms(
 }
 
 async fn inbound_email(
-    app: &AppState,
+    app: &Inbox<'_>,
     envelope: &SnsEnvelope,
     email: ReadEmail,
     message: Value,
 ) -> Result<Json<Value>, ApiError> {
-    let matches = channel_accounts::by_address(&app.pool, Channel::Email, &email.recipients)
+    let matches = channel_accounts::by_address(app.pool, Channel::Email, &email.recipients)
         .await
         .map_err(anyhow::Error::from)?;
     let destinations = destinations(&email.recipients, matches);
@@ -262,7 +288,7 @@ async fn inbound_email(
     for account in destinations {
         let tenant_id = account.account.tenant_id;
         let conversation_hint = inbox::conversation_of_outbound(
-            &app.pool,
+            app.pool,
             tenant_id,
             Channel::Email,
             &email.replies_to_ses_ids,
@@ -324,8 +350,8 @@ fn destinations(recipients: &[String], matches: Vec<AddressedAccount>) -> Vec<Ad
 
 /// Records one inbound message; a conversation it woke from SNOOZED has its
 /// snooze timer stopped.
-async fn record(app: &AppState, inbound: &InboundMessage) -> Result<InboundOutcome, ApiError> {
-    let outcome = inbox::record_inbound(&app.pool, inbound)
+async fn record(app: &Inbox<'_>, inbound: &InboundMessage) -> Result<InboundOutcome, ApiError> {
+    let outcome = inbox::record_inbound(app.pool, inbound)
         .await
         .map_err(anyhow::Error::from)?;
     match &outcome {

@@ -500,6 +500,17 @@ impl TestApp {
             .expect("override");
     }
 
+    /// A Temporal gateway like the CLI's (`busflow-comms dead-letters replay`).
+    pub fn gateway(&self) -> TemporalGateway {
+        TemporalGateway::new(
+            TemporalSettings {
+                address: Some(self.temporal_address.clone()),
+                namespace: Some("default".to_owned()),
+            },
+            self.task_queue.clone(),
+        )
+    }
+
     /// The API's `GET /metrics` text.
     pub async fn metrics(&self) -> String {
         self.http
