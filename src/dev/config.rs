@@ -62,7 +62,15 @@ pub struct DemoTenant {
     pub time_zone: String,
     pub email: DemoEmail,
     pub whatsapp: DemoWhatsApp,
+    pub sms: DemoSms,
     pub passengers: Vec<DemoPassenger>,
+}
+
+/// An SMS account publishing through SNS (the AWS emulator on the dev stack).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSms {
+    pub origination_number: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

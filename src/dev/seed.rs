@@ -64,6 +64,30 @@ pub async fn upsert_email_account(
     Ok(ChannelAccountId(id))
 }
 
+/// An ACTIVE SMS account publishing through SNS from `origination_number`.
+pub async fn upsert_sms_account(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    origination_number: &str,
+) -> anyhow::Result<ChannelAccountId> {
+    let config = serde_json::json!({"origination_number": origination_number});
+    let id = sqlx::query_scalar(
+        "insert into channel_accounts
+            (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
+         values ($1, 'SMS', 'AWS_SNS', 'Demo SMS', 'ACTIVE', 'LIVE', $2, $3)
+         on conflict (tenant_id, channel, external_account_id) do update
+            set provider_config = excluded.provider_config, status = 'ACTIVE', updated_at = now()
+         returning id",
+    )
+    .bind(tenant_id)
+    .bind(&config)
+    .bind(origination_number)
+    .fetch_one(pool)
+    .await
+    .context("seeding the SMS channel account")?;
+    Ok(ChannelAccountId(id))
+}
+
 /// A SANDBOX WhatsApp account with sealed secrets, an approved template for
 /// every trigger, and the tenant's mapping of `booking_confirmed` to its own.
 async fn upsert_sandbox_whatsapp(
@@ -167,6 +191,7 @@ pub async fn seed_demo_tenant(
     )
     .await?;
     upsert_sandbox_whatsapp(pool, keys, tenant_id, &demo.whatsapp).await?;
+    upsert_sms_account(pool, tenant_id, &demo.sms.origination_number).await?;
     for passenger in &demo.passengers {
         let contact = PersonContact {
             tenant_id,

@@ -52,10 +52,31 @@ async fn the_demo_number_has_approved_a_whatsapp_template_for_every_trigger() {
         "not approved on the demo number: {missing:?}"
     );
     assert!(approved.contains(stack.demo_tenant.whatsapp.template_name.as_str()));
+
+    // And an account for every channel of every trigger's default chain.
+    let active: BTreeSet<String> = sqlx::query_scalar(
+        "select channel from channel_accounts where tenant_id = $1 and status = 'ACTIVE'",
+    )
+    .bind(stack.demo_tenant.id)
+    .fetch_all(&app.pool)
+    .await
+    .expect("accounts")
+    .into_iter()
+    .collect();
+    for trigger in busflow_activities::triggers::templated_triggers() {
+        for channel in trigger.default_chain {
+            assert!(
+                active.contains(channel.as_str()),
+                "{}: no {channel} account on the demo",
+                trigger.trigger
+            );
+        }
+    }
 }
 
 #[tokio::test]
-async fn a_template_the_sandbox_number_never_approved_is_refused_as_meta_refuses_it() {
+async fn a_template_the_sandbox_number_never_approved_is_refused_as_meta_refuses_it_and_sms_follows()
+ {
     let app = TestApp::spawn().await;
     let stack = demo(&app).await;
     let tenant = TenantId(stack.demo_tenant.id);
@@ -92,4 +113,12 @@ async fn a_template_the_sandbox_number_never_approved_is_refused_as_meta_refuses
         reason.as_deref().is_some_and(|r| r.contains("132001")),
         "{reason:?}"
     );
+    let fallback: String = sqlx::query_scalar(
+        "select status from messages where workflow_id = $1 and channel = 'SMS'",
+    )
+    .bind(&workflow_id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("the SMS it fell back to");
+    assert_eq!(fallback, "SENT");
 }
