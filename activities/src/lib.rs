@@ -21,3 +21,4 @@ pub mod templates;
 pub mod triggers;
 pub mod trips;
 pub mod watchdog;
+pub mod workflow_state;

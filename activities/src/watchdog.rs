@@ -6,11 +6,11 @@
 //! never left QUEUED forever.
 
 use crate::model::{MessageId, TenantId};
+use crate::workflow_state::{WorkflowState, workflow_state};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::sync::Arc;
-use temporalio_client::{Client, UntypedWorkflow};
-use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus as ProtoStatus;
+use temporalio_client::Client;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -115,27 +115,11 @@ impl WatchdogActivities {
 impl WatchdogActivities {
     /// `None` while the workflow runs; how it ended otherwise.
     async fn workflow_ended(&self, workflow_id: &str) -> anyhow::Result<Option<String>> {
-        let handle = self
-            .temporal
-            .get_workflow_handle::<UntypedWorkflow>(workflow_id);
-        match handle.describe(Default::default()).await {
-            Ok(description) => {
-                let status = description
-                    .raw_description
-                    .workflow_execution_info
-                    .as_ref()
-                    .and_then(|info| ProtoStatus::try_from(info.status).ok())
-                    .unwrap_or(ProtoStatus::Unspecified);
-                Ok(match status {
-                    ProtoStatus::Running | ProtoStatus::Paused => None,
-                    other => Some(format!("{workflow_id} ended ({})", other.as_str_name())),
-                })
-            }
-            Err(e) if e.to_string().to_lowercase().contains("not found") => {
-                Ok(Some(format!("{workflow_id} does not exist")))
-            }
-            Err(e) => Err(anyhow::Error::new(e).context(format!("describing {workflow_id}"))),
-        }
+        Ok(match workflow_state(&self.temporal, workflow_id).await? {
+            WorkflowState::Running => None,
+            WorkflowState::Ended(how) => Some(format!("{workflow_id} ended ({how})")),
+            WorkflowState::Missing => Some(format!("{workflow_id} does not exist")),
+        })
     }
 }
 

@@ -3,10 +3,16 @@
 //! linked to the old one — its id is the old id plus `/retry/{message}`, and
 //! its first message replaces the failed one. One retry per failed message:
 //! asking twice finds the same workflow.
+//!
+//! A retry never sends what may already have reached the person: it is
+//! refused while the notification still runs (it is still trying, or still
+//! waiting for a receipt), and once any of its messages (or a retry's) got
+//! through on some channel.
 
 use crate::temporal::{NotificationLabels, StartError, StartResult, TemporalGateway};
-use busflow_activities::model::{MessageId, MessageStatus, TenantId};
+use busflow_activities::model::{Channel, MessageId, MessageStatus, TenantId};
 use busflow_activities::store;
+use busflow_activities::workflow_state::WorkflowState;
 use busflow_workflows::NotificationRequest;
 use sqlx::PgPool;
 use std::time::Duration;
@@ -19,6 +25,19 @@ pub enum RetryError {
     NotFailed(MessageId, MessageStatus),
     #[error("message {0} was not sent by a notification workflow (nothing to retry)")]
     NoWorkflow(MessageId),
+    #[error(
+        "notification {workflow_id} already reached its person: message {message} is {status} on {channel}"
+    )]
+    AlreadyDelivered {
+        workflow_id: String,
+        message: MessageId,
+        channel: Channel,
+        status: MessageStatus,
+    },
+    #[error(
+        "notification {0} is still running (trying its channels or waiting for a receipt); retry once it has ended"
+    )]
+    StillRunning(String),
     #[error(transparent)]
     Temporal(#[from] StartError),
     #[error(transparent)]
@@ -52,6 +71,26 @@ pub async fn retry_message(
         .await?
         .ok_or(RetryError::NoWorkflow(message_id))?;
     let workflow_id = format!("{original_workflow}/retry/{message_id}");
+    // Asking again finds the retry already made.
+    if temporal.workflow_state(&workflow_id).await? != WorkflowState::Missing {
+        return Ok(RetryStarted {
+            workflow_id,
+            result: StartResult::AlreadyStarted,
+        });
+    }
+    if let Some((message, channel, status)) =
+        store::messages::reached(pool, tenant_id, &original_workflow).await?
+    {
+        return Err(RetryError::AlreadyDelivered {
+            workflow_id: original_workflow,
+            message,
+            channel,
+            status,
+        });
+    }
+    if temporal.workflow_state(&original_workflow).await? == WorkflowState::Running {
+        return Err(RetryError::StillRunning(original_workflow));
+    }
     let labels = NotificationLabels {
         entity_refs: vec![
             format!("message:{message_id}"),

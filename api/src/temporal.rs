@@ -5,6 +5,7 @@
 use anyhow::Context;
 use busflow_activities::model::TenantId;
 use busflow_activities::store::trips::TripSchedule;
+use busflow_activities::workflow_state::{WorkflowState, workflow_state};
 use busflow_workflows::names::{memo, search_attributes as sa, workflow_types};
 use busflow_workflows::names::{snooze_workflow_id, trip_reminder_workflow_id};
 use busflow_workflows::notification::DeliveryUpdate;
@@ -124,6 +125,14 @@ impl TemporalGateway {
         self.client
             .get_or_try_init(|| connect(&self.settings, "busflow-comms-api"))
             .await
+    }
+
+    /// Whether the workflow runs, ended, or never ran.
+    pub async fn workflow_state(&self, workflow_id: &str) -> Result<WorkflowState, StartError> {
+        let client = self.client().await.map_err(StartError::Unavailable)?;
+        workflow_state(client, workflow_id)
+            .await
+            .map_err(StartError::Unavailable)
     }
 
     /// Starts the conversation's snooze timer, or moves it to `until`.

@@ -114,6 +114,28 @@ pub async fn get_outbound(
 /// Records the provider's acceptance and applies any callback that arrived
 /// before we knew the external id. A callback that already moved the message
 /// further keeps its status. Returns the status afterwards.
+/// A message of the notification `workflow_id` (or of one of its retries)
+/// that reached the provider: the notification got through on its channel.
+pub async fn reached(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    workflow_id: &str,
+) -> sqlx::Result<Option<(MessageId, Channel, MessageStatus)>> {
+    sqlx::query_as(
+        "select id, channel, status from messages
+          where tenant_id = $1
+            and (workflow_id = $2 or left(workflow_id, length($3)) = $3)
+            and status in ('SENT', 'DELIVERED', 'READ')
+          order by created_at
+          limit 1",
+    )
+    .bind(tenant_id)
+    .bind(workflow_id)
+    .bind(format!("{workflow_id}/retry/"))
+    .fetch_optional(pool)
+    .await
+}
+
 pub async fn mark_sent(
     pool: &PgPool,
     tenant_id: TenantId,

@@ -472,6 +472,10 @@ async fn retry_message(
         }
         RetryError::NotFailed(..) => ApiError::conflict("MESSAGE_NOT_FAILED", e.to_string()),
         RetryError::NoWorkflow(_) => ApiError::conflict("NOT_RETRYABLE", e.to_string()),
+        RetryError::AlreadyDelivered { .. } => {
+            ApiError::conflict("ALREADY_DELIVERED", e.to_string())
+        }
+        RetryError::StillRunning(_) => ApiError::conflict("STILL_RUNNING", e.to_string()),
         RetryError::Temporal(start) => start.into_api_error("retry not started"),
         RetryError::Database(db) => ApiError::Unexpected(db.into()),
     })?;
