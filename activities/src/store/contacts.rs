@@ -1,4 +1,7 @@
-//! Contacts: who we message, keyed by tenant and normalized identifiers.
+//! Contacts: who we message. One per person row of another context
+//! (passenger profile, driver, vendor), or per sender an inbound message
+//! named; identifiers are normalized but never unique, since people share
+//! addresses.
 
 use crate::identifiers::{EmailAddress, PhoneNumber};
 use crate::model::{Channel, ContactId, ContactKind, TenantId};

@@ -571,6 +571,14 @@ impl Trigger {
     }
 }
 
+/// The data trigger that keeps contacts of `kind` in step.
+pub fn contact_trigger(kind: ContactKind) -> Option<Trigger> {
+    DATA_TRIGGERS
+        .iter()
+        .find(|(_, _, route)| matches!(route, Route::Contact(k) if *k == kind))
+        .map(|(trigger, _, _)| *trigger)
+}
+
 /// Every trigger Hasura may send, for error messages and the metadata
 /// drift check.
 pub fn hasura_triggers() -> impl Iterator<Item = Trigger> {

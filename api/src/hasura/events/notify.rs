@@ -14,7 +14,7 @@ use busflow_activities::identifiers::EmailAddress;
 use busflow_activities::model::{ContactId, ContactKind, TenantId};
 use busflow_activities::store::{self, contacts::PersonSource};
 use busflow_activities::triggers::{
-    Decision, DomainTable, NotificationTrigger, RecipientRule, status,
+    self, Decision, DomainTable, NotificationTrigger, RecipientRule, Trigger, status,
 };
 use busflow_workflows::NotificationRequest;
 use busflow_workflows::names::notification_workflow_id;
@@ -227,7 +227,10 @@ async fn trip_driver(
         .ok_or_else(|| {
             ApiError::conflict(
                 "TRIP_NOT_YET_KNOWN",
-                format!("trip {trip_id} is not known yet (its trip_upserted event has not arrived); retry later"),
+                format!(
+                    "trip {trip_id} is not known yet (its {} event has not arrived); retry later",
+                    Trigger::TripUpserted
+                ),
             )
             .retry_after(30)
         })?;
@@ -250,11 +253,7 @@ async fn trip_driver(
 }
 
 fn not_yet_known(kind: ContactKind, column: &str, id: Uuid) -> ApiError {
-    let upserted = match kind {
-        ContactKind::Customer => "passenger_profile_upserted",
-        ContactKind::Driver => "driver_upserted",
-        ContactKind::Vendor => "vendor_upserted",
-    };
+    let upserted = triggers::contact_trigger(kind).map_or("person", Trigger::as_str);
     ApiError::conflict(
         "CONTACT_NOT_YET_KNOWN",
         format!(
