@@ -19,6 +19,8 @@ pub enum DispatchOutcome {
     Sent,
     Rejected,
     Retry,
+    /// The provider may have accepted it; nobody knows.
+    Unknown,
 }
 
 impl DispatchOutcome {
@@ -27,6 +29,7 @@ impl DispatchOutcome {
             DispatchOutcome::Sent => "sent",
             DispatchOutcome::Rejected => "rejected",
             DispatchOutcome::Retry => "retry",
+            DispatchOutcome::Unknown => "unknown",
         }
     }
 }

@@ -118,9 +118,12 @@ text_enum!(
 
 text_enum!(
     /// Where a message is in its life. Moves only forward:
-    /// QUEUED < SENT < DELIVERED < READ; FAILED is terminal.
+    /// QUEUED < SENDING < SENT < DELIVERED < READ; FAILED is terminal.
+    /// SENDING: a dispatch attempt claimed it and called (or is calling) the
+    /// provider; nothing calls the provider for it again.
     MessageStatus {
         Queued => "QUEUED",
+        Sending => "SENDING",
         Sent => "SENT",
         Delivered => "DELIVERED",
         Read => "READ",

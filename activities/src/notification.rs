@@ -15,14 +15,14 @@ use crate::planning::{self, NotificationPlan};
 use crate::providers::router::Providers;
 use crate::providers::sms::sms_parts;
 use crate::providers::{FailureClass, SendMessageCommand};
-use crate::store::{self, contacts::Contact};
+use crate::store::{self, contacts::Contact, messages::Claim};
 use crate::templates::{self, RenderError};
 use crate::triggers::{self, Trigger};
-use crate::{metrics, quiet_hours, rate_limit};
+use crate::{faults, metrics, quiet_hours, rate_limit};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -38,6 +38,9 @@ pub mod failure_types {
     pub const MESSAGE_NOT_FOUND: &str = "MessageNotFound";
     pub const PROVIDER_RETRY: &str = "ProviderRetryable";
     pub const NOTIFICATION_UNDELIVERABLE: &str = "NotificationUndeliverable";
+    /// No channel confirmed it, and at least one send's outcome is unknown:
+    /// it may have reached the person.
+    pub const NOTIFICATION_UNCONFIRMED: &str = "NotificationUnconfirmed";
     pub const UNKNOWN_TRIGGER: &str = "UnknownTrigger";
     pub const INVALID_TENANT_SETTINGS: &str = "InvalidTenantSettings";
     /// Held back by a send-rate limit; retried after the wait, never a failure.
@@ -126,6 +129,12 @@ pub struct MessageRef {
 pub struct MessageState {
     pub status: MessageStatus,
     pub failed_reason: Option<String>,
+    /// SENDING: why the claimed send's outcome is unknown.
+    #[serde(default)]
+    pub unknown_reason: Option<String>,
+    /// The provider's id, once known.
+    #[serde(default)]
+    pub external_message_id: Option<String>,
 }
 
 /// Input of `dispatch_message`.
@@ -135,8 +144,8 @@ pub struct DispatchInput {
     pub message_id: MessageId,
 }
 
-/// How a dispatch ended, when it ended for good. Retryable failures are not an
-/// outcome: they are activity errors that Temporal retries with backoff.
+/// How a dispatch ended. Retryable failures are not an outcome: they are
+/// activity errors that Temporal retries with backoff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DispatchOutcome {
     /// Accepted by the provider. `status` is the message's status right after,
@@ -151,6 +160,22 @@ pub enum DispatchOutcome {
         reason: String,
         account_problem: bool,
     },
+    /// The send was claimed and may have reached the person, but nobody
+    /// knows (a crash, a timeout, an unreadable answer): the message stays
+    /// SENDING and is never sent again; a receipt may still settle it.
+    Unconfirmed { reason: String },
+    /// Held by a send-rate limit for longer than an activity retry should
+    /// wait: the workflow sleeps `wait_ms` on a durable timer and dispatches
+    /// again. Nothing was claimed.
+    Held { wait_ms: u64 },
+}
+
+/// Input of `abandon_dispatch`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AbandonInput {
+    pub tenant_id: TenantId,
+    pub message_id: MessageId,
+    pub reason: String,
 }
 
 /// The notification activities, registered on the worker.
@@ -244,6 +269,8 @@ impl NotificationActivities {
         Ok(MessageState {
             status: message.status,
             failed_reason: message.failed_reason,
+            unknown_reason: message.send_unknown_reason,
+            external_message_id: message.external_message_id,
         })
     }
 
@@ -369,13 +396,18 @@ impl NotificationActivities {
         }))
     }
 
-    /// Sends a QUEUED message through its channel account's provider.
+    /// Sends a QUEUED message through its channel account's provider, once:
+    /// the send is claimed (SENDING) before the call, and an attempt that
+    /// finds it claimed by an earlier one does not call the provider again.
+    /// Heartbeats while the provider answers; a cancelled attempt leaves its
+    /// claim, since the request may already have been accepted.
     #[activity(name = "dispatch_message")]
     pub async fn dispatch_message(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: DispatchInput,
     ) -> Result<DispatchOutcome, ActivityError> {
+        let _beating = Heartbeats::start(&ctx);
         let pool = &self.pool;
         let message = store::messages::get_outbound(pool, input.tenant_id, input.message_id)
             .await?
@@ -385,20 +417,8 @@ impl NotificationActivities {
                     format!("message {} not found", input.message_id),
                 )
             })?;
-        match message.status {
-            MessageStatus::Queued => {}
-            MessageStatus::Failed => {
-                return Ok(DispatchOutcome::Rejected {
-                    reason: message.failed_reason.unwrap_or_default(),
-                    account_problem: false,
-                });
-            }
-            status => {
-                return Ok(DispatchOutcome::Sent {
-                    external_message_id: message.external_message_id.unwrap_or_default(),
-                    status,
-                });
-            }
+        if message.status != MessageStatus::Queued {
+            return Ok(outcome_of(&message));
         }
         let account = match message.channel_account_id {
             Some(id) => store::channel_accounts::get(pool, input.tenant_id, id).await?,
@@ -411,8 +431,8 @@ impl NotificationActivities {
         let (Some(account), Some(contact)) = (account, contact) else {
             return self
                 .reject(
-                    &message.id,
-                    input.tenant_id,
+                    &message,
+                    None,
                     "channel account or contact no longer exists",
                     None,
                 )
@@ -420,15 +440,11 @@ impl NotificationActivities {
         };
         if account.status != ChannelAccountStatus::Active {
             let reason = format!("channel account {} is {}", account.id, account.status);
-            return self
-                .reject(&message.id, input.tenant_id, &reason, None)
-                .await;
+            return self.reject(&message, None, &reason, None).await;
         }
         let Some(recipient) = recipient_address(&contact, message.channel) else {
             let reason = format!("contact has no {} address", message.channel);
-            return self
-                .reject(&message.id, input.tenant_id, &reason, None)
-                .await;
+            return self.reject(&message, None, &reason, None).await;
         };
         let whatsapp_template = message.whatsapp_template.clone().map(|t| t.0);
         if message.channel == Channel::WhatsApp && whatsapp_template.is_none() {
@@ -444,9 +460,7 @@ impl NotificationActivities {
             if !window_open {
                 let reason = "WhatsApp free-form text is only allowed within 24 h of the contact's last message, \
                               and this template maps to no approved WhatsApp template";
-                return self
-                    .reject(&message.id, input.tenant_id, reason, None)
-                    .await;
+                return self.reject(&message, None, reason, None).await;
             }
         }
         let send = rate_limit::Send {
@@ -465,6 +479,11 @@ impl NotificationActivities {
         if let Some(wait) = rate_limit::acquire(pool, &send).await? {
             metrics::global().rate_limited(message.channel, wait);
             tracing::debug!(tenant.id = %input.tenant_id, message.id = %message.id, "rate limited for {wait:?}");
+            if wait > LONGEST_RETRY_WAIT {
+                return Ok(DispatchOutcome::Held {
+                    wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
             return Err(ActivityError::application(
                 ApplicationFailure::builder(format!(
                     "{} account {} is at its send-rate limit; sending in {wait:?}",
@@ -475,14 +494,25 @@ impl NotificationActivities {
                 .build(),
             ));
         }
+        let attempt = uuid::Uuid::new_v4();
+        match store::messages::claim_send(pool, input.tenant_id, message.id, attempt).await? {
+            Claim::Claimed => {}
+            Claim::HeldByEarlierAttempt { .. } | Claim::Ended(_) => {
+                let now = store::messages::get_outbound(pool, input.tenant_id, message.id)
+                    .await?
+                    .unwrap_or(message);
+                return Ok(outcome_of(&now));
+            }
+        }
+        faults::reached(faults::Point::Claimed);
         let trigger = message
             .trigger_event
             .map(Trigger::as_str)
             .unwrap_or_default();
-        let record = |outcome: metrics::DispatchOutcome, started: Instant| {
+        let started = Instant::now();
+        let record = |outcome: metrics::DispatchOutcome| {
             metrics::global().dispatched(trigger, message.channel, outcome, started.elapsed());
         };
-        let started = Instant::now();
         let command = SendMessageCommand {
             message_id: message.id,
             channel: message.channel,
@@ -492,16 +522,21 @@ impl NotificationActivities {
             body_html: message.body_html.clone(),
             whatsapp_template,
         };
-        match self.providers.send(&self.keys, &account, &command).await {
-            Ok(accepted) => {
-                record(metrics::DispatchOutcome::Sent, started);
-                let mut status = store::messages::mark_sent(
-                    pool,
-                    input.tenant_id,
-                    message.id,
-                    &accepted.external_message_id,
-                )
+        let sent =
+            unless_cancelled(&ctx, self.providers.send(&self.keys, &account, &command)).await;
+        let Some(sent) = sent else {
+            record(metrics::DispatchOutcome::Unknown);
+            let reason = "the attempt was cancelled while the provider was answering";
+            store::messages::note_unknown_outcome(pool, input.tenant_id, message.id, reason)
                 .await?;
+            return Err(ActivityError::cancelled());
+        };
+        match sent {
+            Ok(accepted) => {
+                faults::reached(faults::Point::ProviderAccepted);
+                record(metrics::DispatchOutcome::Sent);
+                let mut status = record_acceptance(&ctx, pool, &message, &accepted).await?;
+                faults::reached(faults::Point::Recorded);
                 if message.channel == Channel::Webchat {
                     status = store_delivered_webchat(
                         pool,
@@ -525,7 +560,9 @@ impl NotificationActivities {
             }
             Err(failure) => match failure.class {
                 FailureClass::Retry => {
-                    record(metrics::DispatchOutcome::Retry, started);
+                    record(metrics::DispatchOutcome::Retry);
+                    store::messages::release_claim(pool, input.tenant_id, message.id, attempt)
+                        .await?;
                     tracing::warn!(tenant.id = %input.tenant_id, message.id = %message.id, "dispatch will retry: {failure}");
                     Err(ActivityError::application(
                         ApplicationFailure::builder(failure.to_string())
@@ -534,16 +571,29 @@ impl NotificationActivities {
                             .build(),
                     ))
                 }
+                FailureClass::Unknown => {
+                    record(metrics::DispatchOutcome::Unknown);
+                    let reason = failure.to_string();
+                    store::messages::note_unknown_outcome(
+                        pool,
+                        input.tenant_id,
+                        message.id,
+                        &reason,
+                    )
+                    .await?;
+                    tracing::warn!(tenant.id = %input.tenant_id, message.id = %message.id, "outcome unknown, not sent again on this channel: {reason}");
+                    Ok(DispatchOutcome::Unconfirmed { reason })
+                }
                 FailureClass::Recipient => {
-                    record(metrics::DispatchOutcome::Rejected, started);
-                    self.reject(&message.id, input.tenant_id, &failure.to_string(), None)
+                    record(metrics::DispatchOutcome::Rejected);
+                    self.reject(&message, Some(attempt), &failure.to_string(), None)
                         .await
                 }
                 FailureClass::Account => {
-                    record(metrics::DispatchOutcome::Rejected, started);
+                    record(metrics::DispatchOutcome::Rejected);
                     self.reject(
-                        &message.id,
-                        input.tenant_id,
+                        &message,
+                        Some(attempt),
                         &failure.to_string(),
                         Some(account.id),
                     )
@@ -552,17 +602,142 @@ impl NotificationActivities {
             },
         }
     }
+
+    /// The workflow gave up on a dispatch (its step deadline passed): a
+    /// message never claimed is FAILED with the reason; a claimed one may
+    /// have been sent and stays as it is.
+    #[activity(name = "abandon_dispatch")]
+    pub async fn abandon_dispatch(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: AbandonInput,
+    ) -> Result<DispatchOutcome, ActivityError> {
+        store::messages::mark_failed(&self.pool, input.tenant_id, input.message_id, &input.reason)
+            .await?;
+        let message = store::messages::get_outbound(&self.pool, input.tenant_id, input.message_id)
+            .await?
+            .ok_or_else(|| {
+                permanent(
+                    failure_types::MESSAGE_NOT_FOUND,
+                    format!("message {} not found", input.message_id),
+                )
+            })?;
+        Ok(outcome_of(&message))
+    }
+}
+
+/// Rate-limit waits up to this long are activity retries; longer ones are
+/// the workflow's durable timers.
+pub const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(5);
+
+/// Heartbeat interval of a dispatch; its heartbeat timeout is a few of these.
+pub const DISPATCH_HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Heartbeats for the activity until dropped, so a dead worker is noticed
+/// within the heartbeat timeout, and a cancel reaches a live one.
+struct Heartbeats(tokio::task::JoinHandle<()>);
+
+impl Heartbeats {
+    fn start(ctx: &ActivityContext) -> Self {
+        let ctx = ctx.clone();
+        Self(tokio::spawn(async move {
+            let mut beat = tokio::time::interval(DISPATCH_HEARTBEAT);
+            loop {
+                beat.tick().await;
+                // A heartbeat that cannot be sent is not the send's problem.
+                let _ = ctx.record_heartbeat(()).await;
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs the provider call unless the attempt is cancelled first (`None`: the
+/// call is dropped mid-flight).
+async fn unless_cancelled<T>(ctx: &ActivityContext, call: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        answered = call => Some(answered),
+        () = ctx.cancelled() => None,
+    }
+}
+
+/// Records the provider's acceptance. The message is out: a database hiccup
+/// here must not cost the provider's id, so this retries for up to
+/// [`RECORD_PATIENCE`] before the attempt fails and leaves the claim to be
+/// reconciled from the receipts.
+async fn record_acceptance(
+    ctx: &ActivityContext,
+    pool: &PgPool,
+    message: &store::messages::OutboundMessage,
+    accepted: &crate::providers::Accepted,
+) -> Result<MessageStatus, ActivityError> {
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match store::messages::mark_sent(
+            pool,
+            message.tenant_id,
+            message.id,
+            &accepted.external_message_id,
+        )
+        .await
+        {
+            Ok(status) => return Ok(status),
+            Err(e) if started.elapsed() < RECORD_PATIENCE && !ctx.is_cancelled() => {
+                tracing::warn!(tenant.id = %message.tenant_id, message.id = %message.id, "recording the send of {} failed, retrying: {e}", message.id);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// How long a dispatch keeps trying to record an accepted send.
+pub const RECORD_PATIENCE: Duration = Duration::from_secs(20);
+
+/// What a message's stored state says about its dispatch.
+fn outcome_of(message: &store::messages::OutboundMessage) -> DispatchOutcome {
+    match message.status {
+        MessageStatus::Failed => DispatchOutcome::Rejected {
+            reason: message.failed_reason.clone().unwrap_or_default(),
+            account_problem: false,
+        },
+        MessageStatus::Queued | MessageStatus::Sending => DispatchOutcome::Unconfirmed {
+            reason: message.send_unknown_reason.clone().unwrap_or_else(|| {
+                "an earlier attempt claimed the send and did not record how it went".to_owned()
+            }),
+        },
+        status => DispatchOutcome::Sent {
+            external_message_id: message.external_message_id.clone().unwrap_or_default(),
+            status,
+        },
+    }
 }
 
 impl NotificationActivities {
+    /// Fails the message for good: the claimed send of `attempt`, or (no
+    /// attempt) a message that was never claimed.
     async fn reject(
         &self,
-        message_id: &MessageId,
-        tenant_id: TenantId,
+        message: &store::messages::OutboundMessage,
+        attempt: Option<uuid::Uuid>,
         reason: &str,
         broken_account: Option<ChannelAccountId>,
     ) -> Result<DispatchOutcome, ActivityError> {
-        store::messages::mark_failed(&self.pool, tenant_id, *message_id, reason).await?;
+        let (tenant_id, message_id) = (message.tenant_id, message.id);
+        match attempt {
+            Some(attempt) => {
+                store::messages::fail_claim(&self.pool, tenant_id, message_id, attempt, reason)
+                    .await?
+            }
+            None => store::messages::mark_failed(&self.pool, tenant_id, message_id, reason).await?,
+        }
         if let Some(account_id) = broken_account {
             store::channel_accounts::flag_attention(&self.pool, tenant_id, account_id, reason)
                 .await?;
@@ -596,6 +771,7 @@ async fn store_delivered_webchat(
             reason: None,
             occurred_at: chrono::Utc::now(),
             detail: serde_json::json!({"source": "stored for the webchat widget"}),
+            correlation: None,
         },
     )
     .await?;

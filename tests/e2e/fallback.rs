@@ -79,6 +79,7 @@ async fn a_receipt_recorded_while_the_signal_was_lost_still_ends_the_notificatio
             reason: None,
             occurred_at: chrono::Utc::now(),
             detail: json!({"eventType": "Delivery"}),
+            correlation: None,
         },
     )
     .await

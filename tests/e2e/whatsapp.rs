@@ -143,6 +143,7 @@ async fn an_undeliverable_whatsapp_number_gets_the_confirmation_by_email() {
     assert_eq!(
         requests[0].body_json::<Value>().expect("JSON body"),
         json!({
+            "biz_opaque_callback_data": whatsapp.id.to_string(),
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
             "to": PASSENGER_WA_ID,
@@ -599,6 +600,7 @@ async fn a_receipt_that_arrives_while_the_send_is_being_recorded_is_never_lost()
             reason: None,
             occurred_at: Utc::now(),
             detail: json!({"status": "delivered"}),
+            correlation: None,
         };
 
         let (sent, recorded) = tokio::join!(

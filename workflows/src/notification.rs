@@ -17,12 +17,13 @@
 
 use crate::clock::unix_ms;
 use crate::names::search_attributes as sa;
+use crate::steps::postgres_step;
 use busflow_activities::model::{
     Channel, ChannelAccountId, ContactId, MessageId, MessageStatus, TenantId,
 };
 use busflow_activities::notification::{
-    DirectMessage, DispatchInput, DispatchOutcome, MessageRef, NotificationActivities, PlanInput,
-    PrepareInput, PrepareOutcome, failure_types,
+    AbandonInput, DISPATCH_HEARTBEAT, DirectMessage, DispatchInput, DispatchOutcome, MessageRef,
+    NotificationActivities, PlanInput, PrepareInput, PrepareOutcome, failure_types,
 };
 use busflow_activities::planning::ChannelStep;
 use busflow_activities::triggers::Trigger;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use temporalio_common::RetryPolicy;
+use temporalio_common::error::ActivityExecutionError;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
@@ -129,6 +131,8 @@ enum Wait {
     Delivered(MessageStatus),
     Failed(String),
     TimedOut(u64),
+    /// The send was claimed and its outcome never became known.
+    Unknown(String),
 }
 
 #[workflow_methods]
@@ -172,6 +176,8 @@ impl NotificationWorkflow {
 
         let workflow_id = ctx.workflow_id().to_owned();
         let mut replaces: Option<MessageId> = request.replaces_message_id;
+        // A channel whose outcome stayed unknown may have reached the person.
+        let mut maybe_reached = false;
         for (index, step) in plan.steps.iter().enumerate() {
             let attempt = i16::try_from(index + 1).unwrap_or(i16::MAX);
             let message_id = MessageId(deterministic_uuid(&ctx.uuid4()));
@@ -215,31 +221,38 @@ impl NotificationWorkflow {
             let message_id = prepared.message_id;
             ctx.upsert_search_attributes([sa::MESSAGE_ID.value_set(message_id.to_string())]);
 
-            let outcome = ctx
-                .execute_activity(
-                    NotificationActivities::dispatch_message,
-                    DispatchInput {
-                        tenant_id: request.tenant_id,
-                        message_id,
-                    },
-                    dispatch_options(request.step_deadline_secs, channel, message_id),
-                )
-                .await?;
+            let outcome = Self::dispatch(ctx, &request, channel, message_id).await?;
 
-            let result = match outcome {
-                DispatchOutcome::Rejected { reason, .. } => Wait::Failed(reason),
+            let sent = match outcome {
+                DispatchOutcome::Rejected { reason, .. } => Err(Wait::Failed(reason)),
                 DispatchOutcome::Sent {
                     external_message_id,
                     status,
-                } => {
+                } => Ok((external_message_id, status, None)),
+                DispatchOutcome::Unconfirmed { reason } => {
+                    Ok((String::new(), MessageStatus::Sending, Some(reason)))
+                }
+                DispatchOutcome::Held { .. } => {
+                    Err(Wait::Failed("held by the send-rate limit".to_owned()))
+                }
+            };
+            let result = match sent {
+                Err(wait) => wait,
+                Ok((external_message_id, status, unconfirmed)) => {
                     let waited =
-                        Self::await_receipt(ctx, &request, step, message_id, status).await?;
+                        Self::await_receipt(ctx, &request, step, message_id, status, unconfirmed)
+                            .await?;
                     if let Wait::Delivered(status) = waited {
                         let line = format!("{channel}: {status}");
                         ctx.state_mut(|s| s.progress.attempts.push(line));
                         ctx.upsert_search_attributes([
                             sa::NOTIFICATION_STATUS.value_set(status.as_str().to_owned())
                         ]);
+                        let external_message_id = if external_message_id.is_empty() {
+                            Self::provider_id(ctx, &request, message_id).await?
+                        } else {
+                            external_message_id
+                        };
                         return Ok(NotificationOutcome {
                             delivered: Some(DeliveredMessage {
                                 message_id,
@@ -258,20 +271,35 @@ impl NotificationWorkflow {
                 Wait::Failed(reason) => format!("{channel}: failed: {reason}"),
                 Wait::TimedOut(secs) => format!("{channel}: no delivery receipt within {secs}s"),
                 Wait::Delivered(status) => format!("{channel}: {status}"),
+                Wait::Unknown(reason) => {
+                    maybe_reached = true;
+                    format!("{channel}: outcome unknown, not sent again on this channel: {reason}")
+                }
             };
             ctx.state_mut(|s| s.progress.attempts.push(line));
             replaces = Some(message_id);
         }
 
-        ctx.upsert_search_attributes([sa::NOTIFICATION_STATUS.value_set("FAILED".to_owned())]);
         let attempts = ctx.state(|s| s.progress.attempts.join("; "));
-        Err(
-            ApplicationFailure::builder(format!("notification not delivered: {attempts}"))
-                .type_name(failure_types::NOTIFICATION_UNDELIVERABLE.to_owned())
-                .non_retryable(true)
-                .build()
-                .into(),
-        )
+        let (status, failure, type_name) = if maybe_reached {
+            (
+                "UNCONFIRMED",
+                format!("notification not confirmed (it may have reached the person): {attempts}"),
+                failure_types::NOTIFICATION_UNCONFIRMED,
+            )
+        } else {
+            (
+                "FAILED",
+                format!("notification not delivered: {attempts}"),
+                failure_types::NOTIFICATION_UNDELIVERABLE,
+            )
+        };
+        ctx.upsert_search_attributes([sa::NOTIFICATION_STATUS.value_set(status.to_owned())]);
+        Err(ApplicationFailure::builder(failure)
+            .type_name(type_name.to_owned())
+            .non_retryable(true)
+            .build()
+            .into())
     }
 
     /// A provider receipt for one of this workflow's messages.
@@ -323,6 +351,111 @@ impl NotificationWorkflow {
         Ok(())
     }
 
+    /// Dispatches one message within the step deadline: long rate-limit waits
+    /// are durable timers, and a dispatch that runs out of deadline (an
+    /// outage, persistent 5xx or 429) is abandoned: its message is FAILED
+    /// unless its send was claimed, and the notification falls back.
+    async fn dispatch(
+        ctx: &mut WorkflowContext<Self>,
+        request: &NotificationRequest,
+        channel: Channel,
+        message_id: MessageId,
+    ) -> WorkflowResult<DispatchOutcome> {
+        let deadline = Duration::from_secs(request.step_deadline_secs);
+        let started = ctx.workflow_time();
+        let elapsed = |ctx: &WorkflowContext<Self>| match (ctx.workflow_time(), started) {
+            (Some(now), Some(start)) => now.duration_since(start).unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+        loop {
+            let remaining = deadline.saturating_sub(elapsed(ctx));
+            if remaining.is_zero() {
+                let reason = format!(
+                    "not sent within the step deadline of {}s",
+                    deadline.as_secs()
+                );
+                return Self::abandon(ctx, request, message_id, reason).await;
+            }
+            let attempt = ctx
+                .execute_activity(
+                    NotificationActivities::dispatch_message,
+                    DispatchInput {
+                        tenant_id: request.tenant_id,
+                        message_id,
+                    },
+                    dispatch_options(remaining, channel, message_id),
+                )
+                .await;
+            match attempt {
+                Ok(DispatchOutcome::Held { wait_ms }) => {
+                    let wait = Duration::from_millis(wait_ms);
+                    if wait >= deadline.saturating_sub(elapsed(ctx)) {
+                        let reason = format!(
+                            "held by the send-rate limit for {}s, past the step deadline of {}s",
+                            wait.as_secs(),
+                            deadline.as_secs()
+                        );
+                        return Self::abandon(ctx, request, message_id, reason).await;
+                    }
+                    ctx.set_current_details(format!(
+                        "{channel} message {message_id} held by the send-rate limit for {}s",
+                        wait.as_secs()
+                    ));
+                    if ctx.timer(wait).await == TimerResult::Cancelled {
+                        return Err(WorkflowTermination::cancelled());
+                    }
+                }
+                Ok(outcome) => return Ok(outcome),
+                Err(ActivityExecutionError::Cancelled(_)) => {
+                    return Err(WorkflowTermination::cancelled());
+                }
+                Err(e) => {
+                    let reason = format!("dispatch gave up: {e}");
+                    return Self::abandon(ctx, request, message_id, reason).await;
+                }
+            }
+        }
+    }
+
+    async fn abandon(
+        ctx: &mut WorkflowContext<Self>,
+        request: &NotificationRequest,
+        message_id: MessageId,
+        reason: String,
+    ) -> WorkflowResult<DispatchOutcome> {
+        Ok(ctx
+            .execute_local_activity(
+                NotificationActivities::abandon_dispatch,
+                AbandonInput {
+                    tenant_id: request.tenant_id,
+                    message_id,
+                    reason,
+                },
+                db_step("fail the message that could not be sent"),
+            )
+            .await?)
+    }
+
+    /// The provider's id of a message whose send answer was lost, learnt
+    /// from the receipt that settled it.
+    async fn provider_id(
+        ctx: &mut WorkflowContext<Self>,
+        request: &NotificationRequest,
+        message_id: MessageId,
+    ) -> WorkflowResult<String> {
+        let current = ctx
+            .execute_local_activity(
+                NotificationActivities::message_status,
+                MessageRef {
+                    tenant_id: request.tenant_id,
+                    message_id,
+                },
+                db_step("read the provider's id"),
+            )
+            .await?;
+        Ok(current.external_message_id.unwrap_or_default())
+    }
+
     /// Waits on one sent message until it is delivered, fails, or the channel's
     /// delivery timeout passes.
     async fn await_receipt(
@@ -331,15 +464,22 @@ impl NotificationWorkflow {
         step: &ChannelStep,
         message_id: MessageId,
         status_after_send: MessageStatus,
+        unconfirmed: Option<String>,
     ) -> WorkflowResult<Wait> {
         if let Some(done) = settled(status_after_send, None) {
             return Ok(done);
         }
         let Some(timeout_secs) = step.delivery_timeout_secs else {
-            // No receipts on this channel: accepted is as good as it gets.
-            return Ok(Wait::Delivered(status_after_send));
+            // No receipts on this channel: accepted is as good as it gets,
+            // and an unknown outcome stays unknown.
+            return Ok(match unconfirmed {
+                Some(reason) => Wait::Unknown(reason),
+                None => Wait::Delivered(status_after_send),
+            });
         };
-        ctx.upsert_search_attributes([sa::NOTIFICATION_STATUS.value_set("SENT".to_owned())]);
+        ctx.upsert_search_attributes([
+            sa::NOTIFICATION_STATUS.value_set(status_after_send.as_str().to_owned())
+        ]);
         let mut receipt_arrived = std::pin::pin!(ctx.wait_condition(|s| {
             s.receipts
                 .get(&message_id)
@@ -359,7 +499,13 @@ impl NotificationWorkflow {
                         db_step("re-read the delivery status"),
                     )
                     .await?;
-                return Ok(settled(current.status, current.failed_reason).unwrap_or(Wait::TimedOut(timeout_secs)));
+                return Ok(match settled(current.status, current.failed_reason) {
+                    Some(done) => done,
+                    None if current.status == MessageStatus::Sending => Wait::Unknown(
+                        current.unknown_reason.or(unconfirmed).unwrap_or_else(|| "the send was claimed and never recorded".to_owned()),
+                    ),
+                    None => Wait::TimedOut(timeout_secs),
+                });
             }
         };
         let receipt = ctx.state(|s| s.receipts.get(&message_id).cloned());
@@ -378,16 +524,17 @@ fn settled(status: MessageStatus, reason: Option<String>) -> Option<Wait> {
                 "the provider reported a failure".to_owned()
             })))
         }
-        MessageStatus::Queued | MessageStatus::Sent => None,
+        MessageStatus::Queued | MessageStatus::Sending | MessageStatus::Sent => None,
     }
 }
 
-/// QUEUED < SENT < DELIVERED < READ; FAILED only from QUEUED or SENT.
+/// QUEUED < SENDING < SENT < DELIVERED < READ; FAILED only from QUEUED,
+/// SENDING or SENT.
 fn is_forward(from: MessageStatus, to: MessageStatus) -> bool {
     use MessageStatus::*;
     match (from, to) {
         (Failed, _) => false,
-        (Queued | Sent, Failed) => true,
+        (Queued | Sending | Sent, Failed) => true,
         (_, Failed) => false,
         (from, to) => rank(to) > rank(from),
     }
@@ -396,38 +543,37 @@ fn is_forward(from: MessageStatus, to: MessageStatus) -> bool {
 fn rank(status: MessageStatus) -> u8 {
     match status {
         MessageStatus::Queued => 0,
-        MessageStatus::Sent => 1,
-        MessageStatus::Delivered => 2,
-        MessageStatus::Read => 3,
-        MessageStatus::Failed => 4,
+        MessageStatus::Sending => 1,
+        MessageStatus::Sent => 2,
+        MessageStatus::Delivered => 3,
+        MessageStatus::Read => 4,
+        MessageStatus::Failed => 5,
     }
 }
 
-/// Short Postgres steps: local activities, retried quickly.
+/// Short Postgres steps: local activities, retried for as long as Postgres
+/// is away (an outage delays a notification, it does not fail it).
 fn db_step(summary: &str) -> LocalActivityOptions {
-    LocalActivityOptions::builder()
-        .start_to_close_timeout(Duration::from_secs(10))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_millis(500))
-                .maximum_interval(Duration::from_secs(30))
-                .maximum_attempts(20)
-                .build(),
-        )
-        .summary(summary.to_owned())
-        .build()
+    postgres_step(summary, Duration::from_secs(10))
 }
 
-/// The provider call: exponential backoff inside the step deadline.
+/// One dispatch attempt's budget: the provider call (15 s at most, connect
+/// included), recording it (up to `RECORD_PATIENCE`), and the reads and the
+/// rate-limit take before it (each bounded by the pool's 5 s acquire).
+const DISPATCH_START_TO_CLOSE: Duration = Duration::from_secs(75);
+
+/// The provider call: exponential backoff inside what is left of the step
+/// deadline; heartbeats, so a dead worker's attempt is retried in seconds.
 fn dispatch_options(
-    step_deadline_secs: u64,
+    remaining: Duration,
     channel: Channel,
     message_id: MessageId,
 ) -> ActivityOptions {
     ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
-        schedule_to_close: Duration::from_secs(step_deadline_secs),
-        start_to_close: Duration::from_secs(30),
+        schedule_to_close: remaining,
+        start_to_close: DISPATCH_START_TO_CLOSE,
     })
+    .heartbeat_timeout(DISPATCH_HEARTBEAT * 5)
     .retry_policy(
         RetryPolicy::builder()
             .initial_interval(Duration::from_secs(1))

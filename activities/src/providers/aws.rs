@@ -14,7 +14,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 // Every AWS SDK crate re-exports these same smithy types; any one will do.
-use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sns::config::http::HttpResponse;
+use aws_sdk_sns::error::{ConnectorError, ProvideErrorMetadata, SdkError};
 use std::time::Duration;
 
 /// Where and as whom the AWS clients talk.
@@ -70,13 +71,15 @@ pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
 }
 
 /// Turns an AWS SDK error into a `Failure`: a service error by its code in
-/// `table` (unknown codes retry), anything on the way there (timeout,
-/// connection, unreadable response) as `Retry`. The reason is AWS's message,
-/// which never echoes credentials.
-pub fn classify_sdk_error<E: ProvideErrorMetadata, R: std::fmt::Debug>(
+/// `table` (unknown codes retry). On the way there, what never left
+/// (construction, a refused or timed-out connection) retries, and what may
+/// have been accepted (a timeout or a lost connection after the request was
+/// written, a 2xx that cannot be read) is `Unknown`. The reason is AWS's
+/// message, which never echoes credentials.
+pub fn classify_sdk_error<E: ProvideErrorMetadata>(
     provider: &'static str,
     table: &[ErrorRule],
-    err: &SdkError<E, R>,
+    err: &SdkError<E, HttpResponse>,
 ) -> Failure {
     match err {
         SdkError::ServiceError(service) => {
@@ -96,33 +99,95 @@ pub fn classify_sdk_error<E: ProvideErrorMetadata, R: std::fmt::Debug>(
         }
         SdkError::TimeoutError(_) => transport_failure(
             provider,
+            FailureClass::Unknown,
             "Timeout",
-            format!("{provider} did not answer in time"),
+            format!("{provider} did not answer in time; the request may have been accepted"),
         ),
+        SdkError::DispatchFailure(dispatch) if never_left(dispatch.as_connector_error()) => {
+            transport_failure(
+                provider,
+                FailureClass::Retry,
+                "Unreachable",
+                format!("{provider} endpoint could not be reached"),
+            )
+        }
         SdkError::DispatchFailure(_) => transport_failure(
             provider,
-            "Unreachable",
-            format!("{provider} endpoint could not be reached"),
+            FailureClass::Unknown,
+            "ConnectionLost",
+            format!(
+                "the connection to {provider} failed while the request was under way; it may have been accepted"
+            ),
         ),
+        SdkError::ResponseError(response) if response.raw().status().is_success() => {
+            transport_failure(
+                provider,
+                FailureClass::Unknown,
+                "BadResponse",
+                format!("{provider} accepted the request with an answer that cannot be read"),
+            )
+        }
         SdkError::ResponseError(_) => transport_failure(
             provider,
+            FailureClass::Retry,
             "BadResponse",
-            format!("{provider} answered with an unreadable response"),
+            format!("{provider} refused the request with an answer that cannot be read"),
         ),
         _ => transport_failure(
             provider,
-            "Unknown",
+            FailureClass::Retry,
+            "RequestNotSent",
             format!("{provider} request failed before it was sent"),
         ),
     }
 }
 
-fn transport_failure(provider: &'static str, code: &str, reason: String) -> Failure {
+/// A dispatch failure whose request cannot have reached the provider: the
+/// connection timed out (the only SDK timeout short of the whole attempt is
+/// the connect timeout) or was refused.
+fn never_left(connector: Option<&ConnectorError>) -> bool {
+    let Some(connector) = connector else {
+        return false;
+    };
+    if connector.is_timeout() || connector.is_user() {
+        return true;
+    }
+    let mut source = std::error::Error::source(connector);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
+            )
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+fn transport_failure(
+    provider: &'static str,
+    class: FailureClass,
+    code: &str,
+    reason: String,
+) -> Failure {
     Failure {
         provider,
-        class: FailureClass::Retry,
+        class,
         code: code.into(),
         reason,
         retry_after: None,
     }
+}
+
+/// A send that returned 2xx without the id the provider always gives.
+pub fn no_message_id(provider: &'static str) -> Failure {
+    transport_failure(
+        provider,
+        FailureClass::Unknown,
+        "NoMessageId",
+        format!("{provider} accepted the request but returned no MessageId"),
+    )
 }

@@ -131,7 +131,24 @@ impl MetaCloud {
             .map_err(transport_failure)?;
         let status = response.status();
         let retry_after = retry_after_header(response.headers());
-        let body = response.bytes().await.map_err(transport_failure)?;
+        let body = response.bytes().await.map_err(|e| {
+            if status.is_success() {
+                failure(
+                    FailureClass::Unknown,
+                    "BadResponse",
+                    format!(
+                        "Meta accepted the message but its answer could not be read{}",
+                        causes(&e)
+                    ),
+                )
+            } else {
+                failure(
+                    FailureClass::Retry,
+                    "BadResponse",
+                    format!("Meta refused the message ({status}) and its answer could not be read"),
+                )
+            }
+        })?;
         if status.is_success() {
             accepted(&body)
         } else {
@@ -216,6 +233,9 @@ struct OutboundMessage<'a> {
     recipient: Option<&'a str>,
     #[serde(flatten)]
     content: Content<'a>,
+    /// Our message id; Meta returns it on every status webhook of the
+    /// message, so a send whose answer was lost is still matched.
+    biz_opaque_callback_data: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -280,6 +300,7 @@ impl<'a> OutboundMessage<'a> {
             to,
             recipient,
             content,
+            biz_opaque_callback_data: command.message_id.to_string(),
         }
     }
 }
@@ -333,9 +354,9 @@ fn accepted(body: &[u8]) -> Result<Accepted, Failure> {
             external_message_id: id,
         }),
         None => Err(failure(
-            FailureClass::Retry,
+            FailureClass::Unknown,
             "NoMessageId",
-            "Meta accepted the request but returned no message id".into(),
+            "Meta accepted the request but its answer names no message id".into(),
         )),
     }
 }
@@ -401,7 +422,7 @@ fn rejection(
     let retry_after = match class {
         FailureClass::Retry => retry_after.or_else(|| retry_hint(code)),
         // Nothing will be retried: a delay would mean nothing.
-        FailureClass::Recipient | FailureClass::Account => None,
+        FailureClass::Recipient | FailureClass::Account | FailureClass::Unknown => None,
     };
     Failure {
         provider: PROVIDER,
@@ -488,25 +509,48 @@ fn scrub(text: &str, access_token: &str) -> String {
     }
 }
 
+/// A request that failed before Meta answered. Only a connection that was
+/// never made (or a request that could not be built) is known not to have
+/// reached Meta; anything later (a timeout, a reset while waiting for the
+/// answer) may have been accepted.
 fn transport_failure(err: reqwest::Error) -> Failure {
-    let (code, what) = if err.is_timeout() {
-        ("Timeout", "the Graph API did not answer in time")
-    } else if err.is_connect() {
-        ("Unreachable", "the Graph API could not be reached")
-    } else if err.is_body() || err.is_decode() {
-        ("BadResponse", "the Graph API answer could not be read")
+    let (class, code, what) = if err.is_connect() {
+        (
+            FailureClass::Retry,
+            "Unreachable",
+            "the Graph API could not be reached",
+        )
+    } else if err.is_builder() {
+        (
+            FailureClass::Retry,
+            "RequestNotSent",
+            "the request to the Graph API could not be built",
+        )
+    } else if err.is_timeout() {
+        (
+            FailureClass::Unknown,
+            "Timeout",
+            "the Graph API did not answer in time; the message may have been accepted",
+        )
     } else {
-        ("RequestFailed", "the request to the Graph API failed")
+        (
+            FailureClass::Unknown,
+            "ConnectionLost",
+            "the connection to the Graph API failed before its answer; the message may have been accepted",
+        )
     };
-    let mut reason = what.to_owned();
-    // The chain names the cause (refused, reset, DNS…); the URL is left out.
-    let err = err.without_url();
-    let mut source = std::error::Error::source(&err);
+    failure(class, code, format!("{what}{}", causes(&err)))
+}
+
+/// The chain of causes (refused, reset, DNS…), without the URL.
+fn causes(err: &reqwest::Error) -> String {
+    let mut reason = String::new();
+    let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         reason.push_str(&format!(": {cause}"));
         source = cause.source();
     }
-    failure(FailureClass::Retry, code, reason)
+    reason
 }
 
 fn failure(class: FailureClass, code: &str, reason: String) -> Failure {
@@ -531,6 +575,7 @@ mod tests {
     const PHONE_NUMBER_ID: &str = "106540352242922";
     const MESSAGES_PATH: &str = "/v21.0/106540352242922/messages";
     const WAMID: &str = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3NjVERDZFMjVGMjhFODhFOUQA";
+    const MESSAGE_ID: &str = "0d3f2c2e-5b7a-4e7c-9f61-2b8f6c1a4e10";
 
     fn account() -> WhatsAppAccountConfig {
         WhatsAppAccountConfig {
@@ -541,7 +586,7 @@ mod tests {
 
     fn text_message(body: &str) -> SendMessageCommand {
         SendMessageCommand {
-            message_id: MessageId(uuid::Uuid::new_v4()),
+            message_id: MessageId(uuid::Uuid::parse_str(MESSAGE_ID).expect("uuid")),
             channel: Channel::WhatsApp,
             recipient: "+5215512345678".into(),
             subject: None,
@@ -606,6 +651,7 @@ mod tests {
             .and(path(MESSAGES_PATH))
             .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
             .and(body_json(json!({
+                "biz_opaque_callback_data": MESSAGE_ID,
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
                 "to": "5215512345678",
@@ -647,6 +693,7 @@ mod tests {
         Mock::given(method("POST"))
             .and(path(MESSAGES_PATH))
             .and(body_json(json!({
+                "biz_opaque_callback_data": MESSAGE_ID,
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
                 "to": "5215512345678",
@@ -675,6 +722,7 @@ mod tests {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(body_json(json!({
+                "biz_opaque_callback_data": MESSAGE_ID,
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
                 "to": "5215512345678",
@@ -711,6 +759,7 @@ mod tests {
             .and(path(MESSAGES_PATH))
             .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
             .and(body_json(json!({
+                "biz_opaque_callback_data": MESSAGE_ID,
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
                 "to": "5215512345678",
@@ -849,14 +898,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_success_without_a_wamid_retries() {
+    async fn a_success_without_a_wamid_has_an_unknown_outcome() {
         let failure = failure_for(ResponseTemplate::new(200).set_body_json(json!({
             "messaging_product": "whatsapp",
             "messages": []
         })))
         .await;
 
-        assert_eq!(failure.class, FailureClass::Retry);
+        assert_eq!(failure.class, FailureClass::Unknown);
         assert_eq!(failure.code, "NoMessageId");
     }
 
@@ -888,7 +937,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_slow_graph_api_times_out_and_retries() {
+    async fn a_slow_graph_api_times_out_with_an_unknown_outcome() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .respond_with(success().set_delay(Duration::from_secs(5)))
@@ -908,7 +957,7 @@ mod tests {
             .await
             .expect_err("too slow");
 
-        assert_eq!(failure.class, FailureClass::Retry);
+        assert_eq!(failure.class, FailureClass::Unknown);
         assert_eq!(failure.code, "Timeout");
     }
 

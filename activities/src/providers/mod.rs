@@ -47,16 +47,23 @@ pub struct Accepted {
     pub external_message_id: String,
 }
 
-/// How a failure must be handled. The three classes of every provider table.
+/// How a failure must be handled: the three classes of every provider
+/// table, and the outcome nobody knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureClass {
-    /// Transient: try again (after `retry_after` when the provider says so).
+    /// Transient, and definite: the provider refused the request or it never
+    /// left. Try again (after `retry_after` when the provider says so).
     Retry,
     /// This recipient cannot be reached on this channel: fall back.
     Recipient,
     /// The tenant's account is broken (credentials, suspension, unverified
     /// sender): fail, flag the account, fall back.
     Account,
+    /// The request may have reached the provider and been accepted (a timeout
+    /// after it was written, a connection lost before the answer, a 2xx that
+    /// cannot be read). Never sent again on this channel: the provider's
+    /// receipt, matched through our message id, tells what happened.
+    Unknown,
 }
 
 /// A classified provider failure. `reason` is safe to store and show: it never

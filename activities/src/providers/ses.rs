@@ -1,12 +1,17 @@
 //! Email through Amazon SES v2 `SendEmail` (simple content: text + html).
 
-use super::aws::classify_sdk_error;
+use super::aws::{classify_sdk_error, no_message_id};
 use super::{Accepted, ErrorRule, Failure, FailureClass, SendMessageCommand};
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
 use serde::Deserialize;
 
 const PROVIDER: &str = "SES";
+
+/// The message tag that carries our message id; SES returns it in every
+/// event record (`mail.tags`), so a send whose answer was lost is still
+/// matched by its receipts.
+pub const MESSAGE_ID_TAG: &str = "busflow_message_id";
 
 /// SES error codes and what they mean for delivery. Source: SES v2 API
 /// reference for SendEmail, and PROVIDERS_NOTES.md.
@@ -97,19 +102,20 @@ impl SesEmail {
             )
             .set_reply_to_addresses(account.reply_to.clone().map(|r| vec![r]))
             .set_configuration_set_name(account.configuration_set.clone())
+            .email_tags(
+                MessageTag::builder()
+                    .name(MESSAGE_ID_TAG)
+                    .value(command.message_id.to_string())
+                    .build()
+                    .map_err(|e| local_failure(e.to_string()))?,
+            )
             .content(EmailContent::builder().simple(message).build());
         match request.send().await {
             Ok(output) => match output.message_id {
                 Some(id) if !id.is_empty() => Ok(Accepted {
                     external_message_id: id,
                 }),
-                _ => Err(Failure {
-                    provider: PROVIDER,
-                    class: FailureClass::Retry,
-                    code: "NoMessageId".into(),
-                    reason: "SES accepted the request but returned no MessageId".into(),
-                    retry_after: None,
-                }),
+                _ => Err(no_message_id(PROVIDER)),
             },
             Err(err) => Err(classify_sdk_error(PROVIDER, SES_ERRORS, &err)),
         }

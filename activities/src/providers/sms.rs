@@ -8,7 +8,7 @@
 //! mistaken for a broken recipient. SNS has no per-message delivery callback:
 //! `Accepted` means "sent, delivery unknown".
 
-use super::aws::classify_sdk_error;
+use super::aws::{classify_sdk_error, no_message_id};
 use super::{Accepted, ErrorRule, Failure, FailureClass, SendMessageCommand};
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde::Deserialize;
@@ -134,13 +134,7 @@ impl SnsSms {
                 Some(id) if !id.is_empty() => Ok(Accepted {
                     external_message_id: id,
                 }),
-                _ => Err(Failure {
-                    provider: PROVIDER,
-                    class: FailureClass::Retry,
-                    code: "NoMessageId".into(),
-                    reason: "SNS accepted the request but returned no MessageId".into(),
-                    retry_after: None,
-                }),
+                _ => Err(no_message_id(PROVIDER)),
             },
             Err(err) => Err(classify_sdk_error(PROVIDER, SNS_ERRORS, &err)),
         }

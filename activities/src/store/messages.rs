@@ -1,6 +1,13 @@
 //! Messages: one row per message per channel. Status only moves forward
-//! (QUEUED < SENT < DELIVERED < READ; FAILED is terminal), enforced in the
-//! UPDATE statements themselves so concurrent or late writers cannot regress it.
+//! (QUEUED < SENDING < SENT < DELIVERED < READ; FAILED is terminal), enforced
+//! in the UPDATE statements themselves so concurrent or late writers cannot
+//! regress it.
+//!
+//! A send is claimed before it is made: [`claim_send`] moves the message
+//! QUEUED → SENDING with the attempt's id, and only the attempt holding the
+//! claim may release it ([`release_claim`], a definite failure that may be
+//! retried) or fail it ([`fail_claim`]). A claim whose outcome is unknown is
+//! kept: a receipt matched through our message id settles it.
 
 use crate::model::{Channel, ChannelAccountId, ContactId, MessageId, MessageStatus, TenantId};
 use crate::providers::WhatsAppTemplate;
@@ -88,6 +95,8 @@ pub struct OutboundMessage {
     pub body_html: Option<String>,
     pub whatsapp_template: Option<sqlx::types::Json<WhatsAppTemplate>>,
     pub failed_reason: Option<String>,
+    /// SENDING: why the claimed send's outcome is unknown.
+    pub send_unknown_reason: Option<String>,
     /// The notification workflow that owns it.
     pub workflow_id: Option<String>,
     pub trigger_event: Option<Trigger>,
@@ -100,8 +109,8 @@ pub async fn get_outbound(
 ) -> sqlx::Result<Option<OutboundMessage>> {
     sqlx::query_as(
         "select id, tenant_id, contact_id, channel_account_id, channel, status,
-                external_message_id, subject, body, body_html, whatsapp_template, failed_reason, workflow_id,
-                trigger_event
+                external_message_id, subject, body, body_html, whatsapp_template, failed_reason,
+                send_unknown_reason, workflow_id, trigger_event
            from messages
           where tenant_id = $1 and id = $2 and direction = 'OUTBOUND'",
     )
@@ -111,9 +120,124 @@ pub async fn get_outbound(
     .await
 }
 
-/// Records the provider's acceptance and applies any callback that arrived
-/// before we knew the external id. A callback that already moved the message
-/// further keeps its status. Returns the status afterwards.
+/// What claiming a message's send found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This attempt holds the send: call the provider.
+    Claimed,
+    /// An earlier attempt claimed it and did not record how it went: it may
+    /// have reached the person, so nothing calls the provider again.
+    HeldByEarlierAttempt {
+        attempt_id: Option<uuid::Uuid>,
+        claimed_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// The send already ended (SENT or further, or FAILED).
+    Ended(MessageStatus),
+}
+
+/// Claims the send of a QUEUED message for the attempt `attempt_id`.
+pub async fn claim_send(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    id: MessageId,
+    attempt_id: uuid::Uuid,
+) -> sqlx::Result<Claim> {
+    let claimed = sqlx::query(
+        "update messages
+            set status = 'SENDING', send_attempt_id = $3, send_claimed_at = now(),
+                send_unknown_reason = null, updated_at = now()
+          where tenant_id = $1 and id = $2 and status = 'QUEUED'",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(attempt_id)
+    .execute(pool)
+    .await?;
+    if claimed.rows_affected() == 1 {
+        return Ok(Claim::Claimed);
+    }
+    let (status, attempt_id, claimed_at): (
+        MessageStatus,
+        Option<uuid::Uuid>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) = sqlx::query_as(
+        "select status, send_attempt_id, send_claimed_at from messages where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    Ok(match status {
+        MessageStatus::Sending => Claim::HeldByEarlierAttempt {
+            attempt_id,
+            claimed_at,
+        },
+        status => Claim::Ended(status),
+    })
+}
+
+/// Gives the claim back after a definite failure (the provider refused, or
+/// the request never left): the message is QUEUED again and a retry may send.
+pub async fn release_claim(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    id: MessageId,
+    attempt_id: uuid::Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update messages
+            set status = 'QUEUED', send_attempt_id = null, send_claimed_at = null, updated_at = now()
+          where tenant_id = $1 and id = $2 and status = 'SENDING' and send_attempt_id = $3",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(attempt_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Fails the claimed send after the provider refused it for good.
+pub async fn fail_claim(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    id: MessageId,
+    attempt_id: uuid::Uuid,
+    reason: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update messages
+            set status = 'FAILED', failed_reason = $4, failed_at = now(), updated_at = now()
+          where tenant_id = $1 and id = $2 and status = 'SENDING' and send_attempt_id = $3",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(attempt_id)
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Keeps why a claimed send's outcome is unknown, for ops and the watchdog.
+pub async fn note_unknown_outcome(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    id: MessageId,
+    reason: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update messages set send_unknown_reason = $3, updated_at = now()
+          where tenant_id = $1 and id = $2 and status = 'SENDING'",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// A message of the notification `workflow_id` (or of one of its retries)
 /// that reached the provider: the notification got through on its channel.
 pub async fn reached(
@@ -136,6 +260,11 @@ pub async fn reached(
     .await
 }
 
+/// Records the provider's acceptance and applies any callback that arrived
+/// before we knew the external id. A callback that already moved the message
+/// further keeps its status. Returns the status afterwards. Applies whoever
+/// holds the claim: an acceptance is the truth, even when a later attempt
+/// took over.
 pub async fn mark_sent(
     pool: &PgPool,
     tenant_id: TenantId,
@@ -146,7 +275,7 @@ pub async fn mark_sent(
     lock_external_id(&mut tx, external_message_id).await?;
     let row: Option<(Channel, MessageStatus)> = sqlx::query_as(
         "update messages
-            set status = case when status = 'QUEUED' then 'SENT' else status end,
+            set status = case when status in ('QUEUED', 'SENDING') then 'SENT' else status end,
                 external_message_id = coalesce(external_message_id, $3),
                 sent_at = coalesce(sent_at, now()),
                 updated_at = now()
@@ -170,7 +299,9 @@ pub async fn mark_sent(
     Ok(status)
 }
 
-/// Marks the message FAILED with a reason, unless it already got through.
+/// Fails a message whose send was never claimed (still QUEUED). A claimed
+/// one may have reached the person, and one further on got through: both
+/// are left as they are.
 pub async fn mark_failed(
     pool: &PgPool,
     tenant_id: TenantId,
@@ -180,7 +311,7 @@ pub async fn mark_failed(
     sqlx::query(
         "update messages
             set status = 'FAILED', failed_reason = $3, failed_at = now(), updated_at = now()
-          where tenant_id = $1 and id = $2 and status in ('QUEUED', 'SENT')",
+          where tenant_id = $1 and id = $2 and status = 'QUEUED'",
     )
     .bind(tenant_id)
     .bind(id)
@@ -201,6 +332,10 @@ pub struct DeliveryCallback {
     pub reason: Option<String>,
     pub occurred_at: chrono::DateTime<chrono::Utc>,
     pub detail: serde_json::Value,
+    /// Our message id as the provider echoed it back (Meta's
+    /// `biz_opaque_callback_data`, SES's `mail.tags`): finds a message whose
+    /// send answer was lost, so it never learnt the provider's id.
+    pub correlation: Option<MessageId>,
 }
 
 /// What recording a callback did.
@@ -237,6 +372,10 @@ pub async fn record_callback(
     .bind(callback.tenant_id)
     .fetch_optional(&mut *tx)
     .await?;
+    let message = match (message, callback.correlation) {
+        (None, Some(ours)) => adopt_external_id(&mut tx, callback, ours).await?,
+        (found, _) => found,
+    };
     let Some((message_id, tenant_id, workflow_id)) = message else {
         insert_callback(&mut tx, callback, None).await?;
         tx.commit().await?;
@@ -252,6 +391,28 @@ pub async fn record_callback(
         status,
         changed,
     })
+}
+
+/// A receipt that names our message id: the message whose claimed send lost
+/// its answer takes the provider's id from it.
+async fn adopt_external_id(
+    tx: &mut sqlx::PgConnection,
+    callback: &DeliveryCallback,
+    ours: MessageId,
+) -> sqlx::Result<Option<(MessageId, TenantId, Option<String>)>> {
+    sqlx::query_as(
+        "update messages set external_message_id = $2, updated_at = now()
+          where id = $3 and channel = $1 and direction = 'OUTBOUND'
+            and external_message_id is null
+            and ($4::uuid is null or tenant_id = $4)
+          returning id, tenant_id, workflow_id",
+    )
+    .bind(callback.channel)
+    .bind(&callback.external_message_id)
+    .bind(ours)
+    .bind(callback.tenant_id)
+    .fetch_optional(tx)
+    .await
 }
 
 /// Serializes the two writers that meet on a provider id: recording the send
@@ -316,7 +477,7 @@ async fn apply_status(
           where tenant_id = $1 and id = $2
             and status <> 'FAILED'
             and message_status_rank(status) < message_status_rank($3)
-            and ($3 <> 'FAILED' or status in ('QUEUED', 'SENT'))
+            and ($3 <> 'FAILED' or status in ('QUEUED', 'SENDING', 'SENT'))
           returning status",
     )
     .bind(tenant_id)
@@ -388,6 +549,7 @@ async fn apply_pending_callbacks(
             reason,
             occurred_at,
             detail: serde_json::Value::Null,
+            correlation: None,
         };
         let (after, _) = apply_status(tx, tenant_id, message_id, &callback).await?;
         sqlx::query(

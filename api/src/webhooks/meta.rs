@@ -17,7 +17,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use busflow_activities::model::{Channel, MessageStatus, TenantId};
+use busflow_activities::model::{Channel, MessageId, MessageStatus, TenantId};
 use busflow_activities::secrets::{self, ProviderSecrets};
 use busflow_activities::store::channel_accounts::{self, ChannelAccount};
 use busflow_activities::store::dead_letters::{self, DeadLetter};
@@ -306,6 +306,9 @@ struct StatusUpdate {
     timestamp: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     errors: Vec<MetaError>,
+    /// Our message id, as the send set it.
+    #[serde(default)]
+    biz_opaque_callback_data: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -363,6 +366,11 @@ impl StatusUpdate {
             reason,
             occurred_at,
             detail: json!({"status": self.status, "error_codes": self.errors.iter().filter_map(|e| e.code).collect::<Vec<_>>()}),
+            correlation: self
+                .biz_opaque_callback_data
+                .as_deref()
+                .and_then(|ours| ours.parse::<Uuid>().ok())
+                .map(MessageId),
         })
     }
 }

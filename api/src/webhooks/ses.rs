@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use busflow_activities::model::{Channel, MessageStatus};
+use busflow_activities::model::{Channel, MessageId, MessageStatus};
 use busflow_activities::store::messages::{CallbackEffect, DeliveryCallback};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -76,6 +76,21 @@ struct Mail {
     message_id: String,
     #[serde(default)]
     timestamp: Option<String>,
+    /// The message tags of the send, each a list of values.
+    #[serde(default)]
+    tags: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Mail {
+    /// Our message id, from the tag every send carries.
+    fn correlation(&self) -> Option<MessageId> {
+        self.tags
+            .get(busflow_activities::providers::ses::MESSAGE_ID_TAG)?
+            .first()?
+            .parse::<uuid::Uuid>()
+            .ok()
+            .map(MessageId)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +200,7 @@ impl SesEvent {
             reason,
             occurred_at,
             detail: json!({"eventType": kind}),
+            correlation: self.mail.correlation(),
         })
     }
 }

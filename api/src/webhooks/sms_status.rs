@@ -191,6 +191,7 @@ impl SmsDeliveryRecord {
             reason,
             occurred_at,
             detail: json!({"status": self.status, "providerResponse": response}),
+            correlation: None,
         })
     }
 }
