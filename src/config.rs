@@ -77,6 +77,7 @@ impl ProviderArgs {
         MetaSettings {
             graph_base_url: self.meta_graph_url.clone(),
             api_version: self.meta_api_version.clone(),
+            ..MetaSettings::default()
         }
     }
 

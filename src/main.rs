@@ -66,6 +66,10 @@ enum Command {
         watchdog: WatchdogArgs,
         #[command(flatten)]
         metrics: WorkerMetricsArgs,
+        /// Activities run at once (as many local activities again); the
+        /// pool grows to match (two connections per slot, plus two).
+        #[arg(long, env = "BUSFLOW_ACTIVITY_SLOTS", default_value_t = 20)]
+        activity_slots: usize,
     },
     /// Start a fresh delivery of a FAILED message (a new, linked workflow).
     RetryMessage {
@@ -181,10 +185,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             keys,
             watchdog,
             metrics,
+            activity_slots,
         } => {
             let keys = keys.key_ring()?;
-            let pool =
-                database::connect(&database.database_url, database.db_max_connections).await?;
+            let connections =
+                worker::pool_size_for(activity_slots).max(database.db_max_connections);
+            let pool = database::connect(&database.database_url, connections).await?;
             let client =
                 busflow_api::temporal::connect(&temporal.settings(), "busflow-comms-worker")
                     .await

@@ -26,6 +26,7 @@ use temporalio_client::schedules::{
     CreateScheduleOptions, ScheduleAction, ScheduleError, ScheduleOverlapPolicy, ScheduleSpec,
 };
 use temporalio_client::tonic;
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::runtime::{
     AutoscalingOptions, PollerBehavior, RuntimeOptions, WorkflowErrorType,
 };
@@ -107,7 +108,36 @@ pub fn pollers() -> PollerBehavior {
     )
 }
 
-/// Runs the worker until `shutdown` resolves, then drains and returns.
+/// Connections a worker keeps beyond its slots (schedule setup, sweeps).
+const SPARE_CONNECTIONS: u32 = 2;
+
+/// Activities (and, as many again, local activities) one worker runs at
+/// once with `pool`. Each holds at most one Postgres connection at a time,
+/// so the slots never outnumber the pool: a burst of dispatches cannot
+/// starve the step that records a send.
+pub fn slots_for(pool: &PgPool) -> usize {
+    let connections = pool.options().get_max_connections();
+    (connections.saturating_sub(SPARE_CONNECTIONS) / 2).max(1) as usize
+}
+
+/// The pool a worker with `slots` activity slots needs.
+pub fn pool_size_for(slots: usize) -> u32 {
+    u32::try_from(slots.max(1) * 2)
+        .unwrap_or(u32::MAX)
+        .saturating_add(SPARE_CONNECTIONS)
+}
+
+fn tuner(slots: usize) -> TunerHolder {
+    TunerHolder::builder()
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(100))
+        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(slots))
+        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(slots))
+        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+        .build()
+}
+
+/// Runs the worker until `shutdown` resolves, then drains and returns. Its
+/// activity slots follow the pool's size ([`slots_for`]).
 pub async fn run(
     client: Client,
     task_queue: &str,
@@ -118,6 +148,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(RuntimeOptions::default())
         .context("creating the Temporal runtime")?;
+    let slots = slots_for(&pool);
     ensure_watchdog_schedule(&client, task_queue, watchdog).await?;
     let inbox = InboxActivities::new(pool.clone());
     let trips = TripActivities::new(pool.clone());
@@ -138,6 +169,7 @@ pub async fn run(
         .register_activities(inbox)
         .register_activities(trips)
         .register_activities(watchdog_activities)
+        .tuner(tuner(slots))
         .workflow_task_poller_behavior(pollers())
         .activity_task_poller_behavior(pollers())
         // A nondeterministic workflow fails visibly instead of retrying its task forever.
@@ -146,7 +178,10 @@ pub async fn run(
     let mut worker =
         Worker::new(&runtime, client, options).context("creating the Temporal worker")?;
     let stop = worker.shutdown_handle();
-    tracing::info!(task_queue, "worker polling task queue {task_queue}");
+    tracing::info!(
+        task_queue,
+        "worker polling task queue {task_queue} with {slots} activity slots"
+    );
     let run = worker.run();
     tokio::pin!(run);
     tokio::select! {

@@ -4,6 +4,10 @@
 //! and message, and one alert to the configured webhook — or orphaned (their
 //! workflow ended without sending them) — reconciled: FAILED with a reason,
 //! never left QUEUED forever.
+//!
+//! A message SENDING (claimed, its outcome unknown) may have reached the
+//! person, so the watchdog never fails it: once its workflow has ended
+//! without a receipt settling it, it is reported and alerted as unconfirmed.
 
 use crate::model::{MessageId, TenantId};
 use crate::workflow_state::{WorkflowState, workflow_state};
@@ -27,6 +31,9 @@ pub struct SweepReport {
     pub stuck: Vec<StuckMessage>,
     /// Orphans marked FAILED.
     pub reconciled: usize,
+    /// Claimed sends whose outcome nobody learnt, their workflow ended.
+    #[serde(default)]
+    pub unconfirmed: Vec<StuckMessage>,
     pub alerted: bool,
 }
 
@@ -103,10 +110,34 @@ impl WatchdogActivities {
                 }
             }
         }
-        if !report.stuck.is_empty()
+        let claimed: Vec<StuckMessage> = sqlx::query_as(
+            "select tenant_id, id as message_id, workflow_id from messages
+              where status = 'SENDING' and send_claimed_at < now() - make_interval(secs => $1)
+              order by send_claimed_at limit 500",
+        )
+        .bind(input.threshold_secs as f64)
+        .fetch_all(&self.pool)
+        .await?;
+        for message in claimed {
+            let ended = match &message.workflow_id {
+                Some(id) => self.workflow_ended(id).await?,
+                None => Some("no owning workflow".to_owned()),
+            };
+            if let Some(how) = ended {
+                tracing::error!(
+                    tenant.id = %message.tenant_id,
+                    message.id = %message.message_id,
+                    "message {} of tenant {} was claimed for sending and its outcome never became known; its workflow {how}",
+                    message.message_id,
+                    message.tenant_id,
+                );
+                report.unconfirmed.push(message);
+            }
+        }
+        if !(report.stuck.is_empty() && report.unconfirmed.is_empty())
             && let Some(url) = &self.alert_url
         {
-            report.alerted = alert(url, input.threshold_secs, &report.stuck).await;
+            report.alerted = alert(url, input.threshold_secs, &report).await;
         }
         Ok(report)
     }
@@ -124,12 +155,17 @@ impl WatchdogActivities {
 }
 
 /// One POST per sweep; a failing alert sink is logged, never fatal.
-async fn alert(url: &str, threshold_secs: u64, stuck: &[StuckMessage]) -> bool {
+async fn alert(url: &str, threshold_secs: u64, report: &SweepReport) -> bool {
     let body = serde_json::json!({
         "alert": "busflow_stuck_messages",
         "severity": "high",
-        "summary": format!("{} message(s) QUEUED for over {threshold_secs} s", stuck.len()),
-        "messages": stuck,
+        "summary": format!(
+            "{} message(s) QUEUED for over {threshold_secs} s; {} claimed send(s) whose outcome is unknown",
+            report.stuck.len(),
+            report.unconfirmed.len()
+        ),
+        "messages": report.stuck,
+        "unconfirmed": report.unconfirmed,
     });
     let sent = match crate::http::client(std::time::Duration::from_secs(10)) {
         Ok(http) => http

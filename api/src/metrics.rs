@@ -20,6 +20,12 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Result<impl IntoRespon
     .fetch_one(&app.pool)
     .await
     .map_err(anyhow::Error::from)?;
+    let unconfirmed: i64 = sqlx::query_scalar(
+        "select count(*) from messages where status = 'SENDING' and send_claimed_at < now() - make_interval(secs => $1)",
+    )
+    .bind(threshold)
+    .fetch_one(&app.pool)
+    .await?;
     let by_status: Vec<(String, String, String, i64)> = sqlx::query_as(
         "select channel, direction, status, count(*) from messages
           where created_at > now() - interval '24 hours'
@@ -69,6 +75,12 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Result<impl IntoRespon
     );
     let _ = writeln!(out, "# TYPE busflow_stuck_messages gauge");
     let _ = writeln!(out, "busflow_stuck_messages {stuck}");
+    let _ = writeln!(
+        out,
+        "# HELP busflow_unconfirmed_messages Messages claimed for sending longer than the stuck threshold ago whose outcome is still unknown (they may have reached the person)."
+    );
+    let _ = writeln!(out, "# TYPE busflow_unconfirmed_messages gauge");
+    let _ = writeln!(out, "busflow_unconfirmed_messages {unconfirmed}");
     let _ = writeln!(
         out,
         "# HELP busflow_messages_24h Messages created in the last 24 h by channel, direction and status."

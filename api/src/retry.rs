@@ -7,7 +7,8 @@
 //! A retry never sends what may already have reached the person: it is
 //! refused while the notification still runs (it is still trying, or still
 //! waiting for a receipt), and once any of its messages (or a retry's) got
-//! through on some channel.
+//! through on some channel, or was claimed for sending with an outcome that
+//! never became known.
 
 use crate::temporal::{NotificationLabels, StartError, StartResult, TemporalGateway};
 use busflow_activities::model::{Channel, MessageId, MessageStatus, TenantId};
@@ -26,7 +27,7 @@ pub enum RetryError {
     #[error("message {0} was not sent by a notification workflow (nothing to retry)")]
     NoWorkflow(MessageId),
     #[error(
-        "notification {workflow_id} already reached its person: message {message} is {status} on {channel}"
+        "notification {workflow_id} already reached its person, or may have: message {message} is {status} on {channel}"
     )]
     AlreadyDelivered {
         workflow_id: String,
@@ -78,6 +79,11 @@ pub async fn retry_message(
             result: StartResult::AlreadyStarted,
         });
     }
+    // A running notification may be mid-send (SENDING) on another channel:
+    // "still running" is what ops need to hear then.
+    if temporal.workflow_state(&original_workflow).await? == WorkflowState::Running {
+        return Err(RetryError::StillRunning(original_workflow));
+    }
     if let Some((message, channel, status)) =
         store::messages::reached(pool, tenant_id, &original_workflow).await?
     {
@@ -87,9 +93,6 @@ pub async fn retry_message(
             channel,
             status,
         });
-    }
-    if temporal.workflow_state(&original_workflow).await? == WorkflowState::Running {
-        return Err(RetryError::StillRunning(original_workflow));
     }
     let labels = NotificationLabels {
         entity_refs: vec![

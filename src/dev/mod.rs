@@ -29,7 +29,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 
     // Postgres first: it is the one part we do not start, so fail fast on it.
     database::ensure_database(&stack.service.database_url).await?;
-    let pool = database::connect(&stack.service.database_url, 10).await?;
+    let pool = database::connect(&stack.service.database_url, worker::pool_size_for(20)).await?;
     database::migrate(&pool).await?;
 
     let state_dir = stack

@@ -21,6 +21,7 @@ mod sms_receipts;
 mod snooze;
 mod support;
 mod trips;
+mod unknown_outcomes;
 mod watchdog;
 mod webchat;
 mod whatsapp;

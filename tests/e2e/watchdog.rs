@@ -1,5 +1,6 @@
 //! The stuck-message watchdog: a stuck message raises the metric and one
-//! alert; an orphaned one is reconciled, never left QUEUED forever.
+//! alert; an orphaned one is reconciled, never left QUEUED forever; a
+//! claimed send whose outcome never became known is alerted, never failed.
 
 use crate::support::{TestApp, TestOptions};
 use busflow_activities::watchdog::{SweepInput, SweepReport};
@@ -34,8 +35,25 @@ async fn old_queued_message(app: &TestApp, workflow_id: &str) -> Uuid {
     .expect("queued message")
 }
 
+/// A message claimed for sending ten minutes ago by `workflow_id`, its
+/// outcome never recorded.
+async fn old_claimed_message(app: &TestApp, workflow_id: &str) -> Uuid {
+    let id = old_queued_message(app, workflow_id).await;
+    sqlx::query(
+        "update messages set status = 'SENDING', send_attempt_id = gen_random_uuid(),
+                send_claimed_at = now() - interval '10 minutes', send_unknown_reason = 'Meta Timeout'
+          where id = $1",
+    )
+    .bind(id)
+    .execute(&app.pool)
+    .await
+    .expect("claimed message");
+    id
+}
+
 #[tokio::test]
-async fn a_stuck_message_raises_the_metric_and_an_alert_and_an_orphan_is_reconciled() {
+async fn a_stuck_message_raises_the_metric_and_an_alert_an_orphan_is_reconciled_and_an_unknown_send_is_never_failed()
+ {
     let alerts = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/alerts"))
@@ -70,10 +88,21 @@ async fn a_stuck_message_raises_the_metric_and_an_alert_and_an_orphan_is_reconci
         &format!("notify/{}/gone/{}", app.tenant_id, Uuid::new_v4()),
     )
     .await;
+    let unknown = old_claimed_message(
+        &app,
+        &format!("notify/{}/ended/{}", app.tenant_id, Uuid::new_v4()),
+    )
+    .await;
 
     let metrics = app.metrics().await;
     assert!(
         metrics.lines().any(|l| l == "busflow_stuck_messages 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "busflow_unconfirmed_messages 1"),
         "{metrics}"
     );
 
@@ -120,6 +149,20 @@ async fn a_stuck_message_raises_the_metric_and_an_alert_and_an_orphan_is_reconci
         reason.is_some_and(|r| r.contains("does not exist")),
         "the reason names what happened"
     );
+    assert_eq!(
+        report
+            .unconfirmed
+            .iter()
+            .map(|m| m.message_id.0)
+            .collect::<Vec<_>>(),
+        vec![unknown]
+    );
+    let status: String = sqlx::query_scalar("select status from messages where id = $1")
+        .bind(unknown)
+        .fetch_one(&app.pool)
+        .await
+        .expect("claimed");
+    assert_eq!(status, "SENDING", "it may have reached the person");
     let requests = alerts.received_requests().await.expect("recorded");
     assert_eq!(requests.len(), 1, "one alert per sweep");
     let alert: Value = serde_json::from_slice(&requests[0].body).expect("json");
@@ -128,6 +171,7 @@ async fn a_stuck_message_raises_the_metric_and_an_alert_and_an_orphan_is_reconci
         alert["messages"][0]["tenant_id"],
         app.tenant_id.0.to_string()
     );
+    assert_eq!(alert["unconfirmed"][0]["message_id"], unknown.to_string());
 
     // The worker created the schedule that runs this sweep every minute.
     let schedule = client.get_schedule_handle(WATCHDOG_SCHEDULE_ID);

@@ -410,7 +410,7 @@ impl NotificationWorkflow {
                     return Err(WorkflowTermination::cancelled());
                 }
                 Err(e) => {
-                    let reason = format!("dispatch gave up: {e}");
+                    let reason = format!("dispatch gave up: {}", root_cause(&e));
                     return Self::abandon(ctx, request, message_id, reason).await;
                 }
             }
@@ -513,6 +513,18 @@ impl NotificationWorkflow {
             .and_then(|r| settled(r.status, r.reason))
             .unwrap_or(Wait::TimedOut(timeout_secs)))
     }
+}
+
+/// The innermost failure of an activity that gave up: the provider's last
+/// refusal, not "activity task failed" or the timeout wrapped around it.
+fn root_cause(error: &ActivityExecutionError) -> String {
+    let Some(mut failure) = error.failure() else {
+        return error.to_string();
+    };
+    while let Some(cause) = failure.cause.as_deref() {
+        failure = cause;
+    }
+    failure.message.clone()
 }
 
 /// DELIVERED/READ end the notification; FAILED moves on; anything else waits.

@@ -30,9 +30,10 @@ impl StuckMessageWatchdog {
             )
             .await?;
         ctx.set_current_details(format!(
-            "{} stuck, {} reconciled, alerted: {}",
+            "{} stuck, {} reconciled, {} unconfirmed, alerted: {}",
             report.stuck.len(),
             report.reconciled,
+            report.unconfirmed.len(),
             report.alerted
         ));
         Ok(report)

@@ -82,6 +82,15 @@ pub fn classify_sdk_error<E: ProvideErrorMetadata>(
     err: &SdkError<E, HttpResponse>,
 ) -> Failure {
     match err {
+        // A 2xx the SDK could not read comes back as an unhandled service error.
+        SdkError::ServiceError(service) if service.raw().status().is_success() => {
+            transport_failure(
+                provider,
+                FailureClass::Unknown,
+                "BadResponse",
+                format!("{provider} accepted the request with an answer that cannot be read"),
+            )
+        }
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("Unknown").to_owned();
             let reason = service

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 const PROVIDER: &str = "Meta";
 
-/// Upper bound for one send, connection included.
-const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+/// Upper bound for one send, connection included, unless set otherwise.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Meta Cloud API error codes and what they mean for delivery. Sources: Meta's
 /// Cloud API error codes reference and PROVIDERS_NOTES.md. Codes not listed
@@ -68,6 +68,8 @@ pub struct MetaSettings {
     pub graph_base_url: String,
     /// e.g. `v21.0`.
     pub api_version: String,
+    /// Upper bound for one send, connection included.
+    pub send_timeout: Duration,
 }
 
 impl Default for MetaSettings {
@@ -75,6 +77,7 @@ impl Default for MetaSettings {
         Self {
             graph_base_url: "https://graph.facebook.com".into(),
             api_version: "v21.0".into(),
+            send_timeout: SEND_TIMEOUT,
         }
     }
 }
@@ -100,14 +103,8 @@ impl MetaCloud {
     /// An adapter with its own HTTP client. Fails only when the HTTP client
     /// cannot be built (TLS setup), which is a startup error.
     pub fn new(settings: MetaSettings) -> Result<Self, reqwest::Error> {
-        Self::with_timeout(settings, SEND_TIMEOUT)
-    }
-
-    fn with_timeout(settings: MetaSettings, timeout: Duration) -> Result<Self, reqwest::Error> {
-        Ok(Self {
-            settings,
-            http: crate::http::client(timeout)?,
-        })
+        let http = crate::http::client(settings.send_timeout)?;
+        Ok(Self { settings, http })
     }
 
     /// Sends one WhatsApp message from `account`'s number, authenticated with
@@ -607,6 +604,7 @@ mod tests {
         MetaCloud::new(MetaSettings {
             graph_base_url: server.uri(),
             api_version: "v21.0".into(),
+            send_timeout: SEND_TIMEOUT,
         })
         .expect("http client")
     }
@@ -919,6 +917,7 @@ mod tests {
         MetaCloud::new(MetaSettings {
             graph_base_url: format!("http://127.0.0.1:{port}"),
             api_version: "v21.0".into(),
+            send_timeout: SEND_TIMEOUT,
         })
         .expect("http client")
     }
@@ -943,13 +942,11 @@ mod tests {
             .respond_with(success().set_delay(Duration::from_secs(5)))
             .mount(&server)
             .await;
-        let meta = MetaCloud::with_timeout(
-            MetaSettings {
-                graph_base_url: server.uri(),
-                api_version: "v21.0".into(),
-            },
-            Duration::from_millis(200),
-        )
+        let meta = MetaCloud::new(MetaSettings {
+            graph_base_url: server.uri(),
+            api_version: "v21.0".into(),
+            send_timeout: Duration::from_millis(200),
+        })
         .expect("http client");
 
         let failure = meta

@@ -490,6 +490,50 @@ mod tests {
         assert!(attributes.contains_key(SMS_TYPE));
     }
 
+    async fn adapter_at(endpoint: String) -> SnsSms {
+        let sdk = sdk_config(&AwsSettings {
+            region: "us-east-1".into(),
+            endpoint_url: Some(endpoint),
+            static_credentials: Some(("testing".into(), "testing".into())),
+        })
+        .await;
+        SnsSms::new(&sdk)
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_definite_failure_that_may_retry() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        let sns = adapter_at(format!("http://127.0.0.1:{port}")).await;
+
+        let failure = sns
+            .send(&SmsAccountConfig::default(), &sms("+525512345678", "hola"))
+            .await
+            .expect_err("nobody listens");
+
+        assert_eq!(failure.class, FailureClass::Retry, "{failure}");
+        assert_eq!(failure.code, "Unreachable");
+    }
+
+    #[tokio::test]
+    async fn an_acceptance_whose_answer_is_cut_short_has_an_unknown_outcome() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(&PUBLISH_OK[..60]))
+            .mount(&server)
+            .await;
+
+        let failure = adapter(&server)
+            .await
+            .send(&SmsAccountConfig::default(), &sms("+525512345678", "hola"))
+            .await
+            .expect_err("no MessageId to read");
+
+        assert_eq!(failure.class, FailureClass::Unknown, "{failure}");
+    }
+
     #[tokio::test]
     async fn sns_errors_are_classified_by_their_code() {
         let cases = [

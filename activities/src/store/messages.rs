@@ -239,7 +239,7 @@ pub async fn note_unknown_outcome(
 }
 
 /// A message of the notification `workflow_id` (or of one of its retries)
-/// that reached the provider: the notification got through on its channel.
+/// that reached the provider (or may have: SENDING, its outcome unknown).
 pub async fn reached(
     pool: &PgPool,
     tenant_id: TenantId,
@@ -249,7 +249,7 @@ pub async fn reached(
         "select id, channel, status from messages
           where tenant_id = $1
             and (workflow_id = $2 or left(workflow_id, length($3)) = $3)
-            and status in ('SENT', 'DELIVERED', 'READ')
+            and status in ('SENDING', 'SENT', 'DELIVERED', 'READ')
           order by created_at
           limit 1",
     )

@@ -47,6 +47,8 @@ pub struct TestOptions {
     /// Where the watchdog posts stuck-message alerts.
     pub alert_url: Option<String>,
     pub fanout_concurrency: usize,
+    /// How long the worker waits for the Graph API's answer to a send.
+    pub meta_timeout: Duration,
 }
 
 impl Default for TestOptions {
@@ -59,6 +61,7 @@ impl Default for TestOptions {
             meta_graph_url: None,
             alert_url: None,
             fanout_concurrency: 100,
+            meta_timeout: busflow_activities::providers::meta::SEND_TIMEOUT,
         }
     }
 }
@@ -155,6 +158,7 @@ impl TestApp {
                     .clone()
                     .unwrap_or_else(|| "http://127.0.0.1:9".to_owned()),
                 api_version: "v21.0".to_owned(),
+                send_timeout: options.meta_timeout,
             },
             sandbox_webhook_base: base_url.clone(),
             alert_url: options.alert_url.clone(),
@@ -656,7 +660,7 @@ fn spawn_worker(wiring: WorkerWiring) {
             .build()
             .expect("worker runtime");
         runtime.block_on(async move {
-            let pool = database::connect(&database_url, 5)
+            let pool = database::connect(&database_url, worker::pool_size_for(8))
                 .await
                 .expect("worker pool");
             let client = busflow_api::temporal::connect(&temporal, "busflow-comms-test-worker")
