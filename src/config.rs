@@ -70,6 +70,9 @@ pub struct ProviderArgs {
     /// simulated receipts to its webhooks. Unset: no simulated receipts.
     #[arg(long, env = "BUSFLOW_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// How long one WhatsApp send may wait for the Graph API's answer.
+    #[arg(long, env = "BUSFLOW_META_SEND_TIMEOUT_MS", default_value_t = 15_000)]
+    pub meta_send_timeout_ms: u64,
 }
 
 impl ProviderArgs {
@@ -77,7 +80,7 @@ impl ProviderArgs {
         MetaSettings {
             graph_base_url: self.meta_graph_url.clone(),
             api_version: self.meta_api_version.clone(),
-            ..MetaSettings::default()
+            send_timeout: Duration::from_millis(self.meta_send_timeout_ms),
         }
     }
 

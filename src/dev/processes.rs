@@ -27,6 +27,29 @@ pub struct ManagedProcess {
 impl ManagedProcess {
     /// Starts `program args…`, logging to `log`.
     pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> anyhow::Result<Self> {
+        Self::start(name, program, args, &[], log, false)
+    }
+
+    /// Starts `program args…` with `env` added to ours, logging to `log`
+    /// (appended to, so a restarted service keeps one log).
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        Self::start(name, program, args, env, log, true)
+    }
+
+    fn start(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: &Path,
+        append: bool,
+    ) -> anyhow::Result<Self> {
         if !program.exists() {
             anyhow::bail!(
                 "{name}: {} is not installed; run scripts/tools.sh (the README's commands do)",
@@ -36,8 +59,13 @@ impl ManagedProcess {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let out =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
         let mut supervisor = Command::new("sh")
             .arg("-c")
@@ -45,6 +73,7 @@ impl ManagedProcess {
             .arg("sh")
             .arg(program)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(out)
             .stderr(err)
@@ -75,6 +104,21 @@ impl ManagedProcess {
     }
 
     /// Whether the service (its supervisor) has exited.
+    /// Whether the service itself (not its supervisor, which outlives it
+    /// until stopped) still runs.
+    pub fn service_running(&self) -> bool {
+        let Some(pid) = self.service_pid() else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // `pid (comm) state …`; a zombie has died and waits to be reaped.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    }
+
     pub fn has_exited(&mut self) -> bool {
         matches!(self.supervisor.try_wait(), Ok(Some(_)))
     }
@@ -84,6 +128,18 @@ impl ManagedProcess {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Kills the service with SIGKILL (no shutdown, nothing flushed) and
+    /// waits for its supervisor to notice.
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.service_pid() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        drop(self.stdin.take());
+        let _ = self.supervisor.wait();
     }
 
     /// Asks the child to stop (SIGTERM) and waits up to `grace` for it.

@@ -241,6 +241,12 @@ impl TestApp {
         .expect("seed email account");
     }
 
+    /// This test's database (the worker's connection string).
+    #[allow(dead_code)] // the fault suite's
+    pub fn database_url(&self) -> &str {
+        &self.worker.database_url
+    }
+
     /// The HTTP client the helpers use to call the API and moto.
     pub fn http(&self) -> &reqwest::Client {
         &self.http

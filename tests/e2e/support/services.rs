@@ -27,13 +27,19 @@ static SERVICES: OnceLock<SharedServices> = OnceLock::new();
 /// The shared services, started on first use. Started on a thread of their
 /// own so that no test's runtime owns them.
 pub fn shared() -> &'static SharedServices {
+    shared_with_temporal(None)
+}
+
+/// The shared services, with the Temporal frontend at `temporal_address`
+/// (a server the caller runs) when this is the first use.
+pub fn shared_with_temporal(temporal_address: Option<String>) -> &'static SharedServices {
     SERVICES.get_or_init(|| {
-        std::thread::spawn(|| {
+        std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("tokio runtime for the shared services");
-            runtime.block_on(start())
+            runtime.block_on(start(temporal_address))
         })
         .join()
         .expect("starting shared test services panicked")
@@ -51,12 +57,13 @@ pub fn log_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-logs")
 }
 
-async fn start() -> anyhow::Result<SharedServices> {
+async fn start(temporal_address: Option<String>) -> anyhow::Result<SharedServices> {
     let mut processes = Vec::new();
-    let temporal_address = match std::env::var("TEMPORAL_ADDRESS")
-        .ok()
-        .filter(|a| !a.is_empty())
-    {
+    let temporal_address = match temporal_address.or_else(|| {
+        std::env::var("TEMPORAL_ADDRESS")
+            .ok()
+            .filter(|a| !a.is_empty())
+    }) {
         Some(external) => external,
         None => {
             let port = free_port()?;
