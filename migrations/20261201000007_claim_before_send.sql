@@ -35,3 +35,8 @@ $$;
 -- the message's id: it is the primary key. Claimed messages are what the
 -- watchdog and the metrics look at.
 create index messages_claimed_idx on messages (send_claimed_at) where status = 'SENDING';
+
+-- An SES receipt names the configuration set it was published through; a
+-- receipt kept before its message was known applies only to a message whose
+-- account sends through that set.
+alter table delivery_callbacks add column configuration_set text;

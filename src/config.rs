@@ -140,9 +140,26 @@ pub struct ApiArgs {
     /// Access key of the Firehose HTTP endpoint destination that delivers SMS receipts.
     #[arg(long, env = "BUSFLOW_FIREHOSE_ACCESS_KEY", hide_env_values = true)]
     pub firehose_access_key: Option<String>,
-    /// SNS topics whose deliveries `/webhooks/ses` accepts (comma-separated); empty: any.
-    #[arg(long, env = "BUSFLOW_SNS_TOPIC_ARNS", value_delimiter = ',')]
-    pub sns_topic_arns: Vec<String>,
+    /// SNS topics of SES event publishing that `/webhooks/ses` accepts
+    /// (comma-separated ARNs, or `none`). Required.
+    #[arg(long, env = "BUSFLOW_SNS_SES_EVENT_TOPIC_ARNS", value_delimiter = ',')]
+    pub sns_ses_event_topics: Vec<String>,
+    /// SNS topics of SES receipt rules (inbound email) that `/webhooks/sns`
+    /// accepts (comma-separated ARNs, or `none`). Required.
+    #[arg(
+        long,
+        env = "BUSFLOW_SNS_INBOUND_EMAIL_TOPIC_ARNS",
+        value_delimiter = ','
+    )]
+    pub sns_inbound_email_topics: Vec<String>,
+    /// SNS topics of two-way SMS that `/webhooks/sns` accepts
+    /// (comma-separated ARNs, or `none`). Required.
+    #[arg(
+        long,
+        env = "BUSFLOW_SNS_INBOUND_SMS_TOPIC_ARNS",
+        value_delimiter = ','
+    )]
+    pub sns_inbound_sms_topics: Vec<String>,
 }
 
 impl std::fmt::Debug for ApiArgs {
@@ -169,8 +186,14 @@ impl ApiArgs {
                     "BUSFLOW_WEBHOOK_SECRET is not set: Hasura must send it in x-busflow-secret"
                 )
             })?;
+        let sns_topics = busflow_api::webhooks::sns_topics::SnsTopics::only(
+            self.sns_ses_event_topics.clone(),
+            self.sns_inbound_email_topics.clone(),
+            self.sns_inbound_sms_topics.clone(),
+        )?;
         Ok(busflow_api::ApiConfig {
             webhook_secret: secret,
+            sns_topics,
             step_deadline: Duration::from_secs(self.step_deadline_secs),
             firehose_access_key: self.firehose_access_key.clone(),
             stuck_threshold: Duration::from_secs(300),

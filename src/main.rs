@@ -173,7 +173,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 keys,
                 TemporalGateway::new(temporal.settings(), temporal.task_queue.clone()),
                 config,
-                busflow_api::sns_verifier(api.sns_topic_arns.clone())?,
+                busflow_api::sns_verifier()?,
             )?);
             let listener = server::bind(api.listen).await?;
             server::serve(listener, state, shutdown.wait()).await

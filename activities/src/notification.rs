@@ -772,6 +772,7 @@ async fn store_delivered_webchat(
             occurred_at: chrono::Utc::now(),
             detail: serde_json::json!({"source": "stored for the webchat widget"}),
             correlation: None,
+            configuration_set: None,
         },
     )
     .await?;

@@ -37,6 +37,8 @@ pub struct ApiConfig {
     pub stuck_threshold: Duration,
     /// Children a trip-wide fan-out runs at once.
     pub fanout_concurrency: usize,
+    /// The SNS topics each SNS endpoint accepts.
+    pub sns_topics: webhooks::sns_topics::SnsTopics,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -86,10 +88,10 @@ impl AppState {
 }
 
 /// The production SNS verifier: certificates fetched over HTTPS from AWS
-/// hosts only; `topics` (when not empty) are the only topics accepted.
-pub fn sns_verifier(topics: Vec<String>) -> anyhow::Result<SnsVerifier> {
+/// hosts only. Which topics each endpoint accepts is `ApiConfig::sns_topics`.
+pub fn sns_verifier() -> anyhow::Result<SnsVerifier> {
     let fetcher = webhooks::sns::HttpsCertFetcher::new()?;
-    Ok(SnsVerifier::new(Arc::new(fetcher)).with_allowed_topics(topics))
+    Ok(SnsVerifier::new(Arc::new(fetcher)))
 }
 
 /// Every route of the service.

@@ -112,13 +112,14 @@ pub async fn start(database_url: &str, temporal_cli: PathBuf) -> anyhow::Result<
         keys,
         TemporalGateway::new(settings, TASK_QUEUE),
         ApiConfig {
+            sns_topics: busflow_api::webhooks::sns_topics::SnsTopics::AnyForDev,
             webhook_secret: SECRET.to_owned(),
             step_deadline: Duration::from_secs(900),
             firehose_access_key: None,
             stuck_threshold: Duration::from_secs(300),
             fanout_concurrency: 100,
         },
-        busflow_api::sns_verifier(Vec::new())?,
+        busflow_api::sns_verifier()?,
     )?);
     tokio::spawn(server::serve(listener, state, shutdown.wait()));
     Ok(Stack {

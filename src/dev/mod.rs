@@ -127,13 +127,14 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         keys.clone(),
         TemporalGateway::with_client(client.clone(), stack.service.task_queue.clone()),
         ApiConfig {
+            sns_topics: busflow_api::webhooks::sns_topics::SnsTopics::AnyForDev,
             webhook_secret: stack.service.webhook_secret.clone(),
             step_deadline: Duration::from_secs(900),
             firehose_access_key: Some(stack.service.webhook_secret.clone()),
             stuck_threshold: Duration::from_secs(300),
             fanout_concurrency: 100,
         },
-        busflow_api::sns_verifier(Vec::new())?,
+        busflow_api::sns_verifier()?,
     )?);
     let listener = server::bind(stack.service.listen).await?;
     let api = tokio::spawn(server::serve(listener, state, shutdown.wait()));

@@ -418,3 +418,39 @@ async fn a_reply_to_an_email_we_sent_lands_in_that_emails_conversation() {
         assert_eq!(status, expected);
     }
 }
+
+#[tokio::test]
+async fn an_sms_from_the_inbound_email_topic_is_refused_and_nothing_is_written() {
+    use busflow_api::testing::TEST_TOPIC_ARN;
+    use busflow_api::webhooks::sns_topics::SnsTopics;
+    let app = TestApp::spawn_with(TestOptions {
+        start_worker: false,
+        sns_topics: Some(
+            SnsTopics::only(
+                vec!["arn:aws:sns:us-east-1:123456789012:ses-events".into()],
+                vec![TEST_TOPIC_ARN.into()],
+                vec!["arn:aws:sns:us-east-1:123456789012:inbound-sms".into()],
+            )
+            .expect("topics"),
+        ),
+        ..Default::default()
+    })
+    .await;
+    app.add_sms_number(app.tenant_id, OUR_NUMBER).await;
+
+    let response = app
+        .post_sns(&signed_notification(&inbound_sms(
+            PASSENGER, OUR_NUMBER, "hola", "in-sms-x",
+        )))
+        .await;
+
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("inbound SMS")),
+        "names the feed: {body}"
+    );
+    inbox_is_empty(&app).await;
+}

@@ -19,6 +19,7 @@ mod schema;
 mod ses_events;
 mod sms_receipts;
 mod snooze;
+mod startup;
 mod support;
 mod trips;
 mod unknown_outcomes;

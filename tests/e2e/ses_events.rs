@@ -21,13 +21,26 @@ async fn email_sent(app: &TestApp) -> (String, String) {
     (workflow_id, ses_id)
 }
 
+/// The configuration set `email_with_receipts_then_webchat` sends through.
+const CONFIGURATION_SET: &str = "busflow-events";
+
+/// SES's documented Delivery record for `ses_id`, published through
+/// `configuration_set`.
+fn delivery_through(ses_id: &str, configuration_set: &str) -> Value {
+    let mut event: Value =
+        serde_json::from_str(include_str!("../fixtures/ses/delivery_event.json")).expect("fixture");
+    event["mail"]["messageId"] = json!(ses_id);
+    event["mail"]["timestamp"] = json!("2026-11-27T10:00:00.000Z");
+    event["mail"]["tags"]["ses:configuration-set"] = json!([configuration_set]);
+    event["delivery"]["timestamp"] = json!("2026-11-27T10:00:02.000Z");
+    event
+}
+
 fn ses_event(kind: &str, ses_id: &str) -> Value {
     match kind {
-        "Delivery" => {
-            json!({"eventType": "Delivery", "mail": {"messageId": ses_id, "timestamp": "2026-11-27T10:00:00.000Z"},
-                             "delivery": {"timestamp": "2026-11-27T10:00:02.000Z", "recipients": ["ana@example.com"]}})
-        }
-        _ => json!({"eventType": "Bounce", "mail": {"messageId": ses_id},
+        "Delivery" => delivery_through(ses_id, CONFIGURATION_SET),
+        _ => json!({"eventType": "Bounce",
+                    "mail": {"messageId": ses_id, "tags": {"ses:configuration-set": [CONFIGURATION_SET]}},
                     "bounce": {"bounceType": "Permanent", "bounceSubType": "NoEmail", "timestamp": "2026-11-27T10:00:03.000Z",
                                "bouncedRecipients": [{"emailAddress": "ana@example.com", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}]}}),
     }
@@ -163,5 +176,66 @@ async fn an_event_for_an_unknown_message_is_acknowledged_and_kept() {
     assert_eq!(
         app.count("select count(*) from delivery_callbacks where external_message_id = '0100-unknown-ses-id' and applied_at is null").await,
         1
+    );
+}
+
+#[tokio::test]
+async fn a_receipt_published_through_another_configuration_set_changes_nothing() {
+    let app = TestApp::spawn().await;
+    app.email_with_receipts_then_webchat(600).await;
+    let (workflow_id, ses_id) = email_sent(&app).await;
+
+    let foreign = app
+        .post_ses_event(&delivery_through(&ses_id, "another-tenants-set"), false)
+        .await;
+    assert_eq!(foreign.status(), 200, "acknowledged, so SNS stops");
+    let body: Value = foreign.json().await.expect("json");
+    assert_eq!(body["applied"], false, "{body}");
+    assert_eq!(
+        app.count(&format!("select count(*) from messages where external_message_id = '{ses_id}' and status = 'SENT'")).await,
+        1
+    );
+
+    let ours = app
+        .post_ses_event(&ses_event("Delivery", &ses_id), false)
+        .await;
+    assert_eq!(ours.status(), 200);
+    let outcome = app.workflow_result(&workflow_id).await.expect("delivered");
+    assert_eq!(
+        outcome.delivered.expect("delivered").status.as_str(),
+        "DELIVERED"
+    );
+}
+
+#[tokio::test]
+async fn an_ses_event_from_a_topic_outside_the_list_is_refused_unread() {
+    use busflow_api::testing::{TEST_KEY_PEM, notification, sign_envelope};
+    let app = TestApp::spawn().await;
+    app.email_with_receipts_then_webchat(600).await;
+    let (_, ses_id) = email_sent(&app).await;
+
+    // Signed by SNS all the same: any AWS account can subscribe us to its topic.
+    let mut envelope = notification(&ses_event("Delivery", &ses_id).to_string());
+    envelope.topic_arn = "arn:aws:sns:us-east-1:999999999999:not-ours".to_owned();
+    sign_envelope(&mut envelope, TEST_KEY_PEM);
+    let response = reqwest::Client::new()
+        .post(format!("{}/webhooks/ses", app.base_url))
+        .header("x-amz-sns-message-type", "Notification")
+        .body(serde_json::to_string(&envelope).expect("json"))
+        .send()
+        .await
+        .expect("post");
+
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not-ours")),
+        "{body}"
+    );
+    assert_eq!(
+        app.count("select count(*) from delivery_callbacks").await,
+        0
     );
 }

@@ -601,6 +601,7 @@ async fn a_receipt_that_arrives_while_the_send_is_being_recorded_is_never_lost()
             occurred_at: Utc::now(),
             detail: json!({"status": "delivered"}),
             correlation: None,
+            configuration_set: None,
         };
 
         let (sent, recorded) = tokio::join!(

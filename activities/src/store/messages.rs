@@ -336,6 +336,11 @@ pub struct DeliveryCallback {
     /// `biz_opaque_callback_data`, SES's `mail.tags`): finds a message whose
     /// send answer was lost, so it never learnt the provider's id.
     pub correlation: Option<MessageId>,
+    /// SES: the configuration set the event was published through. An
+    /// account-level receipt (no tenant) changes only a message whose
+    /// account sends through that configuration set, so a receipt from
+    /// another account's topic can never touch another tenant's email.
+    pub configuration_set: Option<String>,
 }
 
 /// What recording a callback did.
@@ -364,12 +369,17 @@ pub async fn record_callback(
     let message: Option<(MessageId, TenantId, Option<String>)> = sqlx::query_as(
         "select id, tenant_id, workflow_id from messages
           where channel = $1 and external_message_id = $2 and ($3::uuid is null or tenant_id = $3)
+            and ($3::uuid is not null or channel <> 'EMAIL'
+                 or coalesce((select ca.provider_config->>'configuration_set' from channel_accounts ca
+                               where ca.tenant_id = messages.tenant_id and ca.id = messages.channel_account_id), '')
+                    = coalesce($4, ''))
           limit 1
           for update",
     )
     .bind(callback.channel)
     .bind(&callback.external_message_id)
     .bind(callback.tenant_id)
+    .bind(&callback.configuration_set)
     .fetch_optional(&mut *tx)
     .await?;
     let message = match (message, callback.correlation) {
@@ -402,15 +412,20 @@ async fn adopt_external_id(
 ) -> sqlx::Result<Option<(MessageId, TenantId, Option<String>)>> {
     sqlx::query_as(
         "update messages set external_message_id = $2, updated_at = now()
-          where id = $3 and channel = $1 and direction = 'OUTBOUND'
+          where id = $5 and channel = $1 and direction = 'OUTBOUND'
             and external_message_id is null
-            and ($4::uuid is null or tenant_id = $4)
+            and ($3::uuid is null or tenant_id = $3)
+            and ($3::uuid is not null or channel <> 'EMAIL'
+                 or coalesce((select ca.provider_config->>'configuration_set' from channel_accounts ca
+                               where ca.tenant_id = messages.tenant_id and ca.id = messages.channel_account_id), '')
+                    = coalesce($4, ''))
           returning id, tenant_id, workflow_id",
     )
     .bind(callback.channel)
     .bind(&callback.external_message_id)
-    .bind(ours)
     .bind(callback.tenant_id)
+    .bind(&callback.configuration_set)
+    .bind(ours)
     .fetch_optional(tx)
     .await
 }
@@ -440,8 +455,9 @@ async fn insert_callback(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "insert into delivery_callbacks
-            (tenant_id, channel, external_message_id, status, reason, occurred_at, detail, message_id, applied_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, case when $8::uuid is null then null else now() end)",
+            (tenant_id, channel, external_message_id, status, reason, occurred_at, detail, message_id,
+             applied_at, configuration_set)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, case when $8::uuid is null then null else now() end, $9)",
     )
     .bind(matched.map(|(t, _)| t).or(callback.tenant_id))
     .bind(callback.channel)
@@ -451,6 +467,7 @@ async fn insert_callback(
     .bind(callback.occurred_at)
     .bind(&callback.detail)
     .bind(matched.map(|(_, m)| m))
+    .bind(&callback.configuration_set)
     .execute(tx)
     .await?;
     Ok(())
@@ -530,13 +547,21 @@ async fn apply_pending_callbacks(
     )> = sqlx::query_as(
         "select id, status, reason, occurred_at from delivery_callbacks
           where channel = $1 and external_message_id = $2 and applied_at is null
-            and (tenant_id is null or tenant_id = $3)
+            and (tenant_id = $3
+                 or (tenant_id is null
+                     and (channel <> 'EMAIL'
+                          or coalesce(configuration_set, '') = coalesce(
+                               (select ca.provider_config->>'configuration_set'
+                                  from messages m join channel_accounts ca
+                                    on ca.tenant_id = m.tenant_id and ca.id = m.channel_account_id
+                                 where m.tenant_id = $3 and m.id = $4), ''))))
           order by occurred_at, id
           for update",
     )
     .bind(channel)
     .bind(external_message_id)
     .bind(tenant_id)
+    .bind(message_id)
     .fetch_all(&mut *tx)
     .await?;
     let mut last = None;
@@ -550,6 +575,7 @@ async fn apply_pending_callbacks(
             occurred_at,
             detail: serde_json::Value::Null,
             correlation: None,
+            configuration_set: None,
         };
         let (after, _) = apply_status(tx, tenant_id, message_id, &callback).await?;
         sqlx::query(

@@ -371,6 +371,7 @@ impl StatusUpdate {
                 .as_deref()
                 .and_then(|ours| ours.parse::<Uuid>().ok())
                 .map(MessageId),
+            configuration_set: None,
         })
     }
 }

@@ -13,4 +13,5 @@ pub mod sms_status;
 pub mod sns;
 pub mod sns_inbound;
 pub mod sns_receiver;
+pub mod sns_topics;
 pub mod whatsapp_inbound;

@@ -10,6 +10,7 @@
 use super::delivery;
 use super::sns::SnsEnvelope;
 use super::sns_receiver::{self, SnsDelivery};
+use super::sns_topics::SnsFeed;
 use crate::AppState;
 use crate::error::ApiError;
 use axum::Json;
@@ -25,7 +26,7 @@ pub async fn receive(
     State(app): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    match sns_receiver::accept(&app, &body).await? {
+    match sns_receiver::accept(&app, &body, &[SnsFeed::SesEvents]).await? {
         SnsDelivery::Answered(answer) => Ok(Json(answer)),
         SnsDelivery::Notification(envelope) => notification(&app, &envelope).await,
     }
@@ -82,6 +83,12 @@ struct Mail {
 }
 
 impl Mail {
+    /// The configuration set the event was published through (SES adds it
+    /// to every event's tags).
+    fn configuration_set(&self) -> Option<String> {
+        self.tags.get("ses:configuration-set")?.first().cloned()
+    }
+
     /// Our message id, from the tag every send carries.
     fn correlation(&self) -> Option<MessageId> {
         self.tags
@@ -201,6 +208,7 @@ impl SesEvent {
             occurred_at,
             detail: json!({"eventType": kind}),
             correlation: self.mail.correlation(),
+            configuration_set: self.mail.configuration_set(),
         })
     }
 }

@@ -192,6 +192,7 @@ impl SmsDeliveryRecord {
             occurred_at,
             detail: json!({"status": self.status, "providerResponse": response}),
             correlation: None,
+            configuration_set: None,
         })
     }
 }

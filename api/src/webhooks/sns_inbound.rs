@@ -24,6 +24,7 @@
 use super::inbound_email::{ReadEmail, SesReceived};
 use super::sns::SnsEnvelope;
 use super::sns_receiver::{self, SnsDelivery};
+use super::sns_topics::SnsFeed;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::temporal::TemporalGateway;
@@ -46,15 +47,31 @@ pub async fn receive(
     State(app): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    match sns_receiver::accept(&app, &body).await? {
+    let feeds = [SnsFeed::InboundEmail, SnsFeed::InboundSms];
+    match sns_receiver::accept(&app, &body, &feeds).await? {
         SnsDelivery::Answered(answer) => Ok(Json(answer)),
         SnsDelivery::Notification(envelope) => {
+            if let Some(feed) = feed_of(&envelope) {
+                sns_receiver::require_topic(&app, &envelope, &[feed])?;
+            }
             let inbox = Inbox {
                 pool: &app.pool,
                 temporal: &app.temporal,
             };
             notification(&inbox, &envelope).await
         }
+    }
+}
+
+/// Which inbound feed a notification's message belongs to, by its shape.
+fn feed_of(envelope: &SnsEnvelope) -> Option<SnsFeed> {
+    let message = serde_json::from_str::<Value>(&envelope.message).ok()?;
+    if InboundSms::is_shape_of(&message) {
+        Some(SnsFeed::InboundSms)
+    } else if SesReceived::is_shape_of(&message) {
+        Some(SnsFeed::InboundEmail)
+    } else {
+        None
     }
 }
 

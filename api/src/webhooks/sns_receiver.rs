@@ -5,6 +5,8 @@
 //!
 //! Policy (status codes SNS sees):
 //! - not an SNS envelope → 400;
+//! - a topic outside the endpoint's feeds (`sns_topics`) → 401, before its
+//!   signature is checked or its subscription confirmed;
 //! - signature, topic or certificate URL refused → 401, nothing is read;
 //! - the signing certificate could not be fetched → 503 (SNS retries, and
 //!   the next attempt may fetch it);
@@ -13,6 +15,7 @@
 //! - only a verified Notification reaches the endpoint's own handler.
 
 use super::sns::{self, SnsEnvelope, SnsMessageType, SnsVerifyError};
+use super::sns_topics::SnsFeed;
 use crate::AppState;
 use crate::error::ApiError;
 use serde_json::{Value, json};
@@ -26,11 +29,17 @@ pub enum SnsDelivery {
     Answered(Value),
 }
 
-/// Parses and verifies `body`, confirming subscriptions on the way.
-pub async fn accept(app: &AppState, body: &[u8]) -> Result<SnsDelivery, ApiError> {
+/// Parses and verifies `body` as a delivery of one of `feeds`, confirming
+/// subscriptions on the way.
+pub async fn accept(
+    app: &AppState,
+    body: &[u8],
+    feeds: &[SnsFeed],
+) -> Result<SnsDelivery, ApiError> {
     let envelope = sns::parse_envelope(body).map_err(|e| {
         ApiError::bad_request("INVALID_PAYLOAD", format!("not an SNS message: {e}"))
     })?;
+    require_topic(app, &envelope, feeds)?;
     app.sns.verify(&envelope).await.map_err(|e| match e {
         SnsVerifyError::CertFetch(_) => {
             ApiError::unavailable("SNS_CERT_UNAVAILABLE", e.to_string())
@@ -52,4 +61,24 @@ pub async fn accept(app: &AppState, body: &[u8]) -> Result<SnsDelivery, ApiError
         )),
         SnsMessageType::Notification => Ok(SnsDelivery::Notification(Box::new(envelope))),
     }
+}
+
+/// Refuses a delivery whose topic is not one of `feeds`' topics.
+pub fn require_topic(
+    app: &AppState,
+    envelope: &SnsEnvelope,
+    feeds: &[SnsFeed],
+) -> Result<(), ApiError> {
+    if feeds
+        .iter()
+        .any(|feed| app.config.sns_topics.allows(*feed, &envelope.topic_arn))
+    {
+        return Ok(());
+    }
+    let names: Vec<String> = feeds.iter().map(ToString::to_string).collect();
+    Err(ApiError::unauthorized(format!(
+        "SNS topic {} is not a topic of this endpoint's feeds ({})",
+        envelope.topic_arn,
+        names.join(", ")
+    )))
 }

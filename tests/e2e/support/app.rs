@@ -11,6 +11,7 @@ use busflow_activities::providers::meta::MetaSettings;
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use busflow_api::testing::StaticCertFetcher;
 use busflow_api::webhooks::sns::SnsVerifier;
+use busflow_api::webhooks::sns_topics::SnsTopics;
 use busflow_api::{ApiConfig, AppState};
 use busflow_comms::dev::seed;
 use busflow_comms::shutdown::Shutdown;
@@ -49,6 +50,8 @@ pub struct TestOptions {
     pub fanout_concurrency: usize,
     /// How long the worker waits for the Graph API's answer to a send.
     pub meta_timeout: Duration,
+    /// The SNS topics of each feed (default: the test topic for all).
+    pub sns_topics: Option<SnsTopics>,
 }
 
 impl Default for TestOptions {
@@ -62,6 +65,7 @@ impl Default for TestOptions {
             alert_url: None,
             fanout_concurrency: 100,
             meta_timeout: busflow_activities::providers::meta::SEND_TIMEOUT,
+            sns_topics: None,
         }
     }
 }
@@ -168,14 +172,18 @@ impl TestApp {
             spawn_worker(wiring.clone());
         }
 
-        let sns = SnsVerifier::new(Arc::new(StaticCertFetcher::test_cert()))
-            .with_allowed_topics(vec![busflow_api::testing::TEST_TOPIC_ARN.to_owned()]);
+        let sns = SnsVerifier::new(Arc::new(StaticCertFetcher::test_cert()));
         let state = Arc::new(
             AppState::new(
                 pool.clone(),
                 test_keys(),
                 TemporalGateway::new(temporal_settings, task_queue.clone()),
                 ApiConfig {
+                    sns_topics: options.sns_topics.clone().unwrap_or_else(|| {
+                        SnsTopics::same_for_every_feed(vec![
+                            busflow_api::testing::TEST_TOPIC_ARN.to_owned(),
+                        ])
+                    }),
                     webhook_secret: SECRET.to_owned(),
                     step_deadline: options.step_deadline,
                     firehose_access_key: Some(FIREHOSE_KEY.to_owned()),
