@@ -150,16 +150,7 @@ fn every_event_trigger_posts_to_the_events_endpoint_with_the_shared_secret() {
                 ));
             }
             problems.extend(secret_header_problems(&at, seq_at(trigger, "headers")));
-            let retries = trigger
-                .get("retry_conf")
-                .and_then(|r| r.get("num_retries"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            if retries == 0 {
-                problems.push(format!(
-                    "{at}: retry_conf.num_retries must be > 0 (the service asks for retries)"
-                ));
-            }
+            problems.extend(outage_problems(&at, trigger.get("retry_conf")));
             let definition = trigger.get("definition");
             let ops = ["insert", "update", "delete"];
             if !ops
@@ -825,4 +816,36 @@ fn cron_triggers_are_exactly_the_ones_the_service_serves_with_the_shared_secret(
         problems.extend(secret_header_problems(name, seq_at(cron, "headers")));
     }
     assert_no_problems("cron triggers", &problems);
+}
+
+/// The longest outage (Temporal or Postgres) an event must outlive: while a
+/// dependency is down the service answers 503 with `Retry-After`, and Hasura
+/// (which keeps the event in its own event log) retries it.
+const OUTAGE_TO_OUTLIVE: u64 = 30 * 60;
+
+/// Hasura waits `Retry-After` between retries when the service sends one,
+/// else `interval_sec`: the two must agree, and the retries must outlast the
+/// outage with room to spare (twice over).
+fn outage_problems(at: &str, retry_conf: Option<&Value>) -> Vec<String> {
+    let number = |key: &str| {
+        retry_conf
+            .and_then(|r| r.get(key))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let (retries, interval) = (number("num_retries"), number("interval_sec"));
+    let retry_after = busflow_api::error::RETRY_AFTER_SECS;
+    let mut problems = Vec::new();
+    if interval != retry_after {
+        problems.push(format!(
+            "{at}: retry_conf.interval_sec is {interval}, the service's Retry-After is {retry_after}: they must agree"
+        ));
+    }
+    if retries * retry_after < 2 * OUTAGE_TO_OUTLIVE {
+        problems.push(format!(
+            "{at}: {retries} retries {retry_after} s apart outlive an outage of {} s, not twice {OUTAGE_TO_OUTLIVE} s",
+            retries * retry_after
+        ));
+    }
+    problems
 }

@@ -7,6 +7,12 @@
 //! `anyhow::Error` that becomes an opaque 500 and is logged once, here.
 
 use axum::http::{HeaderValue, StatusCode, header};
+
+/// Seconds Hasura is asked to wait (`Retry-After`) before it sends again an
+/// event the service could not take because Temporal or Postgres is away.
+/// Every event trigger's `retry_conf.interval_sec` is the same, and its
+/// `num_retries` outlast an outage of an hour (`tests/hasura_metadata.rs`).
+pub const RETRY_AFTER_SECS: u64 = 30;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -40,7 +46,7 @@ impl ApiError {
 
     /// A dependency is down; the caller should retry (Hasura does).
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::client(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(10)
+        Self::client(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(RETRY_AFTER_SECS)
     }
 
     pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -88,6 +94,11 @@ impl IntoResponse for ApiError {
                 }
                 response
             }
+            ApiError::Database(err) if database_away(&err) => ApiError::unavailable(
+                "DATABASE_UNAVAILABLE",
+                format!("Postgres is unreachable: {err}"),
+            )
+            .into_response(),
             ApiError::Database(err) => ApiError::Unexpected(err.into()).into_response(),
             ApiError::Unexpected(err) => {
                 tracing::error!(error = format!("{err:#}"), "unexpected error");
@@ -113,4 +124,12 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
             format!("request body is not a valid payload: {e}"),
         )
     })
+}
+
+/// Postgres is away (not a bad query): the caller should come back later.
+fn database_away(err: &sqlx::Error) -> bool {
+    matches!(
+        err,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+    )
 }

@@ -11,6 +11,7 @@ mod inbound_sms_email;
 mod inbox;
 mod lifecycles;
 mod notifications;
+mod outages;
 mod people;
 mod quiet_hours;
 mod rate_limits;

@@ -46,6 +46,8 @@ pub struct Delivery {
     pub payload: Value,
     /// POSTs it took (1 = answered 2xx at once).
     pub attempts: u32,
+    /// Each POST's status and `Retry-After` seconds, in order.
+    pub answers: Vec<(u16, Option<u64>)>,
     pub status: u16,
     pub body: Value,
 }
@@ -189,6 +191,7 @@ impl Hasura {
             .unwrap_or_else(|| panic!("{}: webhook env not set in the harness", trigger.name))
             .clone();
         let mut attempts = 0;
+        let mut answers = Vec::new();
         loop {
             payload["delivery_info"] =
                 json!({"current_retry": attempts, "max_retries": trigger.num_retries});
@@ -215,12 +218,14 @@ impl Hasura {
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_secs);
             let body: Value = response.json().await.unwrap_or(Value::Null);
+            answers.push((status, retry_after.map(|d| d.as_secs())));
             if (200..300).contains(&status) || attempts > trigger.num_retries {
                 return Delivery {
                     trigger: trigger.name.clone(),
                     event_id,
                     payload,
                     attempts,
+                    answers,
                     status,
                     body,
                 };

@@ -32,6 +32,7 @@ pub struct Story {
     pub hasura: Hasura,
     /// Workflows the writes started, to wait for before counting.
     started: Vec<String>,
+    refusals: Vec<(u16, Option<u64>)>,
 }
 
 impl Story {
@@ -51,6 +52,7 @@ impl Story {
             app,
             hasura,
             started: Vec::new(),
+            refusals: Vec::new(),
         }
     }
 
@@ -67,7 +69,18 @@ impl Story {
     pub fn keep(&mut self, write: Write) -> Write {
         write.assert_accepted();
         self.started.extend(write.started_workflows());
+        self.refusals.extend(
+            write
+                .deliveries
+                .iter()
+                .flat_map(|d| d.answers.iter().filter(|(status, _)| *status >= 300)),
+        );
         write
+    }
+
+    /// Every non-2xx answer Hasura got so far: status and `Retry-After`.
+    pub fn refusals(&self) -> Vec<(u16, Option<u64>)> {
+        self.refusals.clone()
     }
 
     pub async fn insert(&mut self, table: &str, row: &Value) -> Write {
