@@ -26,13 +26,14 @@ async fn a_booking_confirmed_while_temporal_is_down_reaches_its_person_once_temp
     // sending the trip's and the booking's events.
     let back = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        services::forward_port(port, services::shared().temporal_address.clone()).await
+        // Detached: it forwards for the rest of the test.
+        drop(services::forward_port(port, services::shared().temporal_address.clone()).await);
     };
     let writes = async {
         let trip = story.trip(None).await;
         story.book(&ana, &trip, "BF-OUTAGE").await;
     };
-    let (_forwarding, ()) = tokio::join!(back, writes);
+    tokio::join!(back, writes);
     story.app.spawn_second_worker();
     story.settle().await;
 
