@@ -5,7 +5,7 @@
 
 use busflow_activities::crypto::KeyRing;
 use busflow_activities::providers::aws::AwsSettings;
-use busflow_activities::providers::meta::MetaSettings;
+use busflow_activities::providers::whatsapp::meta::MetaSettings;
 use busflow_api::temporal::TemporalSettings;
 use busflow_workflows::names::TASK_QUEUE;
 use clap::Args;

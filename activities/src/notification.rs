@@ -12,8 +12,7 @@ use crate::model::{
     Channel, ChannelAccountId, ChannelAccountStatus, ContactId, MessageId, MessageStatus, TenantId,
 };
 use crate::planning::{self, NotificationPlan};
-use crate::providers::router::Providers;
-use crate::providers::sms::sms_parts;
+use crate::providers::{self, Providers};
 use crate::providers::{FailureClass, SendMessageCommand};
 use crate::store::{self, contacts::Contact, messages::Claim};
 use crate::templates::{self, RenderError};
@@ -469,11 +468,7 @@ impl NotificationActivities {
             channel: message.channel,
             contact_id: contact.id,
             recipient: &recipient,
-            cost: if message.channel == Channel::Sms {
-                i32::try_from(sms_parts(&message.body)).unwrap_or(i32::MAX)
-            } else {
-                1
-            },
+            cost: providers::adapter(message.channel).rate_cost(&message.body),
             business_initiated: whatsapp_template.is_some(),
         };
         if let Some(wait) = rate_limit::acquire(pool, &send).await? {
@@ -537,11 +532,14 @@ impl NotificationActivities {
                 record(metrics::DispatchOutcome::Sent);
                 let mut status = record_acceptance(&ctx, pool, &message, &accepted).await?;
                 faults::reached(faults::Point::Recorded);
-                if message.channel == Channel::Webchat {
-                    status = store_delivered_webchat(
+                if let Some(settled) = providers::adapter(message.channel).delivered_once_accepted()
+                {
+                    status = settle_on_acceptance(
                         pool,
                         input.tenant_id,
+                        message.channel,
                         &accepted.external_message_id,
+                        settled,
                     )
                     .await?;
                 }
@@ -573,7 +571,10 @@ impl NotificationActivities {
                 }
                 FailureClass::Unknown => {
                     record(metrics::DispatchOutcome::Unknown);
-                    let reason = failure.to_string();
+                    let reason = match providers::adapter(message.channel).correlation() {
+                        Some(via) => format!("{failure}; its receipt will name it ({via})"),
+                        None => format!("{failure}; no receipt can name it afterwards"),
+                    };
                     store::messages::note_unknown_outcome(
                         pool,
                         input.tenant_id,
@@ -755,22 +756,25 @@ impl NotificationActivities {
     }
 }
 
-/// The widget reads messages from Postgres: a stored webchat message is delivered.
-async fn store_delivered_webchat(
+/// A channel whose accepted message is already delivered (webchat: the
+/// widget reads Postgres) records that as its own receipt.
+async fn settle_on_acceptance(
     pool: &PgPool,
     tenant_id: TenantId,
+    channel: Channel,
     external_message_id: &str,
+    status: MessageStatus,
 ) -> sqlx::Result<MessageStatus> {
     let effect = store::messages::record_callback(
         pool,
         &store::messages::DeliveryCallback {
             tenant_id: Some(tenant_id),
-            channel: Channel::Webchat,
+            channel,
             external_message_id: external_message_id.to_owned(),
-            status: MessageStatus::Delivered,
+            status,
             reason: None,
             occurred_at: chrono::Utc::now(),
-            detail: serde_json::json!({"source": "stored for the webchat widget"}),
+            detail: serde_json::json!({"source": "settled on acceptance"}),
             correlation: None,
             configuration_set: None,
         },
@@ -784,17 +788,7 @@ async fn store_delivered_webchat(
 
 /// The contact's address on a channel, if it has one.
 pub fn recipient_address(contact: &Contact, channel: Channel) -> Option<String> {
-    let ids = &contact.identifiers.0;
-    match channel {
-        Channel::Email => ids.email.clone(),
-        Channel::Sms => ids.phone.clone().or_else(|| ids.whatsapp.clone()),
-        Channel::WhatsApp => ids
-            .whatsapp
-            .clone()
-            .or_else(|| ids.phone.clone())
-            .or_else(|| ids.whatsapp_user_id.clone()),
-        Channel::Webchat => ids.webchat.clone(),
-    }
+    providers::adapter(channel).address(&contact.identifiers.0)
 }
 
 fn template_variables(

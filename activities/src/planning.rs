@@ -11,7 +11,7 @@ use crate::model::Channel;
 use crate::notification::recipient_address;
 use crate::store::channel_accounts::ActiveChannel;
 use crate::store::contacts::Contact;
-use crate::triggers::{NotificationTrigger, default_delivery_timeout};
+use crate::triggers::NotificationTrigger;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -86,7 +86,9 @@ pub fn plan(
                     tenant_override
                         .and_then(|o| o.timeouts.get(&channel).copied())
                         .or_else(|| {
-                            default_delivery_timeout(channel, trigger.urgency).map(|d| d.as_secs())
+                            crate::providers::adapter(channel)
+                                .receipt_window(trigger.urgency)
+                                .map(|d| d.as_secs())
                         })
                 })
                 .flatten();

@@ -34,17 +34,6 @@ pub struct AccountLimits {
 const WHATSAPP_PAIR_INTERVAL_SECS: f64 = 6.0;
 const WHATSAPP_PAIR_BURST: i32 = 45;
 
-/// Sends per second when the account sets none: Meta's default per number,
-/// SES's usual production rate, and a conservative SMS parts rate.
-pub fn default_rate(channel: Channel) -> Option<f64> {
-    match channel {
-        Channel::WhatsApp => Some(80.0),
-        Channel::Email => Some(14.0),
-        Channel::Sms => Some(20.0),
-        Channel::Webchat => None,
-    }
-}
-
 /// Unique business-initiated recipients per rolling 24 h for a tier name.
 pub fn tier_limit(tier: &str) -> Option<i64> {
     match tier {
@@ -73,7 +62,10 @@ pub struct Send<'a> {
 
 /// The buckets a send draws from, sorted by key (the lock order).
 pub fn buckets(limits: &AccountLimits, send: &Send<'_>) -> Vec<Bucket> {
-    let Some(rate) = limits.max_send_rate.or(default_rate(send.channel)) else {
+    let Some(rate) = limits
+        .max_send_rate
+        .or(crate::providers::adapter(send.channel).default_rate())
+    else {
         return Vec::new();
     };
     let burst = limits

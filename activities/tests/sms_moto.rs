@@ -7,7 +7,7 @@
 
 use busflow_activities::model::{Channel, MessageId};
 use busflow_activities::providers::aws::{AwsSettings, sdk_config};
-use busflow_activities::providers::sms::{SmsAccountConfig, SnsSms};
+use busflow_activities::providers::sms::sns::{SmsAccountConfig, SnsSms};
 use busflow_activities::providers::{FailureClass, SendMessageCommand};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

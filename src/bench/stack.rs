@@ -11,7 +11,7 @@ use busflow_activities::floor::FloorActivities;
 use busflow_activities::model::TenantId;
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
-use busflow_activities::providers::meta::MetaSettings;
+use busflow_activities::providers::whatsapp::meta::MetaSettings;
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use busflow_api::{ApiConfig, AppState};
 use busflow_workflows::floor::FloorWorkflow;

@@ -13,7 +13,7 @@ use anyhow::Context;
 use busflow_activities::crypto::KeyRing;
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
-use busflow_activities::providers::meta::MetaSettings;
+use busflow_activities::providers::whatsapp::meta::MetaSettings;
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use busflow_api::{ApiConfig, AppState};
 use config::DevStack;

@@ -80,7 +80,8 @@ async fn a_receipt_recorded_while_the_signal_was_lost_still_ends_the_notificatio
             occurred_at: chrono::Utc::now(),
             detail: json!({"eventType": "Delivery"}),
             correlation: None,
-            configuration_set: None,
+            // The set `email_with_receipts_then_webchat` sends through.
+            configuration_set: Some("busflow-events".into()),
         },
     )
     .await

@@ -330,8 +330,8 @@ async fn a_booking_that_hasura_delivers_before_its_passenger_is_retried_then_red
         ("booking_confirmed", 409)
     );
     assert_eq!(
-        refused.attempts, 11,
-        "the first delivery and the metadata's 10 retries"
+        refused.attempts, 121,
+        "the first delivery and the metadata's 120 retries"
     );
     assert_eq!(refused.body["extensions"]["code"], "CONTACT_NOT_YET_KNOWN");
 

@@ -3,7 +3,7 @@
 use crate::support::app::aws_settings;
 use crate::support::services::forward_port;
 use crate::support::{TestApp, TestOptions, booking_event};
-use busflow_activities::providers::meta::MetaSettings;
+use busflow_activities::providers::whatsapp::meta::MetaSettings;
 use busflow_comms::dev::processes::free_port;
 use busflow_comms::worker;
 use busflow_workflows::names::notification_workflow_id;

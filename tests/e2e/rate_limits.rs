@@ -72,3 +72,94 @@ async fn two_workers_sharing_a_limit_never_exceed_it_and_send_everything() {
         .await;
     assert_eq!(waits, 1, "one bucket: the account");
 }
+
+/// Two passengers with a phone and an email each; the first booking's SMS
+/// takes the account's only slot. Returns the second notification's
+/// workflow id.
+async fn second_booking_behind_the_limit(app: &TestApp) -> String {
+    let passengers = app.insert_passengers(2).await;
+    sqlx::query(
+        "update contacts set identifiers = identifiers || jsonb_build_object('email', 'p' || id || '@example.com')
+          where tenant_id = $1",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await
+    .expect("emails");
+    let mut workflows = Vec::new();
+    for (contact, profile) in &passengers {
+        let event_id = Uuid::new_v4().to_string();
+        let event = booking_event(&event_id, app.tenant_id, *profile, "BF-SLOT");
+        assert_eq!(app.post_event(&event).await.status(), 200);
+        let workflow_id =
+            busflow_workflows::names::notification_workflow_id(app.tenant_id, &event_id, *contact);
+        if workflows.is_empty() {
+            app.dispatched(&workflow_id, "SMS").await;
+        }
+        workflows.push(workflow_id);
+    }
+    workflows.pop().expect("two")
+}
+
+#[tokio::test]
+async fn a_long_rate_limit_wait_is_a_durable_timer_not_an_activity_retry() {
+    let app = TestApp::spawn().await;
+    // One SMS every ~6.7 s: longer than an activity retry should wait.
+    app.add_sandbox_sms_account(Some(0.15), Some(1)).await;
+    app.override_booking_confirmed(&["SMS"], serde_json::json!({}))
+        .await;
+    let second = second_booking_behind_the_limit(&app).await;
+
+    let outcome = app.workflow_result(&second).await.expect("sent");
+    assert_eq!(outcome.delivered.expect("sent").channel.as_str(), "SMS");
+    let history = app
+        .temporal()
+        .await
+        .get_workflow_handle::<busflow_workflows::NotificationWorkflow>(&second)
+        .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await
+        .expect("history");
+    let history = String::from_utf8_lossy(&history);
+    // The timer the workflow slept on: the wait the limit asked for.
+    let timer = history
+        .split("TimerStartedEventAttributes")
+        .nth(1)
+        .and_then(|rest| rest.split("\"start_to_fire_timeout\":\"").nth(1))
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|secs| secs.parse::<f64>().ok())
+        .expect("a timer in the history");
+    assert!(
+        (5.0..=7.0).contains(&timer),
+        "slept the limit's wait, {timer} s"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_wait_past_the_step_deadline_fails_the_message_and_falls_back() {
+    let app = TestApp::spawn_with(crate::support::TestOptions {
+        step_deadline: Duration::from_secs(3),
+        ..Default::default()
+    })
+    .await;
+    // One SMS a minute: the second waits far past its 3 s deadline, as a
+    // spent WhatsApp tier makes it wait.
+    app.add_sandbox_sms_account(Some(1.0 / 60.0), Some(1)).await;
+    app.add_email_account(true).await;
+    app.override_booking_confirmed(&["SMS", "EMAIL"], serde_json::json!({}))
+        .await;
+    let second = second_booking_behind_the_limit(&app).await;
+
+    let email = app.dispatched(&second, "EMAIL").await;
+    assert_eq!(email.status, "SENT");
+    let rows = app.messages(&second).await;
+    assert_eq!(
+        (rows[0].channel.as_str(), rows[0].status.as_str()),
+        ("SMS", "FAILED")
+    );
+    let reason = rows[0].failed_reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("send-rate limit") && reason.contains("step deadline"),
+        "{reason}"
+    );
+}

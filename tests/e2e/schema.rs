@@ -145,3 +145,32 @@ async fn a_row_can_never_point_at_another_tenants_row() {
         Some("23503")
     );
 }
+
+#[tokio::test]
+async fn the_channels_table_holds_exactly_the_channels_with_an_adapter_and_refuses_others() {
+    let app = crate::support::TestApp::spawn_with(crate::support::TestOptions {
+        start_worker: false,
+        ..Default::default()
+    })
+    .await;
+    let mut rows: Vec<String> = sqlx::query_scalar("select name from channels")
+        .fetch_all(&app.pool)
+        .await
+        .expect("channels");
+    rows.sort();
+    let mut adapters: Vec<String> = busflow_activities::providers::ADAPTERS
+        .iter()
+        .map(|a| a.channel().as_str().to_owned())
+        .collect();
+    adapters.sort();
+    assert_eq!(rows, adapters);
+
+    let unknown = sqlx::query(
+        "insert into channel_accounts (tenant_id, channel, provider, status, external_account_id)
+         values ($1, 'TELEGRAM', 'TELEGRAM', 'ACTIVE', 'bot')",
+    )
+    .bind(app.tenant_id)
+    .execute(&app.pool)
+    .await;
+    assert!(unknown.is_err(), "a channel without a row is refused");
+}

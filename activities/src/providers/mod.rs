@@ -1,16 +1,114 @@
 //! The one edge to the providers. Every outbound message becomes a
-//! `SendMessageCommand`; an adapter per provider turns it into that provider's
-//! request and classifies every failure as data (`Failure`), so the workflow
-//! decides between retry, fall back and fail without knowing any provider.
+//! `SendMessageCommand`; one adapter per channel, in a folder of its own and
+//! behind one trait ([`ChannelAdapter`]), says how a contact is reached on
+//! it, whether it has receipts and how long to wait for them, what a message
+//! costs against the rate limit, how our message id travels with the send,
+//! and sends: turning the command into its provider's request and
+//! classifying every failure as data (`Failure`), so the workflow decides
+//! between retry, fall back and fail without knowing any provider. Adding a
+//! channel is a folder, a line in [`ADAPTERS`], a `Channel` variant and a
+//! row in the `channels` table.
 
 pub mod aws;
-pub mod meta;
+pub mod email;
 pub mod router;
-pub mod ses;
 pub mod sms;
+pub mod webchat;
+pub mod whatsapp;
 
-use crate::model::{Channel, MessageId};
+pub use router::Providers;
+
+use crate::crypto::KeyRing;
+use crate::model::{Channel, MessageId, MessageStatus};
+use crate::store::channel_accounts::ChannelAccount;
+use crate::store::contacts::Identifiers;
+use crate::triggers::Urgency;
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
 use std::time::Duration;
+
+/// Everything particular to one channel.
+pub trait ChannelAdapter: Sync {
+    fn channel(&self) -> Channel;
+
+    /// Where the contact is reached on this channel, if anywhere.
+    fn address(&self, ids: &Identifiers) -> Option<String>;
+
+    /// How long a notification waits for this channel's delivery receipt
+    /// before it falls back; `None`: the channel has no receipts, and an
+    /// accepted message is as good as it gets.
+    fn receipt_window(&self, urgency: Urgency) -> Option<Duration>;
+
+    /// Sends per second of an account that sets none (`None`: unlimited).
+    fn default_rate(&self) -> Option<f64>;
+
+    /// What one message costs against the account's rate limit.
+    fn rate_cost(&self, _body: &str) -> i32 {
+        1
+    }
+
+    /// Where the provider's receipts carry our message id back, so a send
+    /// whose answer was lost is still matched; `None`: it cannot be.
+    fn correlation(&self) -> Option<&'static str>;
+
+    /// The status a message has as soon as it is accepted, when that is
+    /// already the end (webchat: stored is delivered).
+    fn delivered_once_accepted(&self) -> Option<MessageStatus> {
+        None
+    }
+
+    /// Sends one message from `account` with this channel's provider client.
+    fn send<'a>(
+        &'a self,
+        providers: &'a Providers,
+        keys: &'a KeyRing,
+        account: &'a ChannelAccount,
+        command: &'a SendMessageCommand,
+    ) -> BoxFuture<'a, Result<Accepted, Failure>>;
+}
+
+/// Every channel's adapter: the registration line of each channel.
+pub static ADAPTERS: &[&dyn ChannelAdapter] = &[
+    &whatsapp::WhatsApp,
+    &email::Email,
+    &sms::Sms,
+    &webchat::Webchat,
+];
+
+/// The adapter of `channel`.
+pub fn adapter(channel: Channel) -> &'static dyn ChannelAdapter {
+    ADAPTERS
+        .iter()
+        .copied()
+        .find(|adapter| adapter.channel() == channel)
+        .unwrap_or(&webchat::Webchat)
+}
+
+/// An account's `provider_config` as its channel reads it.
+fn account_config<T: DeserializeOwned>(
+    account: &ChannelAccount,
+    provider: &'static str,
+) -> Result<T, Failure> {
+    serde_json::from_value(account.provider_config.0.clone()).map_err(|e| {
+        account_failure(
+            provider,
+            format!(
+                "{} channel account {} is misconfigured: {e}",
+                account.channel, account.id
+            ),
+        )
+    })
+}
+
+fn account_failure(provider: &'static str, reason: String) -> Failure {
+    Failure {
+        provider,
+        class: FailureClass::Account,
+        code: "InvalidAccountConfig".into(),
+        reason,
+        retry_after: None,
+    }
+}
 
 /// A provider-neutral instruction to send one message to one recipient.
 #[derive(Debug, Clone)]
@@ -89,4 +187,18 @@ pub fn classify(table: &[ErrorRule], code: &str) -> FailureClass {
         .find(|(known, _)| *known == code)
         .map(|(_, class)| *class)
         .unwrap_or(FailureClass::Retry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_channel_has_exactly_one_adapter() {
+        for channel in Channel::ALL {
+            let adapters = ADAPTERS.iter().filter(|a| a.channel() == *channel).count();
+            assert_eq!(adapters, 1, "{channel}");
+        }
+        assert_eq!(ADAPTERS.len(), Channel::ALL.len());
+    }
 }

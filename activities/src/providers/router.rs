@@ -5,16 +5,15 @@
 //! the real, signed webhook of this service, so the local demo runs the whole
 //! loop.
 
-use super::meta::{MetaCloud, WhatsAppAccountConfig};
-use super::ses::{EmailAccountConfig, SesEmail};
-use super::sms::{SmsAccountConfig, SnsSms};
-use super::{Accepted, Failure, FailureClass, SendMessageCommand};
+use super::email::ses::SesEmail;
+use super::sms::sns::SnsSms;
+use super::whatsapp::meta::MetaCloud;
+use super::{Accepted, Failure, FailureClass, SendMessageCommand, account_failure};
 use crate::crypto::KeyRing;
 use crate::model::{Channel, ChannelAccountMode, TenantId};
 use crate::secrets;
 use crate::store::channel_accounts::ChannelAccount;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 /// Provider clients shared by every dispatch.
@@ -79,32 +78,9 @@ impl Providers {
         if account.mode == ChannelAccountMode::Sandbox {
             return self.send_sandbox(keys, account, command);
         }
-        match command.channel {
-            Channel::Email => {
-                let config: EmailAccountConfig = account_config(account, "SES")?;
-                self.ses.send(&config, command).await
-            }
-            Channel::Sms => {
-                let config: SmsAccountConfig = account_config(account, "SNS")?;
-                self.sms.send(&config, command).await
-            }
-            Channel::WhatsApp => {
-                let config: WhatsAppAccountConfig = account_config(account, "WhatsApp")?;
-                let opened = secrets::open(keys, account)
-                    .map_err(|e| account_failure("WhatsApp", e.to_string()))?;
-                let token = opened.access_token.ok_or_else(|| {
-                    account_failure(
-                        "WhatsApp",
-                        format!("channel account {} has no access token", account.id),
-                    )
-                })?;
-                self.meta.send(&config, &token, command).await
-            }
-            // The widget reads messages from Postgres: stored is delivered.
-            Channel::Webchat => Ok(Accepted {
-                external_message_id: format!("webchat-{}", command.message_id),
-            }),
-        }
+        super::adapter(command.channel)
+            .send(self, keys, account, command)
+            .await
     }
 
     fn send_sandbox(
@@ -228,30 +204,5 @@ async fn play_meta_receipts(
         if let Err(e) = sent {
             tracing::warn!(tenant.id = %tenant_id, "sandbox receipt {status} for {wamid} not delivered: {e}");
         }
-    }
-}
-
-fn account_config<T: DeserializeOwned>(
-    account: &ChannelAccount,
-    provider: &'static str,
-) -> Result<T, Failure> {
-    serde_json::from_value(account.provider_config.0.clone()).map_err(|e| {
-        account_failure(
-            provider,
-            format!(
-                "{} channel account {} is misconfigured: {e}",
-                account.channel, account.id
-            ),
-        )
-    })
-}
-
-fn account_failure(provider: &'static str, reason: String) -> Failure {
-    Failure {
-        provider,
-        class: FailureClass::Account,
-        code: "InvalidAccountConfig".into(),
-        reason,
-        retry_after: None,
     }
 }

@@ -20,7 +20,6 @@ mod conditions;
 pub use conditions::{Condition, RowWrite, WriteOp};
 
 use crate::model::{Channel, ContactKind, text_enum};
-use std::time::Duration;
 
 text_enum!(
     /// Every trigger: the Hasura event triggers (named exactly as in
@@ -591,20 +590,6 @@ pub fn templated_triggers() -> impl Iterator<Item = &'static NotificationTrigger
     NOTIFICATION_TRIGGERS
         .iter()
         .chain(std::iter::once(&TRIP_REMINDER))
-}
-
-/// How long the workflow waits for a delivery receipt on a channel before it
-/// falls back to the next one; `None` means the channel has no receipts and a
-/// message counts as done once the provider accepted it (SMS), or once stored
-/// (webchat).
-pub fn default_delivery_timeout(channel: Channel, urgency: Urgency) -> Option<Duration> {
-    match (channel, urgency) {
-        (Channel::WhatsApp, Urgency::Urgent) => Some(Duration::from_secs(2 * 60)),
-        (Channel::WhatsApp, Urgency::Normal) => Some(Duration::from_secs(15 * 60)),
-        (Channel::Email, Urgency::Urgent) => Some(Duration::from_secs(5 * 60)),
-        (Channel::Email, Urgency::Normal) => Some(Duration::from_secs(60 * 60)),
-        (Channel::Sms, _) | (Channel::Webchat, _) => None,
-    }
 }
 
 #[cfg(test)]

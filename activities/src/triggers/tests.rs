@@ -221,9 +221,11 @@ fn delays_and_cancellations_are_urgent_and_reach_everyone_on_the_trip() {
 
 #[test]
 fn sms_counts_as_done_once_sent() {
-    assert_eq!(
-        default_delivery_timeout(Channel::Sms, Urgency::Urgent),
-        None
+    use crate::providers::adapter;
+    assert_eq!(adapter(Channel::Sms).receipt_window(Urgency::Urgent), None);
+    assert!(
+        adapter(Channel::WhatsApp)
+            .receipt_window(Urgency::Normal)
+            .is_some()
     );
-    assert!(default_delivery_timeout(Channel::WhatsApp, Urgency::Normal).is_some());
 }

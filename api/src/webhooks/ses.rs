@@ -92,7 +92,7 @@ impl Mail {
     /// Our message id, from the tag every send carries.
     fn correlation(&self) -> Option<MessageId> {
         self.tags
-            .get(busflow_activities::providers::ses::MESSAGE_ID_TAG)?
+            .get(busflow_activities::providers::email::ses::MESSAGE_ID_TAG)?
             .first()?
             .parse::<uuid::Uuid>()
             .ok()

@@ -7,7 +7,7 @@ use busflow_activities::crypto::KeyRing;
 use busflow_activities::model::{ContactId, TenantId};
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
-use busflow_activities::providers::meta::MetaSettings;
+use busflow_activities::providers::whatsapp::meta::MetaSettings;
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use busflow_api::testing::StaticCertFetcher;
 use busflow_api::webhooks::sns::SnsVerifier;
@@ -64,7 +64,7 @@ impl Default for TestOptions {
             meta_graph_url: None,
             alert_url: None,
             fanout_concurrency: 100,
-            meta_timeout: busflow_activities::providers::meta::SEND_TIMEOUT,
+            meta_timeout: busflow_activities::providers::whatsapp::meta::SEND_TIMEOUT,
             sns_topics: None,
         }
     }

@@ -320,17 +320,17 @@ impl TestApp {
         .expect("messages")
     }
 
-    /// Waits until the notification's `channel` message has left QUEUED (the
-    /// provider answered), and returns it.
+    /// Waits until the notification's `channel` message has left QUEUED and
+    /// SENDING (the provider answered, and the answer is recorded), and
+    /// returns it.
     pub async fn dispatched(&self, workflow_id: &str, channel: &str) -> MessageRow {
         self.eventually(
             &format!("the {channel} message of {workflow_id} to be dispatched"),
             Duration::from_secs(20),
             || async {
-                self.messages(workflow_id)
-                    .await
-                    .into_iter()
-                    .find(|m| m.channel == channel && m.status != "QUEUED")
+                self.messages(workflow_id).await.into_iter().find(|m| {
+                    m.channel == channel && !["QUEUED", "SENDING"].contains(&m.status.as_str())
+                })
             },
         )
         .await

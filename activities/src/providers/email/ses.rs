@@ -1,7 +1,7 @@
 //! Email through Amazon SES v2 `SendEmail` (simple content: text + html).
 
-use super::aws::{classify_sdk_error, no_message_id};
-use super::{Accepted, ErrorRule, Failure, FailureClass, SendMessageCommand};
+use crate::providers::aws::{classify_sdk_error, no_message_id};
+use crate::providers::{Accepted, ErrorRule, Failure, FailureClass, SendMessageCommand};
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
 use serde::Deserialize;

@@ -8,8 +8,8 @@
 //! mistaken for a broken recipient. SNS has no per-message delivery callback:
 //! `Accepted` means "sent, delivery unknown".
 
-use super::aws::{classify_sdk_error, no_message_id};
-use super::{Accepted, ErrorRule, Failure, FailureClass, SendMessageCommand};
+use crate::providers::aws::{classify_sdk_error, no_message_id};
+use crate::providers::{Accepted, ErrorRule, Failure, FailureClass, SendMessageCommand};
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde::Deserialize;
 

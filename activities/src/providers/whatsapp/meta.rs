@@ -10,7 +10,9 @@
 //! travels in the Authorization header (marked sensitive) and is scrubbed from
 //! anything Meta sends back, so no `Failure` can carry it.
 
-use super::{Accepted, ErrorRule, Failure, FailureClass, SendMessageCommand, WhatsAppTemplate};
+use crate::providers::{
+    Accepted, ErrorRule, Failure, FailureClass, SendMessageCommand, WhatsAppTemplate,
+};
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
