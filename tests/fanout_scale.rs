@@ -23,6 +23,8 @@ const PASSENGERS: usize = 3_000;
 async fn a_delay_on_a_three_thousand_passenger_trip_reaches_each_exactly_once_across_runs() {
     let app = TestApp::spawn_with(TestOptions {
         fanout_concurrency: 200,
+        // This binary runs alone: the worker may have Postgres to itself.
+        worker_slots: 40,
         ..TestOptions::default()
     })
     .await;

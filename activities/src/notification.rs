@@ -221,7 +221,12 @@ impl NotificationActivities {
         let tenant_override =
             store::tenants::trigger_override(pool, input.tenant_id, trigger.name())
                 .await
-                .map_err(|e| permanent(failure_types::INVALID_TENANT_SETTINGS, format!("{e:#}")))?;
+                .map_err(|e| match e {
+                    store::tenants::OverrideError::Database(e) => ActivityError::from(e),
+                    invalid => {
+                        permanent(failure_types::INVALID_TENANT_SETTINGS, invalid.to_string())
+                    }
+                })?;
         let active = store::channel_accounts::active_channels(pool, input.tenant_id).await?;
         store::requests::record(
             pool,
@@ -257,14 +262,7 @@ impl NotificationActivities {
         _ctx: ActivityContext,
         input: MessageRef,
     ) -> Result<MessageState, ActivityError> {
-        let message = store::messages::get_outbound(&self.pool, input.tenant_id, input.message_id)
-            .await?
-            .ok_or_else(|| {
-                permanent(
-                    failure_types::MESSAGE_NOT_FOUND,
-                    format!("message {} not found", input.message_id),
-                )
-            })?;
+        let message = outbound(&self.pool, input.tenant_id, input.message_id).await?;
         Ok(MessageState {
             status: message.status,
             failed_reason: message.failed_reason,
@@ -408,14 +406,7 @@ impl NotificationActivities {
     ) -> Result<DispatchOutcome, ActivityError> {
         let _beating = Heartbeats::start(&ctx);
         let pool = &self.pool;
-        let message = store::messages::get_outbound(pool, input.tenant_id, input.message_id)
-            .await?
-            .ok_or_else(|| {
-                permanent(
-                    failure_types::MESSAGE_NOT_FOUND,
-                    format!("message {} not found", input.message_id),
-                )
-            })?;
+        let message = outbound(pool, input.tenant_id, input.message_id).await?;
         if message.status != MessageStatus::Queued {
             return Ok(outcome_of(&message));
         }
@@ -615,16 +606,25 @@ impl NotificationActivities {
     ) -> Result<DispatchOutcome, ActivityError> {
         store::messages::mark_failed(&self.pool, input.tenant_id, input.message_id, &input.reason)
             .await?;
-        let message = store::messages::get_outbound(&self.pool, input.tenant_id, input.message_id)
-            .await?
-            .ok_or_else(|| {
-                permanent(
-                    failure_types::MESSAGE_NOT_FOUND,
-                    format!("message {} not found", input.message_id),
-                )
-            })?;
+        let message = outbound(&self.pool, input.tenant_id, input.message_id).await?;
         Ok(outcome_of(&message))
     }
+}
+
+/// The outbound message `id` of the tenant, or a permanent failure naming it.
+async fn outbound(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    id: MessageId,
+) -> Result<store::messages::OutboundMessage, ActivityError> {
+    store::messages::get_outbound(pool, tenant_id, id)
+        .await?
+        .ok_or_else(|| {
+            permanent(
+                failure_types::MESSAGE_NOT_FOUND,
+                format!("message {id} not found"),
+            )
+        })
 }
 
 /// Rate-limit waits up to this long are activity retries; longer ones are
@@ -642,7 +642,10 @@ impl Heartbeats {
     fn start(ctx: &ActivityContext) -> Self {
         let ctx = ctx.clone();
         Self(tokio::spawn(async move {
-            let mut beat = tokio::time::interval(DISPATCH_HEARTBEAT);
+            // The first beat after one period: a send that answers sooner
+            // costs the server no heartbeat at all.
+            let first = tokio::time::Instant::now() + DISPATCH_HEARTBEAT;
+            let mut beat = tokio::time::interval_at(first, DISPATCH_HEARTBEAT);
             loop {
                 beat.tick().await;
                 // A heartbeat that cannot be sent is not the send's problem.

@@ -79,10 +79,7 @@ impl WatchdogActivities {
         .await?;
         let mut report = SweepReport::default();
         for message in queued {
-            let ended = match &message.workflow_id {
-                Some(id) => self.workflow_ended(id).await?,
-                None => Some("no owning workflow".to_owned()),
-            };
+            let ended = self.owner_ended(&message).await?;
             match ended {
                 Some(how) => {
                     let reason =
@@ -119,10 +116,7 @@ impl WatchdogActivities {
         .fetch_all(&self.pool)
         .await?;
         for message in claimed {
-            let ended = match &message.workflow_id {
-                Some(id) => self.workflow_ended(id).await?,
-                None => Some("no owning workflow".to_owned()),
-            };
+            let ended = self.owner_ended(&message).await?;
             if let Some(how) = ended {
                 tracing::error!(
                     tenant.id = %message.tenant_id,
@@ -144,6 +138,14 @@ impl WatchdogActivities {
 }
 
 impl WatchdogActivities {
+    /// `None` while the message's workflow runs; how it ended otherwise.
+    async fn owner_ended(&self, message: &StuckMessage) -> anyhow::Result<Option<String>> {
+        match &message.workflow_id {
+            Some(id) => self.workflow_ended(id).await,
+            None => Ok(Some("no owning workflow".to_owned())),
+        }
+    }
+
     /// `None` while the workflow runs; how it ended otherwise.
     async fn workflow_ended(&self, workflow_id: &str) -> anyhow::Result<Option<String>> {
         Ok(match workflow_state(&self.temporal, workflow_id).await? {

@@ -263,22 +263,29 @@ fn e164(person: &Value) -> String {
     .unwrap_or_default()
 }
 
-async fn crash_right_after_meta_accepted(dev: &DevServer) -> Row {
+/// The worker aborts right after the provider accepted a message, before
+/// it records it: first after `after[0]` acceptances, then (restarted and
+/// armed again) after each next count; the last worker runs unarmed.
+async fn crash_after_acceptance(
+    dev: &DevServer,
+    case: &'static str,
+    chain: Chain,
+    notifications: usize,
+    after: &[u64],
+) -> Row {
+    const POINT: &str = "provider_accepted";
     let mut run = Run::start(
         dev,
-        Chain::WhatsAppThenSms,
+        chain,
         Misbehaviour::None,
         ReceiptMode::InOrder,
-        Some(("provider_accepted", 3)),
+        Some((POINT, after[0])),
     )
     .await;
-    run.confirm_bookings(12).await;
+    run.confirm_bookings(notifications).await;
     let mut crashes = 0;
-    for again in [
-        Some(("provider_accepted", 4)),
-        Some(("provider_accepted", 2)),
-        None,
-    ] {
+    let rearm = after[1..].iter().map(|n| Some((POINT, *n))).chain([None]);
+    for again in rearm {
         if run
             .worker
             .restart_once_crashed(Duration::from_secs(60), again)
@@ -287,40 +294,8 @@ async fn crash_right_after_meta_accepted(dev: &DevServer) -> Row {
             crashes += 1;
         }
     }
-    run.row(
-        "SIGKILL after Meta accepted, before the record",
-        Duration::from_secs(90),
-        format!("{crashes} crashes"),
-    )
-    .await
-}
-
-async fn crash_right_after_ses_accepted(dev: &DevServer) -> Row {
-    let mut run = Run::start(
-        dev,
-        Chain::EmailThenSms,
-        Misbehaviour::None,
-        ReceiptMode::InOrder,
-        Some(("provider_accepted", 2)),
-    )
-    .await;
-    run.confirm_bookings(10).await;
-    let mut crashes = 0;
-    for again in [Some(("provider_accepted", 4)), None] {
-        if run
-            .worker
-            .restart_once_crashed(Duration::from_secs(60), again)
-            .await
-        {
-            crashes += 1;
-        }
-    }
-    run.row(
-        "SIGKILL after SES accepted, before the record",
-        Duration::from_secs(90),
-        format!("{crashes} crashes"),
-    )
-    .await
+    run.row(case, Duration::from_secs(90), format!("{crashes} crashes"))
+        .await
 }
 
 async fn random_kills_under_load(dev: &DevServer) -> Row {
@@ -448,8 +423,22 @@ async fn every_fault_leaves_each_person_with_exactly_one_message_per_channel() {
     let mut dev = DevServer::start().await;
     support::services::shared_with_temporal(Some(dev.address.clone()));
     let rows = vec![
-        crash_right_after_meta_accepted(&dev).await,
-        crash_right_after_ses_accepted(&dev).await,
+        crash_after_acceptance(
+            &dev,
+            "SIGKILL after Meta accepted, before the record",
+            Chain::WhatsAppThenSms,
+            12,
+            &[3, 4, 2],
+        )
+        .await,
+        crash_after_acceptance(
+            &dev,
+            "SIGKILL after SES accepted, before the record",
+            Chain::EmailThenSms,
+            10,
+            &[2, 4],
+        )
+        .await,
         random_kills_under_load(&dev).await,
         postgres_cut_mid_dispatch(&dev).await,
         dev_server_restart_mid_flight(&mut dev).await,

@@ -38,11 +38,26 @@ pub async fn settings(pool: &PgPool, tenant_id: TenantId) -> sqlx::Result<Tenant
 
 /// The tenant's override for one trigger, if any. A malformed override is an
 /// error naming the trigger, not a silent default.
+/// Why a tenant's override of a trigger could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideError {
+    /// Postgres did not answer: try again.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// The tenant's settings are wrong: trying again cannot help.
+    #[error("tenant {tenant_id}: trigger_overrides.{trigger} is invalid: {reason}")]
+    Invalid {
+        tenant_id: TenantId,
+        trigger: String,
+        reason: String,
+    },
+}
+
 pub async fn trigger_override(
     pool: &PgPool,
     tenant_id: TenantId,
     trigger: &str,
-) -> anyhow::Result<Option<crate::planning::TriggerOverride>> {
+) -> Result<Option<crate::planning::TriggerOverride>, OverrideError> {
     let raw: Option<serde_json::Value> = sqlx::query_scalar(
         "select trigger_overrides -> $2 from tenant_settings where tenant_id = $1",
     )
@@ -52,8 +67,10 @@ pub async fn trigger_override(
     .await?
     .flatten();
     raw.map(|value| {
-        serde_json::from_value(value).map_err(|e| {
-            anyhow::anyhow!("tenant {tenant_id}: trigger_overrides.{trigger} is invalid: {e}")
+        serde_json::from_value(value).map_err(|e| OverrideError::Invalid {
+            tenant_id,
+            trigger: trigger.to_owned(),
+            reason: e.to_string(),
         })
     })
     .transpose()

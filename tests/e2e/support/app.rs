@@ -52,6 +52,8 @@ pub struct TestOptions {
     pub meta_timeout: Duration,
     /// The SNS topics of each feed (default: the test topic for all).
     pub sns_topics: Option<SnsTopics>,
+    /// Activity slots of the test's worker (its pool follows).
+    pub worker_slots: usize,
 }
 
 impl Default for TestOptions {
@@ -66,6 +68,7 @@ impl Default for TestOptions {
             fanout_concurrency: 100,
             meta_timeout: busflow_activities::providers::whatsapp::meta::SEND_TIMEOUT,
             sns_topics: None,
+            worker_slots: 8,
         }
     }
 }
@@ -166,6 +169,7 @@ impl TestApp {
             },
             sandbox_webhook_base: base_url.clone(),
             alert_url: options.alert_url.clone(),
+            slots: options.worker_slots,
             shutdown: shutdown.clone(),
         };
         if options.start_worker {
@@ -653,6 +657,7 @@ struct WorkerWiring {
     meta: MetaSettings,
     sandbox_webhook_base: String,
     alert_url: Option<String>,
+    slots: usize,
     shutdown: Shutdown,
 }
 
@@ -665,6 +670,7 @@ fn spawn_worker(wiring: WorkerWiring) {
         meta,
         sandbox_webhook_base,
         alert_url,
+        slots,
         shutdown,
     } = wiring;
     std::thread::spawn(move || {
@@ -674,7 +680,7 @@ fn spawn_worker(wiring: WorkerWiring) {
             .build()
             .expect("worker runtime");
         runtime.block_on(async move {
-            let pool = database::connect(&database_url, worker::pool_size_for(8))
+            let pool = database::connect(&database_url, worker::pool_size_for(slots))
                 .await
                 .expect("worker pool");
             let client = busflow_api::temporal::connect(&temporal, "busflow-comms-test-worker")

@@ -376,13 +376,7 @@ mod tests {
     }
 
     async fn adapter(server: &MockServer) -> SnsSms {
-        let sdk = sdk_config(&AwsSettings {
-            region: "us-east-1".into(),
-            endpoint_url: Some(server.uri()),
-            static_credentials: Some(("testing".into(), "testing".into())),
-        })
-        .await;
-        SnsSms::new(&sdk)
+        adapter_at(server.uri()).await
     }
 
     fn sms(recipient: &str, body: &str) -> SendMessageCommand {
