@@ -484,9 +484,15 @@ impl NotificationActivities {
         match store::messages::claim_send(pool, input.tenant_id, message.id, attempt).await? {
             Claim::Claimed => {}
             Claim::HeldByEarlierAttempt { .. } | Claim::Ended(_) => {
-                let now = store::messages::get_outbound(pool, input.tenant_id, message.id)
-                    .await?
-                    .unwrap_or(message);
+                let now = outbound(pool, input.tenant_id, message.id).await?;
+                if now.status == MessageStatus::Queued {
+                    // The earlier attempt released its claim meanwhile.
+                    return Err(anyhow::anyhow!(
+                        "message {} was released by an earlier attempt; trying again",
+                        message.id
+                    )
+                    .into());
+                }
                 return Ok(outcome_of(&now));
             }
         }
