@@ -457,7 +457,13 @@ async fn every_fault_leaves_each_person_with_exactly_one_message_per_channel() {
         .await,
         receipts_duplicated_and_reordered(&dev).await,
     ];
-    eprintln!("{}", matrix(&rows));
+    let matrix = matrix(&rows);
+    eprintln!("{matrix}");
+    // scripts/test.sh shows it after the run, pass or fail.
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults-matrix.md"),
+        &matrix,
+    );
     for row in &rows {
         let context = format!(
             "{}: unfinished: {:#?}\nworker log:\n{}",
