@@ -8,7 +8,9 @@
 //! accepted per person (the Graph fake's acceptances, moto's recorded email
 //! and SMS), never our own rows, and the suite prints the matrix:
 //! notifications, lost (reached nobody), duplicated (a second message on a
-//! channel), and sent on the next channel because an outcome stayed unknown.
+//! channel), and sent on the next channel because an outcome stayed unknown;
+//! the note counts the crashes and the notifications that ended unconfirmed
+//! (their last channel's outcome unknown too).
 
 #[allow(dead_code, unused_imports)]
 #[path = "../e2e/support/mod.rs"]
@@ -142,11 +144,13 @@ impl Run {
         confirm_bookings(&mut self.story, &mut self.people, n).await;
     }
 
-    /// Waits for every notification; returns the ones that did not get
-    /// through (or end unconfirmed, which the counts then judge).
-    async fn settle(&self, within: Duration) -> Vec<String> {
+    /// Waits for every notification; returns the ones that did not end, and
+    /// how many ended unconfirmed (their last channel's outcome unknown: the
+    /// counts at the providers judge those).
+    async fn settle(&self, within: Duration) -> (Vec<String>, usize) {
         let client = self.story.app.temporal().await;
         let mut unfinished = Vec::new();
+        let mut unconfirmed = 0;
         for id in self.story.started() {
             if !id.starts_with("notify/") {
                 continue;
@@ -160,12 +164,12 @@ impl Run {
             {
                 Ok(Ok(outcome)) if outcome.delivered.is_some() => {}
                 Ok(Ok(outcome)) => unfinished.push(format!("{id}: {outcome:?}")),
-                Ok(Err(e)) if format!("{e:#}").contains("NotificationUnconfirmed") => {}
+                Ok(Err(e)) if format!("{e:#}").contains(UNCONFIRMED) => unconfirmed += 1,
                 Ok(Err(e)) => unfinished.push(format!("{id}: {e:#}")),
                 Err(_) => unfinished.push(format!("{id}: not finished within {within:?}")),
             }
         }
-        unfinished
+        (unfinished, unconfirmed)
     }
 
     /// What reached each person, per channel, at the providers.
@@ -220,7 +224,12 @@ impl Run {
     }
 
     async fn row(&self, case: &'static str, within: Duration, note: String) -> Row {
-        let unfinished = self.settle(within).await;
+        let (unfinished, unconfirmed) = self.settle(within).await;
+        let note = match unconfirmed {
+            0 => note,
+            n if note.is_empty() => format!("{n} unconfirmed"),
+            n => format!("{note}, {n} unconfirmed"),
+        };
         let counts = self.counts().await;
         Row {
             case,
@@ -244,6 +253,9 @@ impl Run {
         }
     }
 }
+
+/// How a `NotificationUnconfirmed` failure reads (`NotificationWorkflow`).
+const UNCONFIRMED: &str = "notification not confirmed (it may have reached the person)";
 
 async fn confirm_bookings(story: &mut Story, people: &mut Vec<Value>, n: usize) {
     let trip = story.trip(None).await;
