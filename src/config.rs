@@ -134,8 +134,9 @@ pub struct ApiArgs {
     /// How long one channel's dispatch may retry before it counts as failed.
     #[arg(long, env = "BUSFLOW_STEP_DEADLINE_SECS", default_value_t = 900)]
     pub step_deadline_secs: u64,
-    /// Children a trip-wide fan-out (trip delayed, cancelled…) runs at once.
-    #[arg(long, env = "BUSFLOW_FANOUT_CONCURRENCY", default_value_t = 100)]
+    /// Chunks of 500 recipients a trip-wide fan-out (trip delayed,
+    /// cancelled…) sends at once.
+    #[arg(long, env = "BUSFLOW_FANOUT_CONCURRENCY", default_value_t = 20)]
     pub fanout_concurrency: usize,
     /// Access key of the Firehose HTTP endpoint destination that delivers SMS receipts.
     #[arg(long, env = "BUSFLOW_FIREHOSE_ACCESS_KEY", hide_env_values = true)]

@@ -3,6 +3,7 @@
 //! the task that owns the runtime (main, or a dedicated thread in tests).
 
 use anyhow::Context;
+use busflow_activities::fanout::FanoutActivities;
 use busflow_activities::inbox::InboxActivities;
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::{AwsSettings, sdk_config};
@@ -15,7 +16,8 @@ use busflow_activities::watchdog::{SweepInput, WatchdogActivities};
 use busflow_workflows::names::{WATCHDOG_SCHEDULE_ID, WATCHDOG_WORKFLOW_ID};
 use busflow_workflows::watchdog::StuckMessageWatchdog;
 use busflow_workflows::{
-    BatchNotificationWorkflow, NotificationWorkflow, SnoozeWorkflow, TripReminderWorkflow,
+    BatchNotificationWorkflow, FanoutChunkWorkflow, NotificationWorkflow, SnoozeWorkflow,
+    TripReminderWorkflow,
 };
 use sqlx::PgPool;
 use std::collections::HashSet;
@@ -150,6 +152,7 @@ pub async fn run(
         .context("creating the Temporal runtime")?;
     let slots = slots_for(&pool);
     ensure_watchdog_schedule(&client, task_queue, watchdog).await?;
+    let fanout = FanoutActivities::new(activities.clone());
     let inbox = InboxActivities::new(pool.clone());
     let trips = TripActivities::new(pool.clone());
     let watchdog_activities =
@@ -164,6 +167,9 @@ pub async fn run(
         .context("registering StuckMessageWatchdog")?
         .register_workflow::<BatchNotificationWorkflow>()
         .context("registering BatchNotificationWorkflow")?
+        .register_workflow::<FanoutChunkWorkflow>()
+        .context("registering FanoutChunkWorkflow")?
+        .register_activities(fanout)
         .register_workflow::<TripReminderWorkflow>()
         .context("registering TripReminderWorkflow")?
         .register_activities(inbox)

@@ -4,6 +4,7 @@
 //! by their definitions; nothing here is deterministic-only.
 
 pub mod crypto;
+pub mod fanout;
 pub mod faults;
 pub mod floor;
 pub mod http;

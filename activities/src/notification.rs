@@ -178,8 +178,9 @@ pub struct AbandonInput {
 }
 
 /// The notification activities, registered on the worker.
+#[derive(Clone)]
 pub struct NotificationActivities {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     providers: Providers,
     keys: KeyRing,
 }
@@ -339,16 +340,13 @@ impl NotificationActivities {
                         chain.join(", ")
                     ));
                 };
-                let variables =
-                    template_variables(input.variables.clone(), &contact, &tenant.display_name);
-                let rendered = templates::render(&source, &variables).map_err(|e| match &e {
-                    RenderError::MissingVariable { .. } => {
-                        permanent(failure_types::TEMPLATE_VARIABLE_MISSING, e.to_string())
-                    }
-                    RenderError::Invalid { .. } => {
-                        permanent(failure_types::TEMPLATE_INVALID, e.to_string())
-                    }
-                })?;
+                let rendered = render_template(
+                    &source,
+                    input.variables.clone(),
+                    &contact,
+                    &tenant.display_name,
+                )
+                .map_err(render_failure)?;
                 (source.template_key, rendered)
             }
         };
@@ -365,6 +363,7 @@ impl NotificationActivities {
                 channel_account_id: account.id,
                 channel: input.channel,
                 workflow_id: input.workflow_id.clone(),
+                batch_workflow_id: None,
                 attempt: input.attempt,
                 replaces_message_id: input.replaces_message_id,
                 trigger_event: input.trigger_event,
@@ -418,10 +417,74 @@ impl NotificationActivities {
             Some(id) => store::contacts::get(pool, input.tenant_id, id).await?,
             None => None,
         };
+        self.dispatch(
+            &ctx,
+            &message,
+            account.as_ref(),
+            contact.as_ref(),
+            Pacing::Ask,
+        )
+        .await
+    }
+
+    /// The workflow gave up on a dispatch (its step deadline passed): a
+    /// message never claimed is FAILED with the reason; a claimed one may
+    /// have been sent and stays as it is.
+    #[activity(name = "abandon_dispatch")]
+    pub async fn abandon_dispatch(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: AbandonInput,
+    ) -> Result<DispatchOutcome, ActivityError> {
+        store::messages::mark_failed(&self.pool, input.tenant_id, input.message_id, &input.reason)
+            .await?;
+        let message = outbound(&self.pool, input.tenant_id, input.message_id).await?;
+        Ok(outcome_of(&message))
+    }
+}
+
+/// How a dispatch waits for its send-rate limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pacing<'a> {
+    /// One message per activity: a short wait is an activity retry, a long
+    /// one the workflow's durable timer.
+    Ask,
+    /// Many messages per activity (a fan-out chunk): the send books its slot
+    /// and sleeps until it, up to [`LONGEST_BOOKED_WAIT`].
+    Book {
+        limits: &'a rate_limit::AccountLimits,
+    },
+}
+
+/// The furthest ahead a fan-out send books its rate-limit slot; a later slot
+/// (a spent messaging tier) is the chunk workflow's timer.
+pub const LONGEST_BOOKED_WAIT: Duration = Duration::from_secs(30);
+
+impl NotificationActivities {
+    /// Sends one QUEUED message, once: checks, waits for the rate limit,
+    /// claims the send (SENDING), calls the provider and records the answer.
+    /// A message no longer QUEUED is not sent again: its stored state is the
+    /// outcome.
+    pub(crate) async fn dispatch(
+        &self,
+        ctx: &ActivityContext,
+        message: &store::messages::OutboundMessage,
+        account: Option<&store::channel_accounts::ChannelAccount>,
+        contact: Option<&Contact>,
+        pacing: Pacing<'_>,
+    ) -> Result<DispatchOutcome, ActivityError> {
+        let pool = &self.pool;
+        let input = MessageRef {
+            tenant_id: message.tenant_id,
+            message_id: message.id,
+        };
+        if message.status != MessageStatus::Queued {
+            return Ok(outcome_of(message));
+        }
         let (Some(account), Some(contact)) = (account, contact) else {
             return self
                 .reject(
-                    &message,
+                    message,
                     None,
                     "channel account or contact no longer exists",
                     None,
@@ -430,11 +493,11 @@ impl NotificationActivities {
         };
         if account.status != ChannelAccountStatus::Active {
             let reason = format!("channel account {} is {}", account.id, account.status);
-            return self.reject(&message, None, &reason, None).await;
+            return self.reject(message, None, &reason, None).await;
         }
-        let Some(recipient) = recipient_address(&contact, message.channel) else {
+        let Some(recipient) = recipient_address(contact, message.channel) else {
             let reason = format!("contact has no {} address", message.channel);
-            return self.reject(&message, None, &reason, None).await;
+            return self.reject(message, None, &reason, None).await;
         };
         let whatsapp_template = message.whatsapp_template.clone().map(|t| t.0);
         if message.channel == Channel::WhatsApp && whatsapp_template.is_none() {
@@ -450,7 +513,7 @@ impl NotificationActivities {
             if !window_open {
                 let reason = "WhatsApp free-form text is only allowed within 24 h of the contact's last message, \
                               and this template maps to no approved WhatsApp template";
-                return self.reject(&message, None, reason, None).await;
+                return self.reject(message, None, reason, None).await;
             }
         }
         let send = rate_limit::Send {
@@ -462,10 +525,29 @@ impl NotificationActivities {
             cost: providers::adapter(message.channel).rate_cost(&message.body),
             business_initiated: whatsapp_template.is_some(),
         };
-        if let Some(wait) = rate_limit::acquire(pool, &send).await? {
+        let wait = match pacing {
+            Pacing::Ask => rate_limit::acquire(pool, &send).await?,
+            Pacing::Book { limits } => {
+                match rate_limit::reserve(pool, limits, &send, LONGEST_BOOKED_WAIT).await? {
+                    rate_limit::Reservation::Go(wait) if wait.is_zero() => None,
+                    rate_limit::Reservation::Go(wait) => {
+                        metrics::global().rate_limited(message.channel, wait);
+                        if unless_cancelled(ctx, tokio::time::sleep(wait))
+                            .await
+                            .is_none()
+                        {
+                            return Err(ActivityError::cancelled());
+                        }
+                        None
+                    }
+                    rate_limit::Reservation::Held(wait) => Some(wait),
+                }
+            }
+        };
+        if let Some(wait) = wait {
             metrics::global().rate_limited(message.channel, wait);
             tracing::debug!(tenant.id = %input.tenant_id, message.id = %message.id, "rate limited for {wait:?}");
-            if wait > LONGEST_RETRY_WAIT {
+            if wait > LONGEST_RETRY_WAIT || matches!(pacing, Pacing::Book { .. }) {
                 return Ok(DispatchOutcome::Held {
                     wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                 });
@@ -514,8 +596,7 @@ impl NotificationActivities {
             body_html: message.body_html.clone(),
             whatsapp_template,
         };
-        let sent =
-            unless_cancelled(&ctx, self.providers.send(&self.keys, &account, &command)).await;
+        let sent = unless_cancelled(ctx, self.providers.send(&self.keys, account, &command)).await;
         let Some(sent) = sent else {
             record(metrics::DispatchOutcome::Unknown);
             let reason = "the attempt was cancelled while the provider was answering";
@@ -527,7 +608,7 @@ impl NotificationActivities {
             Ok(accepted) => {
                 faults::reached(faults::Point::ProviderAccepted);
                 record(metrics::DispatchOutcome::Sent);
-                let mut status = record_acceptance(&ctx, pool, &message, &accepted).await?;
+                let mut status = record_acceptance(ctx, pool, message, &accepted).await?;
                 faults::reached(faults::Point::Recorded);
                 if let Some(settled) = providers::adapter(message.channel).delivered_once_accepted()
                 {
@@ -584,13 +665,13 @@ impl NotificationActivities {
                 }
                 FailureClass::Recipient => {
                     record(metrics::DispatchOutcome::Rejected);
-                    self.reject(&message, Some(attempt), &failure.to_string(), None)
+                    self.reject(message, Some(attempt), &failure.to_string(), None)
                         .await
                 }
                 FailureClass::Account => {
                     record(metrics::DispatchOutcome::Rejected);
                     self.reject(
-                        &message,
+                        message,
                         Some(attempt),
                         &failure.to_string(),
                         Some(account.id),
@@ -599,21 +680,6 @@ impl NotificationActivities {
                 }
             },
         }
-    }
-
-    /// The workflow gave up on a dispatch (its step deadline passed): a
-    /// message never claimed is FAILED with the reason; a claimed one may
-    /// have been sent and stays as it is.
-    #[activity(name = "abandon_dispatch")]
-    pub async fn abandon_dispatch(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        input: AbandonInput,
-    ) -> Result<DispatchOutcome, ActivityError> {
-        store::messages::mark_failed(&self.pool, input.tenant_id, input.message_id, &input.reason)
-            .await?;
-        let message = outbound(&self.pool, input.tenant_id, input.message_id).await?;
-        Ok(outcome_of(&message))
     }
 }
 
@@ -642,10 +708,10 @@ pub const DISPATCH_HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// Heartbeats for the activity until dropped, so a dead worker is noticed
 /// within the heartbeat timeout, and a cancel reaches a live one.
-struct Heartbeats(tokio::task::JoinHandle<()>);
+pub(crate) struct Heartbeats(tokio::task::JoinHandle<()>);
 
 impl Heartbeats {
-    fn start(ctx: &ActivityContext) -> Self {
+    pub(crate) fn start(ctx: &ActivityContext) -> Self {
         let ctx = ctx.clone();
         Self(tokio::spawn(async move {
             // The first beat after one period: a send that answers sooner
@@ -712,7 +778,7 @@ async fn record_acceptance(
 pub const RECORD_PATIENCE: Duration = Duration::from_secs(20);
 
 /// What a message's stored state says about its dispatch.
-fn outcome_of(message: &store::messages::OutboundMessage) -> DispatchOutcome {
+pub(crate) fn outcome_of(message: &store::messages::OutboundMessage) -> DispatchOutcome {
     match message.status {
         MessageStatus::Failed => DispatchOutcome::Rejected {
             reason: message.failed_reason.clone().unwrap_or_default(),
@@ -800,6 +866,28 @@ pub fn recipient_address(contact: &Contact, channel: Channel) -> Option<String> 
     providers::adapter(channel).address(&contact.identifiers.0)
 }
 
+/// Renders a template for one contact, with `contact` and `tenant` added to
+/// the event's variables.
+pub(crate) fn render_template(
+    source: &templates::TemplateSource,
+    variables: serde_json::Value,
+    contact: &Contact,
+    tenant_name: &str,
+) -> Result<templates::RenderedMessage, RenderError> {
+    templates::render(source, &template_variables(variables, contact, tenant_name))
+}
+
+/// A template that cannot render is a permanent failure naming the variable
+/// or the error.
+fn render_failure(e: RenderError) -> ActivityError {
+    match &e {
+        RenderError::MissingVariable { .. } => {
+            permanent(failure_types::TEMPLATE_VARIABLE_MISSING, e.to_string())
+        }
+        RenderError::Invalid { .. } => permanent(failure_types::TEMPLATE_INVALID, e.to_string()),
+    }
+}
+
 fn template_variables(
     mut variables: serde_json::Value,
     contact: &Contact,
@@ -822,7 +910,7 @@ fn template_variables(
     variables
 }
 
-fn permanent(type_name: &str, message: String) -> ActivityError {
+pub(crate) fn permanent(type_name: &str, message: String) -> ActivityError {
     ActivityError::application(
         ApplicationFailure::builder(message)
             .type_name(type_name.to_owned())

@@ -89,23 +89,28 @@ pub fn buckets(limits: &AccountLimits, send: &Send<'_>) -> Vec<Bucket> {
     buckets
 }
 
-/// Takes the send from every bucket, or returns how long to wait before it
-/// may go. `None` = go now.
-pub async fn acquire(pool: &PgPool, send: &Send<'_>) -> anyhow::Result<Option<Duration>> {
-    let limits: AccountLimits = sqlx::query_as(
+/// The account's configured limits (defaults when the account is gone).
+pub async fn limits(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    account_id: ChannelAccountId,
+) -> sqlx::Result<AccountLimits> {
+    Ok(sqlx::query_as(
         "select max_send_rate, send_burst, messaging_tier, pair_burst
            from channel_accounts where tenant_id = $1 and id = $2",
     )
-    .bind(send.tenant_id)
-    .bind(send.account_id)
+    .bind(tenant_id)
+    .bind(account_id)
     .fetch_optional(pool)
     .await?
-    .unwrap_or_default();
-    if send.channel == Channel::WhatsApp
-        && send.business_initiated
-        && let Some(limit) = limits.messaging_tier.as_deref().and_then(tier_limit)
-        && let Some(wait) = tier_wait(pool, send, limit).await?
-    {
+    .unwrap_or_default())
+}
+
+/// Takes the send from every bucket, or returns how long to wait before it
+/// may go. `None` = go now.
+pub async fn acquire(pool: &PgPool, send: &Send<'_>) -> anyhow::Result<Option<Duration>> {
+    let limits = limits(pool, send.tenant_id, send.account_id).await?;
+    if let Some(wait) = tier_wait(pool, &limits, send).await? {
         return Ok(Some(wait));
     }
     let buckets = buckets(&limits, send);
@@ -120,35 +125,80 @@ pub async fn acquire(pool: &PgPool, send: &Send<'_>) -> anyhow::Result<Option<Du
         .bind(buckets.iter().map(|b| b.cost).collect::<Vec<_>>())
         .fetch_one(pool)
         .await?;
-    Ok((wait > 0.0).then(|| Duration::from_secs_f64(wait).max(Duration::from_millis(1))))
+    Ok(positive(wait))
 }
 
-/// The messaging tier: a recipient already messaged in the last 24 h is free;
-/// a new one waits while the account is at its limit, until the oldest
-/// recipient of the window leaves it.
-async fn tier_wait(pool: &PgPool, send: &Send<'_>, limit: i64) -> anyhow::Result<Option<Duration>> {
-    let (recipients, already, oldest_secs_left): (i64, bool, Option<f64>) = sqlx::query_as(
-        "with window_ as (
-             select contact_id, min(sent_at) as first_sent
-               from messages
-              where tenant_id = $1 and channel_account_id = $2 and direction = 'OUTBOUND'
-                and whatsapp_template is not null and sent_at > now() - interval '24 hours'
-              group by contact_id)
-         select count(*),
-                coalesce(bool_or(contact_id = $3), false),
-                extract(epoch from min(first_sent) + interval '24 hours' - now())::float8
-           from window_",
-    )
-    .bind(send.tenant_id)
-    .bind(send.account_id)
-    .bind(send.contact_id)
-    .fetch_one(pool)
-    .await?;
-    if already || recipients < limit {
+/// What booking a send's slot gave.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reservation {
+    /// Booked: send once this wait has passed (zero: now).
+    Go(Duration),
+    /// Not booked: the next slot is further away than the caller would wait.
+    Held(Duration),
+}
+
+/// Books the send's slot (see `rate_limit_reserve`) with `limits` already
+/// read: a sender of many messages waits once per message, never asks twice.
+pub async fn reserve(
+    pool: &PgPool,
+    limits: &AccountLimits,
+    send: &Send<'_>,
+    longest_wait: Duration,
+) -> anyhow::Result<Reservation> {
+    if let Some(wait) = tier_wait(pool, limits, send).await? {
+        return Ok(if wait <= longest_wait {
+            Reservation::Go(wait)
+        } else {
+            Reservation::Held(wait)
+        });
+    }
+    let buckets = buckets(limits, send);
+    if buckets.is_empty() {
+        return Ok(Reservation::Go(Duration::ZERO));
+    }
+    let wait: f64 = sqlx::query_scalar("select rate_limit_reserve($1, $2, $3, $4, $5, $6)")
+        .bind(send.tenant_id)
+        .bind(buckets.iter().map(|b| b.key.clone()).collect::<Vec<_>>())
+        .bind(buckets.iter().map(|b| b.per_second).collect::<Vec<_>>())
+        .bind(buckets.iter().map(|b| b.burst).collect::<Vec<_>>())
+        .bind(buckets.iter().map(|b| b.cost).collect::<Vec<_>>())
+        .bind(longest_wait.as_secs_f64())
+        .fetch_one(pool)
+        .await?;
+    Ok(if wait < 0.0 {
+        Reservation::Held(Duration::from_secs_f64(-wait))
+    } else {
+        Reservation::Go(positive(wait).unwrap_or_default())
+    })
+}
+
+fn positive(wait_secs: f64) -> Option<Duration> {
+    (wait_secs > 0.0).then(|| Duration::from_secs_f64(wait_secs).max(Duration::from_millis(1)))
+}
+
+/// The messaging tier (WhatsApp, business-initiated): a recipient already
+/// counted in the last 24 h is free; a new one waits while the account is at
+/// its limit, until the oldest hour of the window leaves it. A counter
+/// (`whatsapp_tier_take`), not a scan of the day's messages.
+async fn tier_wait(
+    pool: &PgPool,
+    limits: &AccountLimits,
+    send: &Send<'_>,
+) -> anyhow::Result<Option<Duration>> {
+    let Some(limit) = limits.messaging_tier.as_deref().and_then(tier_limit) else {
+        return Ok(None);
+    };
+    if send.channel != Channel::WhatsApp || !send.business_initiated {
         return Ok(None);
     }
-    let secs = oldest_secs_left.unwrap_or(60.0).max(1.0);
-    Ok(Some(Duration::from_secs_f64(secs)))
+    let wait: f64 = sqlx::query_scalar("select whatsapp_tier_take($1, $2, $3, $4)")
+        .bind(send.tenant_id)
+        .bind(send.account_id)
+        .bind(send.contact_id)
+        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+        .fetch_one(pool)
+        .await?;
+    Ok(positive(wait))
 }
 
 #[cfg(test)]

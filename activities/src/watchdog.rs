@@ -70,7 +70,7 @@ impl WatchdogActivities {
         input: SweepInput,
     ) -> Result<SweepReport, ActivityError> {
         let queued: Vec<StuckMessage> = sqlx::query_as(
-            "select tenant_id, id as message_id, workflow_id from messages
+            "select tenant_id, id as message_id, coalesce(batch_workflow_id, workflow_id) as workflow_id from messages
               where status = 'QUEUED' and created_at < now() - make_interval(secs => $1)
               order by created_at limit 500",
         )
@@ -108,7 +108,7 @@ impl WatchdogActivities {
             }
         }
         let claimed: Vec<StuckMessage> = sqlx::query_as(
-            "select tenant_id, id as message_id, workflow_id from messages
+            "select tenant_id, id as message_id, coalesce(batch_workflow_id, workflow_id) as workflow_id from messages
               where status = 'SENDING' and send_claimed_at < now() - make_interval(secs => $1)
               order by send_claimed_at limit 500",
         )

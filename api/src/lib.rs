@@ -35,7 +35,7 @@ pub struct ApiConfig {
     pub firehose_access_key: Option<String>,
     /// A message QUEUED longer than this counts as stuck (`/metrics`).
     pub stuck_threshold: Duration,
-    /// Children a trip-wide fan-out runs at once.
+    /// Chunks of 500 recipients a trip-wide fan-out sends at once.
     pub fanout_concurrency: usize,
     /// The SNS topics each SNS endpoint accepts.
     pub sns_topics: webhooks::sns_topics::SnsTopics,

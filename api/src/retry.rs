@@ -81,8 +81,14 @@ pub async fn retry_message(
     }
     // A running notification may be mid-send (SENDING) on another channel:
     // "still running" is what ops need to hear then.
-    if temporal.workflow_state(&original_workflow).await? == WorkflowState::Running {
-        return Err(RetryError::StillRunning(original_workflow));
+    // A fan-out recipient's message is sent by its chunk, not by a workflow
+    // of its own.
+    let sender = message
+        .batch_workflow_id
+        .clone()
+        .unwrap_or_else(|| original_workflow.clone());
+    if temporal.workflow_state(&sender).await? == WorkflowState::Running {
+        return Err(RetryError::StillRunning(sender));
     }
     if let Some((message, channel, status)) =
         store::messages::reached(pool, tenant_id, &original_workflow).await?

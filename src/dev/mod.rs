@@ -132,7 +132,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             step_deadline: Duration::from_secs(900),
             firehose_access_key: Some(stack.service.webhook_secret.clone()),
             stuck_threshold: Duration::from_secs(300),
-            fanout_concurrency: 100,
+            fanout_concurrency: 20,
         },
         busflow_api::sns_verifier()?,
     )?);

@@ -1,23 +1,25 @@
 //! `BatchNotificationWorkflow` (`fanout/{tenant}/{source event id}`): one
 //! event, many recipients — a delayed trip reaches every passenger and the
-//! driver. Each recipient is a child `NotificationWorkflow` under the same id
-//! a single notification would have (`notify/{tenant}/{event}/{contact}`), so
-//! a replayed event, a reset or a continue-as-new can never send twice.
+//! driver.
 //!
 //! Recipients come page by page (an explicit list, or a trip's bookings read
-//! from Postgres); within a page at most `concurrency` children run at once,
-//! each lane taking the next recipient when its child ends. After a page the
-//! workflow continues as new once its history grows, carrying its cursor and
-//! counts. Progress is readable by the `progress` query and shown in the memo.
+//! from Postgres); a page is cut into chunks of [`CHUNK_SIZE`], each a child
+//! `FanoutChunkWorkflow` that sends its recipients' messages in a few large
+//! activities (see `fanout_chunk`), all chunks of a page at once. Each
+//! recipient's notification keeps the key a single notification would have
+//! (`notify/{tenant}/{event}/{contact}`): the chunk that takes it on records
+//! it, so a replayed event, a reset or a continue-as-new can never send twice.
+//! After each page the workflow continues as new, carrying its cursor and
+//! counts; the next run finds the next page, or an empty one and finishes. Progress is readable by the `progress`
+//! query and shown in the memo.
 
-use crate::names::{memo, notification_workflow_id, search_attributes as sa};
-use crate::notification::{NotificationRequest, NotificationWorkflow};
+use crate::fanout_chunk::{ChunkOutcome, ChunkRequest, FanoutChunkWorkflow};
+use crate::names::{fanout_chunk_workflow_id, memo, search_attributes as sa};
 use crate::steps::postgres_step;
 use busflow_activities::model::{ContactId, TenantId};
 use busflow_activities::triggers::Trigger;
 use busflow_activities::trips::{RecipientsPageInput, TripActivities};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::time::Duration;
 use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_macros::{workflow, workflow_methods};
@@ -29,10 +31,10 @@ use temporalio_sdk::{
 };
 use uuid::Uuid;
 
-/// Recipients per page (and per continue-as-new check).
-const PAGE_SIZE: usize = 500;
-/// Past this many history events the next page starts in a new run.
-const HISTORY_BUDGET: u32 = 4_000;
+/// Recipients per chunk workflow.
+pub const CHUNK_SIZE: usize = 500;
+/// Most chunks per page (and per continue-as-new check).
+const MOST_CHUNKS_PER_PAGE: usize = 40;
 
 /// Who the batch goes to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +63,7 @@ pub struct BatchRequest {
     /// `trip:<id>`…, set on every child for search.
     #[serde(default)]
     pub entity_refs: Vec<String>,
-    /// Children running at once.
+    /// Chunks (of [`CHUNK_SIZE`] recipients) sent at once: a page.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Each child's per-channel dispatch deadline.
@@ -71,27 +73,39 @@ pub struct BatchRequest {
     pub progress: BatchProgress,
 }
 
+/// Recipients per page: `concurrency` chunks.
+fn page_size(request: &BatchRequest) -> usize {
+    request.concurrency.clamp(1, MOST_CHUNKS_PER_PAGE) * CHUNK_SIZE
+}
+
 fn yes() -> bool {
     true
 }
 
 fn default_concurrency() -> usize {
-    100
+    20
 }
 
 /// How far the batch is; carried across runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchProgress {
-    /// Recipients handed to a child so far (explicit list: the next index).
+    /// Recipients handed to a chunk so far (explicit list: the next index).
     pub dispatched: u64,
     /// The last recipient of the last page (trip pages continue after it).
     pub cursor: Option<ContactId>,
-    /// Children that reached their recipient.
+    /// Recipients reached.
     pub delivered: u64,
-    /// Children that found no channel to send on.
+    /// Recipients no channel could reach.
     pub not_sent: u64,
-    /// Children that failed (every channel tried).
+    /// Recipients no channel delivered to (every channel tried).
     pub failed: u64,
+    /// Recipients not confirmed, of whom a send's outcome is unknown: they
+    /// may have been reached.
+    #[serde(default)]
+    pub unconfirmed: u64,
+    /// Chunk workflows started so far.
+    #[serde(default)]
+    pub chunks: u64,
     /// Recipients whose notification existed already (a replay or a reset).
     pub already_notified: u64,
     pub runs: u32,
@@ -102,7 +116,6 @@ pub struct BatchProgress {
 #[derive(Default)]
 pub struct BatchNotificationWorkflow {
     progress: BatchProgress,
-    queue: VecDeque<ContactId>,
 }
 
 #[workflow_methods]
@@ -115,38 +128,37 @@ impl BatchNotificationWorkflow {
         let mut progress = request.progress.clone();
         progress.runs += 1;
         ctx.state_mut(|s| s.progress = progress.clone());
-        loop {
-            let page = Self::next_page(ctx, &request).await?;
-            if page.is_empty() {
-                let done = ctx.state_mut(|s| {
-                    s.progress.finished = true;
-                    s.progress.clone()
-                });
-                Self::show(ctx, &done);
-                return Ok(done);
-            }
-            let last = page.last().copied();
-            let count = page.len() as u64;
-            ctx.state_mut(|s| {
-                s.queue.extend(page);
-                s.progress.dispatched += count;
-                s.progress.cursor = last;
-            });
-            let lanes = request.concurrency.clamp(1, PAGE_SIZE);
-            let shared: &WorkflowContext<Self> = ctx;
-            for finished in join_all((0..lanes).map(|_| Self::lane(shared, &request))).await {
-                finished?;
-            }
-            let now = ctx.state(|s| s.progress.clone());
-            Self::show(ctx, &now);
-            if ctx.history_length() > HISTORY_BUDGET || ctx.continue_as_new_suggested() {
-                let next = BatchRequest {
-                    progress: now,
-                    ..request.clone()
-                };
-                ctx.continue_as_new(next, ContinueAsNewOptions::default())?;
-            }
+        let page = Self::next_page(ctx, &request).await?;
+        let last = page.last().copied();
+        let count = page.len();
+        ctx.state_mut(|s| {
+            s.progress.dispatched += count as u64;
+            s.progress.cursor = last.or(s.progress.cursor);
+        });
+        let shared: &WorkflowContext<Self> = ctx;
+        let chunks = page
+            .chunks(CHUNK_SIZE)
+            .map(|c| Self::chunk(shared, &request, c));
+        for finished in join_all(chunks).await {
+            finished?;
         }
+        let now = ctx.state(|s| s.progress.clone());
+        if count < page_size(&request) {
+            let done = ctx.state_mut(|s| {
+                s.progress.finished = true;
+                s.progress.clone()
+            });
+            Self::show(ctx, &done);
+            return Ok(done);
+        }
+        // A full page: the next page starts a new run, so one run's history
+        // stays a page long however many recipients there are.
+        Self::show(ctx, &now);
+        let next = BatchRequest {
+            progress: now,
+            ..request.clone()
+        };
+        match ctx.continue_as_new(next, ContinueAsNewOptions::default())? {}
     }
 
     /// Counts so far.
@@ -162,10 +174,11 @@ impl BatchNotificationWorkflow {
         request: &BatchRequest,
     ) -> WorkflowResult<Vec<ContactId>> {
         let progress = ctx.state(|s| s.progress.clone());
+        let page_size = page_size(request);
         match &request.recipients {
             Recipients::Contacts(all) => {
                 let from = usize::try_from(progress.dispatched).unwrap_or(usize::MAX);
-                Ok(all.iter().skip(from).take(PAGE_SIZE).copied().collect())
+                Ok(all.iter().skip(from).take(page_size).copied().collect())
             }
             Recipients::TripPassengers {
                 trip_id,
@@ -178,7 +191,7 @@ impl BatchNotificationWorkflow {
                         trip_id: *trip_id,
                         include_driver: *include_driver,
                         after: progress.cursor,
-                        limit: PAGE_SIZE as i64,
+                        limit: i64::try_from(page_size).unwrap_or(i64::MAX),
                     },
                     postgres_step(
                         "read the next page of the trip's recipients",
@@ -189,58 +202,65 @@ impl BatchNotificationWorkflow {
         }
     }
 
-    /// Takes recipients off the queue one at a time and notifies each, until
-    /// the queue is empty.
-    async fn lane(ctx: &WorkflowContext<Self>, request: &BatchRequest) -> WorkflowResult<()> {
-        while let Some(contact) = ctx.state_mut(|s| s.queue.pop_front()) {
-            let workflow_id =
-                notification_workflow_id(request.tenant_id, &request.source_event_id, contact);
-            let options = ChildWorkflowOptions::builder()
-                .workflow_id(workflow_id)
-                .parent_close_policy(ParentClosePolicy::Abandon)
-                .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-                .search_attributes(SearchAttributes::new([
-                    sa::TENANT_ID.value_set(request.tenant_id.to_string()),
-                    sa::TRIGGER_EVENT.value_set(request.trigger_event.to_string()),
-                    sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
-                    sa::ENTITY_REFS.value_set(request.entity_refs.clone()),
-                ]))
-                .static_summary(format!(
-                    "{} → contact {contact} (batch {})",
-                    request.trigger_event, request.source_event_id
-                ))
-                .build();
-            let child_request = NotificationRequest {
-                tenant_id: request.tenant_id,
-                contact_id: contact,
-                trigger_event: request.trigger_event,
-                source_event_id: request.source_event_id.clone(),
-                channels: None,
-                variables: request.variables.clone(),
-                step_deadline_secs: request.step_deadline_secs,
-                replaces_message_id: None,
-                reply: None,
-            };
-            match ctx
-                .start_child_workflow(NotificationWorkflow::run, child_request, options)
-                .await
-            {
-                Ok(child) => {
-                    let outcome = child.result().await;
-                    ctx.state_mut(|s| match outcome {
-                        Ok(o) if o.delivered.is_some() => s.progress.delivered += 1,
-                        Ok(_) => s.progress.not_sent += 1,
-                        Err(_) => s.progress.failed += 1,
-                    });
-                }
-                Err(ChildWorkflowStartError::StartFailed {
-                    cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists,
-                    ..
-                }) => {
-                    ctx.state_mut(|s| s.progress.already_notified += 1);
-                }
-                Err(other) => return Err(other.into()),
+    /// Sends one chunk of the page as a child workflow and adds its counts.
+    /// A chunk id is the hash of its recipients: the same chunk again (a
+    /// reset) is found as existing, and a chunk cut differently takes on
+    /// only the recipients no other chunk has.
+    async fn chunk(
+        ctx: &WorkflowContext<Self>,
+        request: &BatchRequest,
+        contacts: &[ContactId],
+    ) -> WorkflowResult<()> {
+        let workflow_id = fanout_chunk_workflow_id(ctx.workflow_id(), contacts);
+        ctx.state_mut(|s| s.progress.chunks += 1);
+        let options = ChildWorkflowOptions::builder()
+            .workflow_id(workflow_id)
+            .parent_close_policy(ParentClosePolicy::Abandon)
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .search_attributes(SearchAttributes::new([
+                sa::TENANT_ID.value_set(request.tenant_id.to_string()),
+                sa::TRIGGER_EVENT.value_set(request.trigger_event.to_string()),
+                sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
+                sa::ENTITY_REFS.value_set(request.entity_refs.clone()),
+            ]))
+            .static_summary(format!(
+                "{} → {} recipients (fan-out {})",
+                request.trigger_event,
+                contacts.len(),
+                request.source_event_id
+            ))
+            .build();
+        let chunk = ChunkRequest {
+            tenant_id: request.tenant_id,
+            trigger_event: request.trigger_event,
+            source_event_id: request.source_event_id.clone(),
+            variables: request.variables.clone(),
+            contacts: contacts.to_vec(),
+            entity_refs: request.entity_refs.clone(),
+            step_deadline_secs: request.step_deadline_secs,
+        };
+        match ctx
+            .start_child_workflow(FanoutChunkWorkflow::run, chunk, options)
+            .await
+        {
+            Ok(child) => {
+                let outcome: ChunkOutcome = child.result().await?;
+                ctx.state_mut(|s| {
+                    s.progress.delivered += outcome.delivered;
+                    s.progress.not_sent += outcome.not_sent;
+                    s.progress.failed += outcome.failed;
+                    s.progress.unconfirmed += outcome.unconfirmed;
+                    s.progress.already_notified += outcome.already_notified;
+                });
             }
+            Err(ChildWorkflowStartError::StartFailed {
+                cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists,
+                ..
+            }) => {
+                let count = contacts.len() as u64;
+                ctx.state_mut(|s| s.progress.already_notified += count);
+            }
+            Err(other) => return Err(other.into()),
         }
         Ok(())
     }
@@ -248,11 +268,13 @@ impl BatchNotificationWorkflow {
     /// The counts in the memo and the UI's current details.
     fn show(ctx: &WorkflowContext<Self>, progress: &BatchProgress) {
         let line = format!(
-            "{} recipients: {} delivered, {} not sent, {} failed, {} already notified{}",
+            "{} recipients in {} chunks: {} delivered, {} not sent, {} failed, {} unconfirmed, {} already notified{}",
             progress.dispatched,
+            progress.chunks,
             progress.delivered,
             progress.not_sent,
             progress.failed,
+            progress.unconfirmed,
             progress.already_notified,
             if progress.finished { " (finished)" } else { "" }
         );

@@ -4,6 +4,7 @@
 
 pub mod batch;
 mod clock;
+pub mod fanout_chunk;
 pub mod floor;
 pub mod names;
 pub mod notification;
@@ -13,6 +14,7 @@ pub mod trip_reminder;
 pub mod watchdog;
 
 pub use batch::{BatchNotificationWorkflow, BatchProgress, BatchRequest, Recipients};
+pub use fanout_chunk::{ChunkOutcome, ChunkRequest, FanoutChunkWorkflow};
 pub use notification::{NotificationOutcome, NotificationRequest, NotificationWorkflow};
 pub use snooze::{SnoozeRequest, SnoozeWorkflow};
 pub use trip_reminder::{BookingChange, TripReminderRequest, TripReminderWorkflow};

@@ -13,6 +13,7 @@ pub mod workflow_types {
     pub const NOTIFICATION: &str = "NotificationWorkflow";
     pub const SNOOZE: &str = "SnoozeWorkflow";
     pub const BATCH_NOTIFICATION: &str = "BatchNotificationWorkflow";
+    pub const FANOUT_CHUNK: &str = "FanoutChunkWorkflow";
     pub const TRIP_REMINDER: &str = "TripReminderWorkflow";
 }
 
@@ -37,9 +38,21 @@ pub fn agent_reply_workflow_id(
 }
 
 /// `fanout/{tenant}/{source event id}`: one event, many recipients; its
-/// children are the recipients' `notify/…` workflows.
+/// children are chunks of them ([`fanout_chunk_workflow_id`]).
 pub fn fanout_workflow_id(tenant: TenantId, source_event_id: &str) -> String {
     format!("fanout/{tenant}/{source_event_id}")
+}
+
+/// `{fanout id}/chunk/{hash of the recipients}`: one chunk of a fan-out. The
+/// same recipients give the same id (FNV-1a over their ids), so a reset of
+/// the fan-out finds the chunk it started before.
+pub fn fanout_chunk_workflow_id(fanout_workflow_id: &str, contacts: &[ContactId]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in contacts.iter().flat_map(|c| *c.0.as_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{fanout_workflow_id}/chunk/{hash:016x}")
 }
 
 /// `trip-reminder/{tenant}/{trip}`: the entity workflow of one trip's reminder.

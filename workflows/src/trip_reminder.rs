@@ -320,7 +320,7 @@ impl TripReminderWorkflow {
                 variables,
                 recipients: Recipients::Contacts(pending.clone()),
                 entity_refs: entity_refs.clone(),
-                concurrency: 100,
+                concurrency: 20,
                 step_deadline_secs: request.step_deadline_secs,
                 progress: BatchProgress::default(),
             };

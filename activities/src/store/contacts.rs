@@ -239,6 +239,21 @@ pub async fn get(
     .await
 }
 
+/// Many contacts of a tenant, in no particular order (missing ones left out).
+pub async fn get_many(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    ids: &[ContactId],
+) -> sqlx::Result<Vec<Contact>> {
+    sqlx::query_as(&format!(
+        "select {CONTACT_COLUMNS} from contacts where tenant_id = $1 and id = any($2)"
+    ))
+    .bind(tenant_id)
+    .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
+    .fetch_all(pool)
+    .await
+}
+
 /// The contact of a person row (a passenger profile, a driver, a vendor).
 pub async fn find_by_source(
     pool: &PgPool,

@@ -22,7 +22,11 @@ pub struct NewOutboundMessage {
     pub contact_id: ContactId,
     pub channel_account_id: ChannelAccountId,
     pub channel: Channel,
+    /// The notification's key (`notify/…`): with `attempt`, one message per
+    /// recipient and channel step.
     pub workflow_id: String,
+    /// The fan-out chunk that sends it; `None`: `workflow_id`'s own workflow.
+    pub batch_workflow_id: Option<String>,
     pub attempt: i16,
     pub replaces_message_id: Option<MessageId>,
     pub trigger_event: Trigger,
@@ -43,8 +47,9 @@ pub async fn insert_outbound_queued(
     let id = sqlx::query_scalar(
         "insert into messages
             (id, tenant_id, contact_id, channel_account_id, direction, channel, status,
-             workflow_id, attempt, replaces_message_id, trigger_event, template_key, subject, body, body_html, whatsapp_template, conversation_id)
-         values ($1, $2, $3, $4, 'OUTBOUND', $5, 'QUEUED', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+             workflow_id, attempt, replaces_message_id, trigger_event, template_key, subject, body, body_html, whatsapp_template, conversation_id,
+             batch_workflow_id)
+         values ($1, $2, $3, $4, 'OUTBOUND', $5, 'QUEUED', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
          on conflict (tenant_id, workflow_id, attempt) where workflow_id is not null
          do update set updated_at = messages.updated_at
          returning id",
@@ -64,6 +69,7 @@ pub async fn insert_outbound_queued(
     .bind(&message.body_html)
     .bind(message.whatsapp_template.as_ref().map(sqlx::types::Json))
     .bind(message.conversation_id)
+    .bind(&message.batch_workflow_id)
     .fetch_one(pool)
     .await?;
     if let Some(conversation) = message.conversation_id {
@@ -78,6 +84,73 @@ pub async fn insert_outbound_queued(
         .await?;
     }
     Ok(id)
+}
+
+/// Inserts many messages QUEUED in one statement (a fan-out chunk's round);
+/// like [`insert_outbound_queued`], a message this step already created is
+/// returned instead. Returns each message's id in the order given. No
+/// conversation is touched: fan-out messages belong to none.
+pub async fn insert_outbound_queued_many(
+    pool: &PgPool,
+    messages: &[NewOutboundMessage],
+) -> sqlx::Result<Vec<MessageId>> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<serde_json::Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(ordinal, m)| {
+            serde_json::json!({
+                "ordinal": ordinal,
+                "id": m.id,
+                "tenant_id": m.tenant_id,
+                "contact_id": m.contact_id,
+                "channel_account_id": m.channel_account_id,
+                "channel": m.channel,
+                "workflow_id": m.workflow_id,
+                "batch_workflow_id": m.batch_workflow_id,
+                "attempt": m.attempt,
+                "replaces_message_id": m.replaces_message_id,
+                "trigger_event": m.trigger_event,
+                "template_key": m.template_key,
+                "subject": m.subject,
+                "body": m.body,
+                "body_html": m.body_html,
+                "whatsapp_template": m.whatsapp_template,
+            })
+        })
+        .collect();
+    let stored: Vec<(i32, MessageId)> = sqlx::query_as(
+        "with given as (
+             select * from jsonb_to_recordset($1) as r(
+                 ordinal int, id uuid, tenant_id uuid, contact_id uuid, channel_account_id uuid,
+                 channel text, workflow_id text, batch_workflow_id text, attempt smallint,
+                 replaces_message_id uuid, trigger_event text, template_key text, subject text,
+                 body text, body_html text, whatsapp_template jsonb)),
+         inserted as (
+             insert into messages
+                 (id, tenant_id, contact_id, channel_account_id, direction, channel, status,
+                  workflow_id, batch_workflow_id, attempt, replaces_message_id, trigger_event,
+                  template_key, subject, body, body_html, whatsapp_template)
+             select id, tenant_id, contact_id, channel_account_id, 'OUTBOUND', channel, 'QUEUED',
+                    workflow_id, batch_workflow_id, attempt, replaces_message_id, trigger_event,
+                    template_key, subject, body, body_html, whatsapp_template
+               from given
+             on conflict (tenant_id, workflow_id, attempt) where workflow_id is not null
+             do nothing
+             returning workflow_id, id)
+         select g.ordinal, coalesce(i.id, m.id)
+           from given g
+           left join inserted i on i.workflow_id = g.workflow_id
+           left join messages m on i.id is null and m.tenant_id = g.tenant_id
+                 and m.workflow_id = g.workflow_id and m.attempt = g.attempt
+          order by g.ordinal",
+    )
+    .bind(sqlx::types::Json(rows))
+    .fetch_all(pool)
+    .await?;
+    Ok(stored.into_iter().map(|(_, id)| id).collect())
 }
 
 /// What the dispatch step needs to know about a message.
@@ -97,26 +170,89 @@ pub struct OutboundMessage {
     pub failed_reason: Option<String>,
     /// SENDING: why the claimed send's outcome is unknown.
     pub send_unknown_reason: Option<String>,
-    /// The notification workflow that owns it.
+    /// The notification it belongs to (`notify/…`, or an agent reply's).
     pub workflow_id: Option<String>,
+    /// The fan-out chunk that sends it, when not its own workflow.
+    pub batch_workflow_id: Option<String>,
     pub trigger_event: Option<Trigger>,
 }
+
+impl OutboundMessage {
+    /// The workflow that sends it and waits for its receipts.
+    pub fn owner_workflow_id(&self) -> Option<&str> {
+        self.batch_workflow_id
+            .as_deref()
+            .or(self.workflow_id.as_deref())
+    }
+}
+
+const OUTBOUND_COLUMNS: &str = "id, tenant_id, contact_id, channel_account_id, channel, status,
+     external_message_id, subject, body, body_html, whatsapp_template, failed_reason,
+     send_unknown_reason, workflow_id, batch_workflow_id, trigger_event";
 
 pub async fn get_outbound(
     pool: &PgPool,
     tenant_id: TenantId,
     id: MessageId,
 ) -> sqlx::Result<Option<OutboundMessage>> {
-    sqlx::query_as(
-        "select id, tenant_id, contact_id, channel_account_id, channel, status,
-                external_message_id, subject, body, body_html, whatsapp_template, failed_reason,
-                send_unknown_reason, workflow_id, trigger_event
-           from messages
-          where tenant_id = $1 and id = $2 and direction = 'OUTBOUND'",
-    )
+    sqlx::query_as(&format!(
+        "select {OUTBOUND_COLUMNS} from messages
+          where tenant_id = $1 and id = $2 and direction = 'OUTBOUND'"
+    ))
     .bind(tenant_id)
     .bind(id)
     .fetch_optional(pool)
+    .await
+}
+
+/// Many outbound messages of a tenant, in no particular order.
+pub async fn get_outbound_many(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    ids: &[MessageId],
+) -> sqlx::Result<Vec<OutboundMessage>> {
+    sqlx::query_as(&format!(
+        "select {OUTBOUND_COLUMNS} from messages
+          where tenant_id = $1 and id = any($2) and direction = 'OUTBOUND'"
+    ))
+    .bind(tenant_id)
+    .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
+    .fetch_all(pool)
+    .await
+}
+
+/// The messages of these notifications (by key) at one step of their chains.
+pub async fn of_notifications(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    workflow_ids: &[String],
+    attempt: i16,
+) -> sqlx::Result<Vec<OutboundMessage>> {
+    sqlx::query_as(&format!(
+        "select {OUTBOUND_COLUMNS} from messages
+          where tenant_id = $1 and workflow_id = any($2) and attempt = $3 and direction = 'OUTBOUND'"
+    ))
+    .bind(tenant_id)
+    .bind(workflow_ids)
+    .bind(attempt)
+    .fetch_all(pool)
+    .await
+}
+
+/// The status of each of `ids` that is no longer SENT: settled (DELIVERED,
+/// READ, FAILED), still claimed (SENDING) or never sent (QUEUED).
+pub async fn unsettled_filter(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    ids: &[MessageId],
+) -> sqlx::Result<Vec<(MessageId, MessageStatus, Option<String>)>> {
+    sqlx::query_as(
+        "select id, status, coalesce(failed_reason, send_unknown_reason) from messages
+          where tenant_id = $1 and id = any($2) and status <> 'SENT'",
+    )
+    .bind(tenant_id)
+    .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
+    .fetch_all(pool)
     .await
 }
 
@@ -351,6 +487,9 @@ pub enum CallbackEffect {
     Applied {
         tenant_id: TenantId,
         message_id: MessageId,
+        /// The workflow waiting on the receipt as a signal. `None` for a
+        /// fan-out chunk's message: the chunk reads the statuses from
+        /// Postgres, once for all its recipients.
         workflow_id: Option<String>,
         status: MessageStatus,
         changed: bool,
@@ -367,7 +506,7 @@ pub async fn record_callback(
     let mut tx = pool.begin().await?;
     lock_external_id(&mut tx, &callback.external_message_id).await?;
     let message: Option<(MessageId, TenantId, Option<String>)> = sqlx::query_as(
-        "select id, tenant_id, workflow_id from messages
+        "select id, tenant_id, case when batch_workflow_id is null then workflow_id end from messages
           where channel = $1 and external_message_id = $2 and ($3::uuid is null or tenant_id = $3)
             and ($3::uuid is not null or channel <> 'EMAIL'
                  or coalesce((select ca.provider_config->>'configuration_set' from channel_accounts ca
@@ -419,7 +558,7 @@ async fn adopt_external_id(
                  or coalesce((select ca.provider_config->>'configuration_set' from channel_accounts ca
                                where ca.tenant_id = messages.tenant_id and ca.id = messages.channel_account_id), '')
                     = coalesce($4, ''))
-          returning id, tenant_id, workflow_id",
+          returning id, tenant_id, case when batch_workflow_id is null then workflow_id end",
     )
     .bind(callback.channel)
     .bind(&callback.external_message_id)

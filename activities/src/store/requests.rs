@@ -46,3 +46,43 @@ pub async fn get(
     .fetch_optional(pool)
     .await
 }
+
+/// Takes on the notifications of many recipients of one event (sharing its
+/// variables, taken from the first request) for the fan-out chunk `owner`: records each request unless another chunk (or a
+/// workflow of its own) took it on first. Returns the contacts this chunk
+/// owns, including those it took on in an earlier attempt. Contacts that no
+/// longer exist are left out.
+pub async fn take_on(
+    pool: &PgPool,
+    owner: &str,
+    requests: &[NotificationRequestRow],
+) -> sqlx::Result<Vec<ContactId>> {
+    let Some(first) = requests.first() else {
+        return Ok(Vec::new());
+    };
+    sqlx::query_scalar(
+        "with wanted as (
+             select w.workflow_id, w.contact_id
+               from unnest($2::text[], $3::uuid[]) as w(workflow_id, contact_id)
+               join contacts c on c.tenant_id = $1 and c.id = w.contact_id),
+         taken as (
+             insert into notification_requests
+                 (tenant_id, workflow_id, contact_id, trigger_event, source_event_id, variables, owner_workflow_id)
+             select $1, workflow_id, contact_id, $5, $6, $4, $7 from wanted
+             on conflict (tenant_id, workflow_id) do nothing
+             returning contact_id)
+         select contact_id from taken
+         union
+         select r.contact_id from notification_requests r join wanted w on w.workflow_id = r.workflow_id
+          where r.tenant_id = $1 and r.owner_workflow_id = $7",
+    )
+    .bind(first.tenant_id)
+    .bind(requests.iter().map(|r| r.workflow_id.clone()).collect::<Vec<_>>())
+    .bind(requests.iter().map(|r| r.contact_id.0).collect::<Vec<_>>())
+    .bind(&first.variables)
+    .bind(first.trigger_event)
+    .bind(&first.source_event_id)
+    .bind(owner)
+    .fetch_all(pool)
+    .await
+}

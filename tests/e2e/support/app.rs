@@ -65,7 +65,7 @@ impl Default for TestOptions {
             start_worker: true,
             meta_graph_url: None,
             alert_url: None,
-            fanout_concurrency: 100,
+            fanout_concurrency: 20,
             meta_timeout: busflow_activities::providers::whatsapp::meta::SEND_TIMEOUT,
             sns_topics: None,
             worker_slots: 8,
