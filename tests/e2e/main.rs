@@ -6,6 +6,7 @@
 mod agent_replies;
 mod demo;
 mod fallback;
+mod fanout;
 mod hasura_events;
 mod inbound_sms_email;
 mod inbox;

@@ -163,3 +163,31 @@ async fn a_rate_limit_wait_past_the_step_deadline_fails_the_message_and_falls_ba
         "{reason}"
     );
 }
+
+#[tokio::test]
+async fn a_spent_whatsapp_tier_holds_new_recipients_and_lets_known_ones_through() {
+    let app = TestApp::spawn().await;
+    let account = Uuid::new_v4();
+    let take = |contact: Uuid| {
+        let pool = app.pool.clone();
+        let tenant = app.tenant_id;
+        async move {
+            sqlx::query_scalar::<_, f64>("select whatsapp_tier_take($1, $2, $3, 2)")
+                .bind(tenant)
+                .bind(account)
+                .bind(contact)
+                .fetch_one(&pool)
+                .await
+                .expect("tier take")
+        }
+    };
+    let (first, second, third) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(take(first).await, 0.0, "first of two");
+    assert_eq!(take(second).await, 0.0, "second of two");
+    let wait = take(third).await;
+    assert!(
+        (23.0 * 3600.0..=25.0 * 3600.0).contains(&wait),
+        "a third new recipient waits for the oldest hour to leave the window: {wait} s"
+    );
+    assert_eq!(take(first).await, 0.0, "a recipient of the window is free");
+}
