@@ -21,7 +21,7 @@ mod processes;
 mod proxy;
 mod receipts;
 
-use busflow_workflows::NotificationWorkflow;
+use busflow_workflows::{BatchNotificationWorkflow, NotificationWorkflow};
 use graph::{GraphFake, Misbehaviour};
 use processes::{DevServer, WorkerProcess};
 use proxy::CuttableProxy;
@@ -56,10 +56,14 @@ enum Chain {
     WhatsAppThenSms,
     /// Email (SES receipts played from moto), then SMS.
     EmailThenSms,
+    /// No booking confirmation at all; a trip's delay goes out as a fan-out
+    /// on WhatsApp (receipts played), then SMS.
+    FanoutWhatsAppThenSms,
 }
 
 /// One case's world: a tenant, its worker process, the fakes.
 struct Run {
+    chain: Chain,
     story: Story,
     graph: GraphFake,
     proxy: CuttableProxy,
@@ -97,6 +101,34 @@ impl Run {
                 app.override_booking_confirmed(&["EMAIL", "SMS"], json!({"EMAIL": 8}))
                     .await;
             }
+            Chain::FanoutWhatsAppThenSms => {
+                app.add_whatsapp_account(&secrets).await;
+                sqlx::query(
+                    "insert into notification_templates
+                        (tenant_id, trigger_event, channel, locale, body,
+                         whatsapp_template_name, whatsapp_language, whatsapp_parameters)
+                     values ($1, 'trip_delayed', 'WHATSAPP', 'es', 'Hola {{ contact.first_name }}',
+                             $2, $3, $4)",
+                )
+                .bind(app.tenant_id)
+                .bind(support::meta::WHATSAPP_TEMPLATE)
+                .bind(support::meta::WHATSAPP_LANGUAGE)
+                .bind(json!({"body": ["contact.first_name"]}))
+                .execute(&app.pool)
+                .await
+                .expect("trip_delayed WhatsApp template");
+                sqlx::query(
+                    "update tenant_settings set trigger_overrides = $2 where tenant_id = $1",
+                )
+                .bind(app.tenant_id)
+                .bind(json!({
+                    "booking_confirmed": {"chain": []},
+                    "trip_delayed": {"chain": ["WHATSAPP", "SMS"], "timeouts": {"WHATSAPP": 8}}
+                }))
+                .execute(&app.pool)
+                .await
+                .expect("overrides");
+            }
         }
         app.add_sms_account().await;
         let database = app
@@ -129,6 +161,7 @@ impl Run {
         let worker = WorkerProcess::start(env, crash_at);
         let receipts = ReceiptPlayer::start(&app, &secrets, &graph, receipts);
         Self {
+            chain,
             story: Story::of(app),
             graph,
             proxy,
@@ -152,6 +185,25 @@ impl Run {
         let mut unfinished = Vec::new();
         let mut unconfirmed = 0;
         for id in self.story.started() {
+            if id.starts_with("fanout/") {
+                let handle = client.get_workflow_handle::<BatchNotificationWorkflow>(id);
+                match tokio::time::timeout(
+                    within,
+                    handle.get_result(WorkflowGetResultOptions::default()),
+                )
+                .await
+                {
+                    Ok(Ok(progress)) => {
+                        unconfirmed += progress.unconfirmed as usize;
+                        if progress.delivered + progress.unconfirmed != progress.dispatched {
+                            unfinished.push(format!("{id}: {progress:?}"));
+                        }
+                    }
+                    Ok(Err(e)) => unfinished.push(format!("{id}: {e:#}")),
+                    Err(_) => unfinished.push(format!("{id}: not finished within {within:?}")),
+                }
+                continue;
+            }
             if !id.starts_with("notify/") {
                 continue;
             }
@@ -163,6 +215,10 @@ impl Run {
             .await
             {
                 Ok(Ok(outcome)) if outcome.delivered.is_some() => {}
+                // A fan-out case confirms its bookings without a word.
+                Ok(Ok(outcome))
+                    if self.chain == Chain::FanoutWhatsAppThenSms
+                        && outcome.not_sent_reason.is_some() => {}
                 Ok(Ok(outcome)) => unfinished.push(format!("{id}: {outcome:?}")),
                 Ok(Err(e)) if format!("{e:#}").contains(UNCONFIRMED) => unconfirmed += 1,
                 Ok(Err(e)) => unfinished.push(format!("{id}: {e:#}")),
@@ -257,13 +313,63 @@ impl Run {
 /// How a `NotificationUnconfirmed` failure reads (`NotificationWorkflow`).
 const UNCONFIRMED: &str = "notification not confirmed (it may have reached the person)";
 
-async fn confirm_bookings(story: &mut Story, people: &mut Vec<Value>, n: usize) {
+async fn confirm_bookings(story: &mut Story, people: &mut Vec<Value>, n: usize) -> Value {
     let trip = story.trip(None).await;
     for i in 0..n {
         let person = story.passenger(&format!("Pasajero {i}"), "es-MX").await;
         story.book(&person, &trip, &format!("BF-F{i:03}")).await;
         people.push(person);
     }
+    trip
+}
+
+/// The trip is delayed 45 minutes, as its context writes it: one fan-out.
+async fn delay(story: &mut Story, trip: &mut Value) {
+    let write = story
+        .update("trips", trip, |t| {
+            t["status"] = json!("DELAYED");
+            t["delay_minutes"] = json!(45);
+        })
+        .await;
+    assert!(
+        write.triggers().contains(&"trip_delayed"),
+        "{:?}",
+        write.triggers()
+    );
+}
+
+/// `n` passengers of one trip hear of its delay by fan-out while the worker
+/// aborts right after Meta accepted a message (the `after` counts, as in
+/// [`crash_after_acceptance`]), mid-round, with sends in flight.
+async fn fanout_crash_after_acceptance(dev: &DevServer, n: usize, after: &[u64]) -> Row {
+    const POINT: &str = "provider_accepted";
+    let mut run = Run::start(
+        dev,
+        Chain::FanoutWhatsAppThenSms,
+        Misbehaviour::Slow(Duration::from_millis(50)),
+        ReceiptMode::InOrder,
+        Some((POINT, after[0])),
+    )
+    .await;
+    let mut trip = confirm_bookings(&mut run.story, &mut run.people, n).await;
+    delay(&mut run.story, &mut trip).await;
+    let mut crashes = 0;
+    let rearm = after[1..].iter().map(|n| Some((POINT, *n))).chain([None]);
+    for again in rearm {
+        if run
+            .worker
+            .restart_once_crashed(Duration::from_secs(60), again)
+            .await
+        {
+            crashes += 1;
+        }
+    }
+    run.row(
+        "fan-out: SIGKILL after Meta accepted, mid-round",
+        Duration::from_secs(120),
+        format!("{crashes} crashes"),
+    )
+    .await
 }
 
 fn e164(person: &Value) -> String {
@@ -334,7 +440,7 @@ async fn random_kills_under_load(dev: &DevServer) -> Row {
         let mut confirmed = false;
         while !confirmed || worker.kills < 4 {
             tokio::select! {
-                () = &mut confirm, if !confirmed => confirmed = true,
+                _ = &mut confirm, if !confirmed => confirmed = true,
                 _ = ticker.tick() => if worker.kills < 4 { worker.kill_and_restart() },
             }
         }
@@ -468,6 +574,7 @@ async fn every_fault_leaves_each_person_with_exactly_one_message_per_channel() {
         )
         .await,
         receipts_duplicated_and_reordered(&dev).await,
+        fanout_crash_after_acceptance(&dev, 60, &[10, 25, 5]).await,
     ];
     let matrix = matrix(&rows);
     eprintln!("{matrix}");
