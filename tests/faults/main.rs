@@ -49,16 +49,16 @@ struct Row {
     worker_log: String,
 }
 
-/// Which chain a case's notifications take.
+/// Which chain a case's notifications take: a first channel, then SMS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chain {
     /// WhatsApp (receipts played from the Graph fake), then SMS.
-    WhatsAppThenSms,
+    WhatsApp,
     /// Email (SES receipts played from moto), then SMS.
-    EmailThenSms,
+    Email,
     /// No booking confirmation at all; a trip's delay goes out as a fan-out
     /// on WhatsApp (receipts played), then SMS.
-    FanoutWhatsAppThenSms,
+    FanoutWhatsApp,
 }
 
 /// One case's world: a tenant, its worker process, the fakes.
@@ -90,18 +90,18 @@ impl Run {
         let graph = GraphFake::start(misbehaviour).await;
         let secrets = meta_secrets();
         match chain {
-            Chain::WhatsAppThenSms => {
+            Chain::WhatsApp => {
                 app.add_whatsapp_account(&secrets).await;
                 app.add_whatsapp_template().await;
                 app.override_booking_confirmed(&["WHATSAPP", "SMS"], json!({"WHATSAPP": 8}))
                     .await;
             }
-            Chain::EmailThenSms => {
+            Chain::Email => {
                 app.add_email_account(true).await;
                 app.override_booking_confirmed(&["EMAIL", "SMS"], json!({"EMAIL": 8}))
                     .await;
             }
-            Chain::FanoutWhatsAppThenSms => {
+            Chain::FanoutWhatsApp => {
                 app.add_whatsapp_account(&secrets).await;
                 sqlx::query(
                     "insert into notification_templates
@@ -217,8 +217,8 @@ impl Run {
                 Ok(Ok(outcome)) if outcome.delivered.is_some() => {}
                 // A fan-out case confirms its bookings without a word.
                 Ok(Ok(outcome))
-                    if self.chain == Chain::FanoutWhatsAppThenSms
-                        && outcome.not_sent_reason.is_some() => {}
+                    if self.chain == Chain::FanoutWhatsApp && outcome.not_sent_reason.is_some() => {
+                }
                 Ok(Ok(outcome)) => unfinished.push(format!("{id}: {outcome:?}")),
                 Ok(Err(e)) if format!("{e:#}").contains(UNCONFIRMED) => unconfirmed += 1,
                 Ok(Err(e)) => unfinished.push(format!("{id}: {e:#}")),
@@ -345,7 +345,7 @@ async fn fanout_crash_after_acceptance(dev: &DevServer, n: usize, after: &[u64])
     const POINT: &str = "provider_accepted";
     let mut run = Run::start(
         dev,
-        Chain::FanoutWhatsAppThenSms,
+        Chain::FanoutWhatsApp,
         Misbehaviour::Slow(Duration::from_millis(50)),
         ReceiptMode::InOrder,
         Some((POINT, after[0])),
@@ -419,7 +419,7 @@ async fn crash_after_acceptance(
 async fn random_kills_under_load(dev: &DevServer) -> Row {
     let mut run = Run::start(
         dev,
-        Chain::WhatsAppThenSms,
+        Chain::WhatsApp,
         Misbehaviour::Slow(Duration::from_millis(150)),
         ReceiptMode::InOrder,
         None,
@@ -457,7 +457,7 @@ async fn random_kills_under_load(dev: &DevServer) -> Row {
 async fn postgres_cut_mid_dispatch(dev: &DevServer) -> Row {
     let mut run = Run::start(
         dev,
-        Chain::WhatsAppThenSms,
+        Chain::WhatsApp,
         Misbehaviour::Slow(Duration::from_millis(300)),
         ReceiptMode::InOrder,
         None,
@@ -479,7 +479,7 @@ async fn postgres_cut_mid_dispatch(dev: &DevServer) -> Row {
 async fn dev_server_restart_mid_flight(dev: &mut DevServer) -> Row {
     let mut run = Run::start(
         dev,
-        Chain::WhatsAppThenSms,
+        Chain::WhatsApp,
         Misbehaviour::Slow(Duration::from_millis(300)),
         ReceiptMode::InOrder,
         None,
@@ -503,7 +503,7 @@ async fn provider_misbehaves(
 ) -> Row {
     let mut run = Run::start(
         dev,
-        Chain::WhatsAppThenSms,
+        Chain::WhatsApp,
         misbehaviour,
         ReceiptMode::InOrder,
         None,
@@ -521,7 +521,7 @@ async fn provider_misbehaves(
 async fn receipts_duplicated_and_reordered(dev: &DevServer) -> Row {
     let mut run = Run::start(
         dev,
-        Chain::WhatsAppThenSms,
+        Chain::WhatsApp,
         Misbehaviour::None,
         ReceiptMode::DuplicatedAndReordered,
         None,
@@ -544,7 +544,7 @@ async fn every_fault_leaves_each_person_with_exactly_one_message_per_channel() {
         crash_after_acceptance(
             &dev,
             "SIGKILL after Meta accepted, before the record",
-            Chain::WhatsAppThenSms,
+            Chain::WhatsApp,
             12,
             &[3, 4, 2],
         )
@@ -552,7 +552,7 @@ async fn every_fault_leaves_each_person_with_exactly_one_message_per_channel() {
         crash_after_acceptance(
             &dev,
             "SIGKILL after SES accepted, before the record",
-            Chain::EmailThenSms,
+            Chain::Email,
             10,
             &[2, 4],
         )
