@@ -137,3 +137,30 @@ begin
     return wait;
 end
 $$;
+
+-- Records a provider's acceptance in one round trip: takes the provider
+-- id's lock (the one `record_callback` takes), moves the message to SENT,
+-- and says whether a receipt for that id came first and waits to be
+-- applied. Inside the function the update reads after the lock is held, so
+-- a receipt committed while this waited for the lock is seen.
+create function mark_message_sent(p_tenant uuid, p_id uuid, p_external text)
+returns table (sent_channel text, sent_status text, pending boolean)
+language plpgsql as $$
+begin
+    perform pg_advisory_xact_lock(hashtext('busflow.messages.external_message_id'), hashtext(p_external));
+    return query
+    with updated as (
+        update messages m
+           set status = case when m.status in ('QUEUED', 'SENDING') then 'SENT' else m.status end,
+               external_message_id = coalesce(m.external_message_id, p_external),
+               sent_at = coalesce(m.sent_at, now()),
+               updated_at = now()
+         where m.tenant_id = p_tenant and m.id = p_id and m.status <> 'FAILED'
+        returning m.channel, m.status)
+    select u.channel, u.status,
+           exists(select 1 from delivery_callbacks d
+                   where d.channel = u.channel and d.external_message_id = p_external
+                     and d.applied_at is null)
+      from updated u;
+end
+$$;

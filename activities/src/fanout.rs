@@ -24,7 +24,7 @@ use crate::notification::{
 use crate::planning::{self, ChannelStep};
 use crate::store::{self, channel_accounts::ChannelAccount, contacts::Contact};
 use crate::triggers::{self, Trigger};
-use crate::{quiet_hours, rate_limit, templates};
+use crate::{quiet_hours, templates};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -321,15 +321,6 @@ impl FanoutActivities {
                 .into_iter()
                 .map(|m| (m.id, m))
                 .collect();
-        let mut limits: HashMap<_, rate_limit::AccountLimits> = HashMap::new();
-        for account in accounts.values().flatten() {
-            limits.insert(
-                account.id,
-                rate_limit::limits(pool, input.tenant_id, account.id).await?,
-            );
-        }
-        let default_limits = rate_limit::AccountLimits::default();
-
         let notifications = &self.notifications;
         let ctx = &ctx;
         let sent: Vec<(usize, Result<RoundOutcome, ActivityError>)> =
@@ -340,9 +331,6 @@ impl FanoutActivities {
                         .and_then(|m| accounts.get(&m.channel))
                         .and_then(Option::as_ref);
                     let contact = contacts.get(&input.sends[i].contact_id);
-                    let limits = account
-                        .and_then(|a| limits.get(&a.id))
-                        .unwrap_or(&default_limits);
                     async move {
                         let Some(message) = message else {
                             return (
@@ -353,7 +341,7 @@ impl FanoutActivities {
                         };
                         let outcome = if message.status == MessageStatus::Queued {
                             notifications
-                                .dispatch(ctx, message, account, contact, Pacing::Book { limits })
+                                .dispatch(ctx, message, account, contact, Pacing::Book)
                                 .await
                         } else {
                             Ok(outcome_of(message))

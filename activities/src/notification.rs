@@ -114,6 +114,30 @@ pub struct PlanInput {
     pub variables: serde_json::Value,
     /// An explicit chain overrides the registry and the tenant's override.
     pub channels: Option<Vec<Channel>>,
+    /// Queue the first channel's message in the same step, unless quiet
+    /// hours hold it: one local activity less per notification.
+    #[serde(default)]
+    pub first: Option<FirstMessage>,
+}
+
+/// What queueing the first channel's message needs beyond the plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FirstMessage {
+    /// Chosen by the workflow (deterministic), so a retry reuses it.
+    pub message_id: MessageId,
+    pub replaces_message_id: Option<MessageId>,
+    pub conversation_id: Option<uuid::Uuid>,
+    pub channel_account_id: Option<ChannelAccountId>,
+    pub direct: Option<DirectMessage>,
+}
+
+/// The plan, and the first channel's message when it was queued with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedNotification {
+    #[serde(flatten)]
+    pub plan: NotificationPlan,
+    #[serde(default)]
+    pub first: Option<PrepareOutcome>,
 }
 
 /// A message of a tenant.
@@ -203,7 +227,7 @@ impl NotificationActivities {
         self: Arc<Self>,
         _ctx: ActivityContext,
         input: PlanInput,
-    ) -> Result<NotificationPlan, ActivityError> {
+    ) -> Result<PlannedNotification, ActivityError> {
         let pool = &self.pool;
         let trigger = input.trigger_event.notification().ok_or_else(|| {
             permanent(
@@ -253,7 +277,30 @@ impl NotificationActivities {
                 .await?
                 .map(|at| at.timestamp_millis());
         }
-        Ok(plan)
+        let first = match (&input.first, plan.steps.first()) {
+            (Some(first), Some(step)) if plan.hold_until_ms.is_none() => Some(
+                self.prepare(
+                    PrepareInput {
+                        tenant_id: input.tenant_id,
+                        contact_id: contact.id,
+                        trigger_event: input.trigger_event,
+                        channel: step.channel,
+                        workflow_id: input.workflow_id.clone(),
+                        attempt: 1,
+                        message_id: first.message_id,
+                        replaces_message_id: first.replaces_message_id,
+                        variables: input.variables,
+                        conversation_id: first.conversation_id,
+                        channel_account_id: first.channel_account_id,
+                        direct: first.direct.clone(),
+                    },
+                    Some(contact),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+        Ok(PlannedNotification { plan, first })
     }
 
     /// The message's delivery status as Postgres knows it.
@@ -280,16 +327,80 @@ impl NotificationActivities {
         _ctx: ActivityContext,
         input: PrepareInput,
     ) -> Result<PrepareOutcome, ActivityError> {
+        self.prepare(input, None).await
+    }
+
+    /// Sends a QUEUED message through its channel account's provider, once:
+    /// the send is claimed (SENDING) before the call, and an attempt that
+    /// finds it claimed by an earlier one does not call the provider again.
+    /// Heartbeats while the provider answers; a cancelled attempt leaves its
+    /// claim, since the request may already have been accepted.
+    #[activity(name = "dispatch_message")]
+    pub async fn dispatch_message(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: DispatchInput,
+    ) -> Result<DispatchOutcome, ActivityError> {
+        let _beating = Heartbeats::start(&ctx);
+        let pool = &self.pool;
+        let message = outbound(pool, input.tenant_id, input.message_id).await?;
+        if message.status != MessageStatus::Queued {
+            return Ok(outcome_of(&message));
+        }
+        let account = match message.channel_account_id {
+            Some(id) => store::channel_accounts::get(pool, input.tenant_id, id).await?,
+            None => None,
+        };
+        let contact = match message.contact_id {
+            Some(id) => store::contacts::get(pool, input.tenant_id, id).await?,
+            None => None,
+        };
+        self.dispatch(
+            &ctx,
+            &message,
+            account.as_ref(),
+            contact.as_ref(),
+            Pacing::Ask,
+        )
+        .await
+    }
+
+    /// The workflow gave up on a dispatch (its step deadline passed): a
+    /// message never claimed is FAILED with the reason; a claimed one may
+    /// have been sent and stays as it is.
+    #[activity(name = "abandon_dispatch")]
+    pub async fn abandon_dispatch(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: AbandonInput,
+    ) -> Result<DispatchOutcome, ActivityError> {
+        store::messages::mark_failed(&self.pool, input.tenant_id, input.message_id, &input.reason)
+            .await?;
+        let message = outbound(&self.pool, input.tenant_id, input.message_id).await?;
+        Ok(outcome_of(&message))
+    }
+}
+
+impl NotificationActivities {
+    /// `prepare_notification`, with the contact when the caller read it.
+    async fn prepare(
+        &self,
+        input: PrepareInput,
+        contact: Option<Contact>,
+    ) -> Result<PrepareOutcome, ActivityError> {
         let pool = &self.pool;
         let unusable = |reason: String| Ok(PrepareOutcome::Unusable { reason });
-        let contact = store::contacts::get(pool, input.tenant_id, input.contact_id)
-            .await?
-            .ok_or_else(|| {
-                permanent(
-                    failure_types::CONTACT_NOT_FOUND,
-                    format!("contact {} not found", input.contact_id),
-                )
-            })?;
+        let contact = match contact {
+            Some(contact) => contact,
+            None => store::contacts::get(pool, input.tenant_id, input.contact_id)
+                .await?
+                .ok_or_else(|| {
+                    permanent(
+                        failure_types::CONTACT_NOT_FOUND,
+                        format!("contact {} not found", input.contact_id),
+                    )
+                })?,
+        };
         if recipient_address(&contact, input.channel).is_none() {
             return unusable(format!("contact has no {} address", input.channel));
         }
@@ -391,69 +502,17 @@ impl NotificationActivities {
             template_key,
         }))
     }
-
-    /// Sends a QUEUED message through its channel account's provider, once:
-    /// the send is claimed (SENDING) before the call, and an attempt that
-    /// finds it claimed by an earlier one does not call the provider again.
-    /// Heartbeats while the provider answers; a cancelled attempt leaves its
-    /// claim, since the request may already have been accepted.
-    #[activity(name = "dispatch_message")]
-    pub async fn dispatch_message(
-        self: Arc<Self>,
-        ctx: ActivityContext,
-        input: DispatchInput,
-    ) -> Result<DispatchOutcome, ActivityError> {
-        let _beating = Heartbeats::start(&ctx);
-        let pool = &self.pool;
-        let message = outbound(pool, input.tenant_id, input.message_id).await?;
-        if message.status != MessageStatus::Queued {
-            return Ok(outcome_of(&message));
-        }
-        let account = match message.channel_account_id {
-            Some(id) => store::channel_accounts::get(pool, input.tenant_id, id).await?,
-            None => None,
-        };
-        let contact = match message.contact_id {
-            Some(id) => store::contacts::get(pool, input.tenant_id, id).await?,
-            None => None,
-        };
-        self.dispatch(
-            &ctx,
-            &message,
-            account.as_ref(),
-            contact.as_ref(),
-            Pacing::Ask,
-        )
-        .await
-    }
-
-    /// The workflow gave up on a dispatch (its step deadline passed): a
-    /// message never claimed is FAILED with the reason; a claimed one may
-    /// have been sent and stays as it is.
-    #[activity(name = "abandon_dispatch")]
-    pub async fn abandon_dispatch(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        input: AbandonInput,
-    ) -> Result<DispatchOutcome, ActivityError> {
-        store::messages::mark_failed(&self.pool, input.tenant_id, input.message_id, &input.reason)
-            .await?;
-        let message = outbound(&self.pool, input.tenant_id, input.message_id).await?;
-        Ok(outcome_of(&message))
-    }
 }
 
 /// How a dispatch waits for its send-rate limit.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Pacing<'a> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pacing {
     /// One message per activity: a short wait is an activity retry, a long
     /// one the workflow's durable timer.
     Ask,
     /// Many messages per activity (a fan-out chunk): the send books its slot
     /// and sleeps until it, up to [`LONGEST_BOOKED_WAIT`].
-    Book {
-        limits: &'a rate_limit::AccountLimits,
-    },
+    Book,
 }
 
 /// The furthest ahead a fan-out send books its rate-limit slot; a later slot
@@ -471,7 +530,7 @@ impl NotificationActivities {
         message: &store::messages::OutboundMessage,
         account: Option<&store::channel_accounts::ChannelAccount>,
         contact: Option<&Contact>,
-        pacing: Pacing<'_>,
+        pacing: Pacing,
     ) -> Result<DispatchOutcome, ActivityError> {
         let pool = &self.pool;
         let input = MessageRef {
@@ -526,9 +585,10 @@ impl NotificationActivities {
             business_initiated: whatsapp_template.is_some(),
         };
         let wait = match pacing {
-            Pacing::Ask => rate_limit::acquire(pool, &send).await?,
-            Pacing::Book { limits } => {
-                match rate_limit::reserve(pool, limits, &send, LONGEST_BOOKED_WAIT).await? {
+            Pacing::Ask => rate_limit::acquire(pool, &account.limits, &send).await?,
+            Pacing::Book => {
+                match rate_limit::reserve(pool, &account.limits, &send, LONGEST_BOOKED_WAIT).await?
+                {
                     rate_limit::Reservation::Go(wait) if wait.is_zero() => None,
                     rate_limit::Reservation::Go(wait) => {
                         metrics::global().rate_limited(message.channel, wait);
@@ -547,7 +607,7 @@ impl NotificationActivities {
         if let Some(wait) = wait {
             metrics::global().rate_limited(message.channel, wait);
             tracing::debug!(tenant.id = %input.tenant_id, message.id = %message.id, "rate limited for {wait:?}");
-            if wait > LONGEST_RETRY_WAIT || matches!(pacing, Pacing::Book { .. }) {
+            if wait > LONGEST_RETRY_WAIT || pacing == Pacing::Book {
                 return Ok(DispatchOutcome::Held {
                     wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                 });

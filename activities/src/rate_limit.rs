@@ -89,31 +89,17 @@ pub fn buckets(limits: &AccountLimits, send: &Send<'_>) -> Vec<Bucket> {
     buckets
 }
 
-/// The account's configured limits (defaults when the account is gone).
-pub async fn limits(
+/// Takes the send from every bucket of an account with `limits`, or
+/// returns how long to wait before it may go. `None` = go now.
+pub async fn acquire(
     pool: &PgPool,
-    tenant_id: TenantId,
-    account_id: ChannelAccountId,
-) -> sqlx::Result<AccountLimits> {
-    Ok(sqlx::query_as(
-        "select max_send_rate, send_burst, messaging_tier, pair_burst
-           from channel_accounts where tenant_id = $1 and id = $2",
-    )
-    .bind(tenant_id)
-    .bind(account_id)
-    .fetch_optional(pool)
-    .await?
-    .unwrap_or_default())
-}
-
-/// Takes the send from every bucket, or returns how long to wait before it
-/// may go. `None` = go now.
-pub async fn acquire(pool: &PgPool, send: &Send<'_>) -> anyhow::Result<Option<Duration>> {
-    let limits = limits(pool, send.tenant_id, send.account_id).await?;
-    if let Some(wait) = tier_wait(pool, &limits, send).await? {
+    limits: &AccountLimits,
+    send: &Send<'_>,
+) -> anyhow::Result<Option<Duration>> {
+    if let Some(wait) = tier_wait(pool, limits, send).await? {
         return Ok(Some(wait));
     }
-    let buckets = buckets(&limits, send);
+    let buckets = buckets(limits, send);
     if buckets.is_empty() {
         return Ok(None);
     }
@@ -137,8 +123,8 @@ pub enum Reservation {
     Held(Duration),
 }
 
-/// Books the send's slot (see `rate_limit_reserve`) with `limits` already
-/// read: a sender of many messages waits once per message, never asks twice.
+/// Books the send's slot (see `rate_limit_reserve`): a sender of many
+/// messages waits once per message, never asks twice.
 pub async fn reserve(
     pool: &PgPool,
     limits: &AccountLimits,

@@ -166,6 +166,10 @@ impl Drop for ManagedProcess {
     }
 }
 
+/// The dev server's dynamic config key that lets workers start the
+/// activities they schedule eagerly (dev, tests and the benchmark alike).
+pub const EAGER_ACTIVITIES: &str = "system.enableActivityEagerExecution";
+
 /// Arguments of `temporal server start-dev`.
 pub struct TemporalDevServer<'a> {
     pub ip: &'a str,
@@ -202,6 +206,14 @@ impl TemporalDevServer<'_> {
             args.extend(["--search-attribute".to_owned(), format!("{name}={kind}")]);
         }
         args.extend(["--log-level".to_owned(), self.log_level.to_owned()]);
+        // Off by default in the server: a workflow task that schedules an
+        // activity on its own queue gets the activity back in the reply
+        // instead of a round trip through matching. The SDK asks for it on
+        // every activity (up to 3 per workflow task) unless told otherwise.
+        args.extend([
+            "--dynamic-config-value".to_owned(),
+            format!("{EAGER_ACTIVITIES}=true"),
+        ]);
         args
     }
 }

@@ -271,17 +271,27 @@ async fn a_ses_outage_is_retried_with_backoff_and_the_email_goes_out_once_it_rec
     let workflow_id = app.confirm_booking(profile, contact, "BF-OUT").await;
 
     let client = app.temporal().await;
+    // Two failed dispatches in the history: a retry after backing off.
     app.eventually("a second dispatch attempt", Duration::from_secs(30), || {
         let handle =
             client.get_workflow_handle::<busflow_workflows::NotificationWorkflow>(&workflow_id);
         async move {
-            let description = handle.describe(Default::default()).await.ok()?;
-            let activity = description
-                .raw_description
-                .pending_activities
-                .first()
-                .cloned()?;
-            (activity.attempt >= 2).then_some(())
+            let events = handle
+                .fetch_history(Default::default())
+                .into_events()
+                .await
+                .ok()?;
+            let failed_dispatches = events
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        &e.attributes,
+                        Some(temporalio_common::protos::temporal::api::history::v1::history_event::Attributes::MarkerRecordedEventAttributes(m))
+                            if m.failure.is_some()
+                    )
+                })
+                .count();
+            (failed_dispatches >= 2).then_some(())
         }
     })
     .await;
@@ -303,4 +313,30 @@ async fn a_ses_outage_is_retried_with_backoff_and_the_email_goes_out_once_it_rec
             .await,
         1
     );
+}
+
+#[tokio::test]
+async fn a_notification_on_a_channel_without_receipts_costs_at_most_twelve_history_events() {
+    let app = TestApp::spawn().await;
+    app.add_sandbox_sms_account(None, None).await;
+    let profile = Uuid::new_v4();
+    let phone = app.unique_phone();
+    let contact = app.upsert_passenger_with_phone(profile, &phone).await;
+    let workflow_id = app.confirm_booking(profile, contact, "BF-EVENTS").await;
+    let outcome = app.workflow_result(&workflow_id).await.expect("sent");
+    assert_eq!(
+        outcome.delivered.as_ref().map(|d| d.channel.as_str()),
+        Some("SMS"),
+        "{outcome:?}"
+    );
+    let events = app
+        .temporal()
+        .await
+        .get_workflow_handle::<busflow_workflows::NotificationWorkflow>(&workflow_id)
+        .fetch_history(Default::default())
+        .into_events()
+        .await
+        .expect("history");
+    let kinds: Vec<_> = events.iter().map(|e| e.event_type()).collect();
+    assert!(kinds.len() <= 12, "{} events: {kinds:?}", kinds.len());
 }

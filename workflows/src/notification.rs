@@ -2,9 +2,13 @@
 //! channel of its chain that delivers it.
 //!
 //! Plan (local activity: chain filtered by address, opt-outs and active
-//! accounts) → per channel: prepare (local activity: render, insert QUEUED) →
-//! dispatch (activity: the provider call, retried with backoff inside the step
-//! deadline) → wait for a delivery signal up to the channel's timeout.
+//! accounts; it also queues the first channel's message) → per channel:
+//! prepare (local activity: render, insert QUEUED; done by the plan for the
+//! first) → dispatch (local activity: the provider call, claimed before it
+//! is made, retried with backoff inside the step deadline) → wait for a
+//! delivery signal up to the channel's timeout. All local activities: a
+//! notification on a channel without receipts is one workflow task, eight
+//! history events.
 //! DELIVERED or READ ends the workflow; nothing else is ever sent for it. A
 //! FAILED callback, a permanent rejection or the timeout moves on to the next
 //! channel with a new message linked to the one it replaces. A channel without
@@ -22,7 +26,7 @@ use busflow_activities::model::{
     Channel, ChannelAccountId, ContactId, MessageId, MessageStatus, TenantId,
 };
 use busflow_activities::notification::{
-    AbandonInput, DISPATCH_HEARTBEAT, DirectMessage, DispatchInput, DispatchOutcome, MessageRef,
+    AbandonInput, DirectMessage, DispatchInput, DispatchOutcome, FirstMessage, MessageRef,
     NotificationActivities, PlanInput, PrepareInput, PrepareOutcome, failure_types,
 };
 use busflow_activities::planning::ChannelStep;
@@ -35,9 +39,8 @@ use temporalio_common::error::ActivityExecutionError;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
-    ActivityCloseTimeouts, ActivityOptions, ApplicationFailure, LocalActivityOptions,
-    SyncWorkflowContext, TimerResult, WorkflowContext, WorkflowContextView, WorkflowResult,
-    WorkflowTermination,
+    ApplicationFailure, LocalActivityOptions, SyncWorkflowContext, TimerResult, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 /// What the API asks for: who, about what, and (optionally) over which channels.
@@ -142,7 +145,8 @@ impl NotificationWorkflow {
         ctx: &mut WorkflowContext<Self>,
         request: NotificationRequest,
     ) -> WorkflowResult<NotificationOutcome> {
-        let plan = ctx
+        let first_message = MessageId(deterministic_uuid(&ctx.uuid4()));
+        let planned = ctx
             .execute_local_activity(
                 NotificationActivities::plan_notification,
                 PlanInput {
@@ -153,10 +157,19 @@ impl NotificationWorkflow {
                     source_event_id: request.source_event_id.clone(),
                     variables: request.variables.clone(),
                     channels: request.channels.clone(),
+                    first: Some(FirstMessage {
+                        message_id: first_message,
+                        replaces_message_id: request.replaces_message_id,
+                        conversation_id: request.reply.as_ref().map(|r| r.conversation_id),
+                        channel_account_id: request.reply.as_ref().map(|r| r.channel_account_id),
+                        direct: request.reply.as_ref().map(|r| r.message.clone()),
+                    }),
                 },
-                db_step("plan the channel chain"),
+                db_step("plan the channel chain and queue the first message"),
             )
             .await?;
+        let plan = planned.plan;
+        let mut first_prepared = planned.first;
         if plan.steps.is_empty() {
             let reason = plan.not_sent_reason();
             ctx.upsert_search_attributes(
@@ -178,39 +191,47 @@ impl NotificationWorkflow {
         let mut replaces: Option<MessageId> = request.replaces_message_id;
         // A channel whose outcome stayed unknown may have reached the person.
         let mut maybe_reached = false;
+        let mut last: Option<(Channel, MessageId)> = None;
         for (index, step) in plan.steps.iter().enumerate() {
             let attempt = i16::try_from(index + 1).unwrap_or(i16::MAX);
-            let message_id = MessageId(deterministic_uuid(&ctx.uuid4()));
+            let message_id = if index == 0 {
+                first_message
+            } else {
+                MessageId(deterministic_uuid(&ctx.uuid4()))
+            };
             let channel = step.channel;
             ctx.state_mut(|s| {
                 s.progress.current_channel = Some(channel);
                 s.progress.current_message = Some(message_id);
             });
-            ctx.upsert_search_attributes([
-                sa::CHANNEL.value_set(channel.as_str().to_owned()),
-                sa::NOTIFICATION_STATUS.value_set("QUEUED".to_owned()),
-            ]);
-            let prepared = match ctx
-                .execute_local_activity(
-                    NotificationActivities::prepare_notification,
-                    PrepareInput {
-                        tenant_id: request.tenant_id,
-                        contact_id: request.contact_id,
-                        trigger_event: request.trigger_event,
-                        channel,
-                        workflow_id: workflow_id.clone(),
-                        attempt,
-                        message_id,
-                        replaces_message_id: replaces,
-                        variables: request.variables.clone(),
-                        conversation_id: request.reply.as_ref().map(|r| r.conversation_id),
-                        channel_account_id: request.reply.as_ref().map(|r| r.channel_account_id),
-                        direct: request.reply.as_ref().map(|r| r.message.clone()),
-                    },
-                    db_step("render and queue the message"),
-                )
-                .await?
-            {
+            let queued = match first_prepared.take() {
+                Some(prepared) if index == 0 => prepared,
+                _ => {
+                    ctx.execute_local_activity(
+                        NotificationActivities::prepare_notification,
+                        PrepareInput {
+                            tenant_id: request.tenant_id,
+                            contact_id: request.contact_id,
+                            trigger_event: request.trigger_event,
+                            channel,
+                            workflow_id: workflow_id.clone(),
+                            attempt,
+                            message_id,
+                            replaces_message_id: replaces,
+                            variables: request.variables.clone(),
+                            conversation_id: request.reply.as_ref().map(|r| r.conversation_id),
+                            channel_account_id: request
+                                .reply
+                                .as_ref()
+                                .map(|r| r.channel_account_id),
+                            direct: request.reply.as_ref().map(|r| r.message.clone()),
+                        },
+                        db_step("render and queue the message"),
+                    )
+                    .await?
+                }
+            };
+            let prepared = match queued {
                 PrepareOutcome::Queued(prepared) => prepared,
                 PrepareOutcome::Unusable { reason } => {
                     let line = format!("{channel}: skipped: {reason}");
@@ -219,7 +240,7 @@ impl NotificationWorkflow {
                 }
             };
             let message_id = prepared.message_id;
-            ctx.upsert_search_attributes([sa::MESSAGE_ID.value_set(message_id.to_string())]);
+            last = Some((channel, message_id));
 
             let outcome = Self::dispatch(ctx, &request, channel, message_id).await?;
 
@@ -245,9 +266,7 @@ impl NotificationWorkflow {
                     if let Wait::Delivered(status) = waited {
                         let line = format!("{channel}: {status}");
                         ctx.state_mut(|s| s.progress.attempts.push(line));
-                        ctx.upsert_search_attributes([
-                            sa::NOTIFICATION_STATUS.value_set(status.as_str().to_owned())
-                        ]);
+                        show(ctx, channel, message_id, status.as_str());
                         let external_message_id = if external_message_id.is_empty() {
                             Self::provider_id(ctx, &request, message_id).await?
                         } else {
@@ -294,7 +313,12 @@ impl NotificationWorkflow {
                 failure_types::NOTIFICATION_UNDELIVERABLE,
             )
         };
-        ctx.upsert_search_attributes([sa::NOTIFICATION_STATUS.value_set(status.to_owned())]);
+        match last {
+            Some((channel, message_id)) => show(ctx, channel, message_id, status),
+            None => {
+                ctx.upsert_search_attributes([sa::NOTIFICATION_STATUS.value_set(status.to_owned())])
+            }
+        }
         Err(ApplicationFailure::builder(failure)
             .type_name(type_name.to_owned())
             .non_retryable(true)
@@ -367,6 +391,7 @@ impl NotificationWorkflow {
             (Some(now), Some(start)) => now.duration_since(start).unwrap_or_default(),
             _ => Duration::ZERO,
         };
+        let mut backoff = Duration::from_secs(1);
         loop {
             let remaining = deadline.saturating_sub(elapsed(ctx));
             if remaining.is_zero() {
@@ -377,7 +402,7 @@ impl NotificationWorkflow {
                 return Self::abandon(ctx, request, message_id, reason).await;
             }
             let attempt = ctx
-                .execute_activity(
+                .execute_local_activity(
                     NotificationActivities::dispatch_message,
                     DispatchInput {
                         tenant_id: request.tenant_id,
@@ -401,6 +426,7 @@ impl NotificationWorkflow {
                         "{channel} message {message_id} held by the send-rate limit for {}s",
                         wait.as_secs()
                     ));
+                    show(ctx, channel, message_id, "HELD");
                     if ctx.timer(wait).await == TimerResult::Cancelled {
                         return Err(WorkflowTermination::cancelled());
                     }
@@ -410,8 +436,21 @@ impl NotificationWorkflow {
                     return Err(WorkflowTermination::cancelled());
                 }
                 Err(e) => {
-                    let reason = format!("dispatch gave up: {}", root_cause(&e));
-                    return Self::abandon(ctx, request, message_id, reason).await;
+                    // Retried here rather than by the local activity's own
+                    // policy: each wait is a durable timer that the step
+                    // deadline bounds.
+                    let wait = match retry_delay(&e) {
+                        Some(asked) => asked.unwrap_or(backoff),
+                        None => Duration::MAX,
+                    };
+                    if wait >= deadline.saturating_sub(elapsed(ctx)) {
+                        let reason = format!("dispatch gave up: {}", root_cause(&e));
+                        return Self::abandon(ctx, request, message_id, reason).await;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    if ctx.timer(wait).await == TimerResult::Cancelled {
+                        return Err(WorkflowTermination::cancelled());
+                    }
                 }
             }
         }
@@ -477,9 +516,7 @@ impl NotificationWorkflow {
                 None => Wait::Delivered(status_after_send),
             });
         };
-        ctx.upsert_search_attributes([
-            sa::NOTIFICATION_STATUS.value_set(status_after_send.as_str().to_owned())
-        ]);
+        show(ctx, step.channel, message_id, status_after_send.as_str());
         let mut receipt_arrived = std::pin::pin!(ctx.wait_condition(|s| {
             s.receipts
                 .get(&message_id)
@@ -525,6 +562,28 @@ fn root_cause(error: &ActivityExecutionError) -> String {
         failure = cause;
     }
     failure.message.clone()
+}
+
+/// How long to wait before dispatching again after `error`: `None` when it
+/// must not be retried (a permanent failure), `Some(None)` for the caller's
+/// backoff, `Some(Some(d))` when the failure asked for `d` (a rate limit, a
+/// provider's Retry-After).
+fn retry_delay(error: &ActivityExecutionError) -> Option<Option<Duration>> {
+    let Some(mut failure) = error.failure() else {
+        return Some(None);
+    };
+    while let Some(cause) = failure.cause.as_deref() {
+        failure = cause;
+    }
+    match failure.maybe_application_failure() {
+        Some(app) if app.non_retryable => None,
+        Some(app) => Some(
+            app.next_retry_delay
+                .and_then(|d| Duration::try_from(d).ok())
+                .filter(|d| !d.is_zero()),
+        ),
+        None => Some(None),
+    }
 }
 
 /// DELIVERED/READ end the notification; FAILED moves on; anything else waits.
@@ -574,27 +633,38 @@ fn db_step(summary: &str) -> LocalActivityOptions {
 /// rate-limit take before it (each bounded by the pool's 5 s acquire).
 const DISPATCH_START_TO_CLOSE: Duration = Duration::from_secs(75);
 
-/// The provider call: exponential backoff inside what is left of the step
-/// deadline; heartbeats, so a dead worker's attempt is retried in seconds.
+/// The provider call, as a local activity: no history events of its own
+/// beyond its marker, and no task round trip through the server. One
+/// attempt each: [`NotificationWorkflow::dispatch`] retries with backoff on
+/// timers inside what is left of the step deadline. A worker that dies
+/// mid-call loses its workflow task; the next one replays and runs the
+/// dispatch again, which finds the send claimed and does not repeat it.
 fn dispatch_options(
     remaining: Duration,
     channel: Channel,
     message_id: MessageId,
-) -> ActivityOptions {
-    ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
-        schedule_to_close: remaining,
-        start_to_close: DISPATCH_START_TO_CLOSE,
-    })
-    .heartbeat_timeout(DISPATCH_HEARTBEAT * 5)
-    .retry_policy(
-        RetryPolicy::builder()
-            .initial_interval(Duration::from_secs(1))
-            .backoff_coefficient(2.0)
-            .maximum_interval(Duration::from_secs(60))
-            .build(),
-    )
-    .summary(format!("send {channel} message {message_id}"))
-    .build()
+) -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .schedule_to_close_timeout(remaining)
+        .start_to_close_timeout(DISPATCH_START_TO_CLOSE)
+        .retry_policy(RetryPolicy::builder().maximum_attempts(1).build())
+        .summary(format!("send {channel} message {message_id}"))
+        .build()
+}
+
+/// Shows the notification's current message in its search attributes, in
+/// one upsert (each upsert is a history event).
+fn show(
+    ctx: &WorkflowContext<NotificationWorkflow>,
+    channel: Channel,
+    message_id: MessageId,
+    status: &str,
+) {
+    ctx.upsert_search_attributes([
+        sa::CHANNEL.value_set(channel.as_str().to_owned()),
+        sa::MESSAGE_ID.value_set(message_id.to_string()),
+        sa::NOTIFICATION_STATUS.value_set(status.to_owned()),
+    ]);
 }
 
 /// `ctx.uuid4()` is replay-safe; parsing it cannot fail, but a workflow must

@@ -19,6 +19,9 @@ pub struct ChannelAccount {
     pub mode: ChannelAccountMode,
     pub provider_config: Json<serde_json::Value>,
     pub provider_secrets: Option<Json<SealedSecret>>,
+    /// Its send-rate limits, read with it so a send needs no second read.
+    #[sqlx(flatten)]
+    pub limits: crate::rate_limit::AccountLimits,
 }
 
 impl ChannelAccount {
@@ -34,8 +37,8 @@ pub fn secret_context(tenant_id: TenantId, account_id: ChannelAccountId) -> Stri
     format!("{tenant_id}/{account_id}")
 }
 
-const COLUMNS: &str =
-    "id, tenant_id, channel, provider, status, mode, provider_config, provider_secrets";
+const COLUMNS: &str = "id, tenant_id, channel, provider, status, mode, provider_config, provider_secrets, \
+     max_send_rate, send_burst, messaging_tier, pair_burst";
 
 /// The tenant's ACTIVE account for a channel (the oldest, if several).
 pub async fn active_for_channel(
@@ -162,7 +165,8 @@ pub async fn by_address(
     sqlx::query_as(
         "select distinct on (a.address, c.created_at, c.id)
                 a.address, c.id, c.tenant_id, c.channel, c.provider, c.status, c.mode,
-                c.provider_config, c.provider_secrets
+                c.provider_config, c.provider_secrets,
+                c.max_send_rate, c.send_burst, c.messaging_tier, c.pair_burst
            from channel_accounts c
           cross join lateral unnest(array[
                 lower(c.provider_config ->> 'from_address'),

@@ -407,30 +407,25 @@ pub async fn mark_sent(
     id: MessageId,
     external_message_id: &str,
 ) -> sqlx::Result<MessageStatus> {
+    // One round trip (`mark_message_sent`) unless a receipt came first.
+    let row: Option<(Channel, MessageStatus, bool)> =
+        sqlx::query_as("select * from mark_message_sent($1, $2, $3)")
+            .bind(tenant_id)
+            .bind(id)
+            .bind(external_message_id)
+            .fetch_optional(pool)
+            .await?;
+    let Some((channel, status, pending)) = row else {
+        return Ok(MessageStatus::Failed);
+    };
+    if !pending {
+        return Ok(status);
+    }
     let mut tx = pool.begin().await?;
     lock_external_id(&mut tx, external_message_id).await?;
-    let row: Option<(Channel, MessageStatus)> = sqlx::query_as(
-        "update messages
-            set status = case when status in ('QUEUED', 'SENDING') then 'SENT' else status end,
-                external_message_id = coalesce(external_message_id, $3),
-                sent_at = coalesce(sent_at, now()),
-                updated_at = now()
-          where tenant_id = $1 and id = $2 and status <> 'FAILED'
-          returning channel, status",
-    )
-    .bind(tenant_id)
-    .bind(id)
-    .bind(external_message_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let status = match row {
-        Some((channel, status)) => {
-            apply_pending_callbacks(&mut tx, tenant_id, id, channel, external_message_id)
-                .await?
-                .unwrap_or(status)
-        }
-        None => MessageStatus::Failed,
-    };
+    let status = apply_pending_callbacks(&mut tx, tenant_id, id, channel, external_message_id)
+        .await?
+        .unwrap_or(status);
     tx.commit().await?;
     Ok(status)
 }

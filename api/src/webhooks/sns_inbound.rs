@@ -441,6 +441,7 @@ mod tests {
                 mode: ChannelAccountMode::Live,
                 provider_config: SqlJson(json!({"from_address": address})),
                 provider_secrets: None,
+                limits: Default::default(),
             },
         }
     }
