@@ -11,6 +11,7 @@ mod support;
 use busflow_workflows::names::fanout_workflow_id;
 use busflow_workflows::{BatchNotificationWorkflow, BatchProgress};
 use chrono::Utc;
+use futures::StreamExt;
 use std::time::{Duration, Instant};
 use support::app::{TestApp, TestOptions, trip_event};
 use temporalio_client::WorkflowGetResultOptions;
@@ -91,6 +92,27 @@ async fn a_delay_on_a_ten_thousand_passenger_trip_reaches_each_exactly_once_acro
     assert_eq!(
         (messages, recipients),
         (PASSENGERS as i64, PASSENGERS as i64)
+    );
+    // What the fan-out cost in Temporal: every run of the batch and every
+    // chunk, as the server lists them.
+    let client = app.temporal().await;
+    let mut executions = client.list_workflows(
+        format!(
+            "TenantId = '{}' OR WorkflowType = 'BatchNotificationWorkflow'",
+            app.tenant_id
+        ),
+        Default::default(),
+    );
+    let (mut workflows, mut events) = (0, 0);
+    while let Some(execution) = executions.next().await {
+        let execution = execution.expect("listed");
+        workflows += 1;
+        events += execution.history_length();
+    }
+    eprintln!("fan-out of {PASSENGERS}: {workflows} workflow runs, {events} history events");
+    assert!(
+        events < 1_000,
+        "a fan-out of {PASSENGERS} costs hundreds of history events, not one workflow per passenger: {events}"
     );
     let stuck: i64 = sqlx::query_scalar(
         "select count(*) from messages where tenant_id = $1 and status = 'QUEUED'",
