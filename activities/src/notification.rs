@@ -243,8 +243,8 @@ impl NotificationActivities {
                     format!("contact {} not found", input.contact_id),
                 )
             })?;
-        let tenant_override =
-            store::tenants::trigger_override(pool, input.tenant_id, trigger.name())
+        let (tenant, tenant_override) =
+            store::tenants::settings_for_trigger(pool, input.tenant_id, trigger.name())
                 .await
                 .map_err(|e| match e {
                     store::tenants::OverrideError::Database(e) => ActivityError::from(e),
@@ -252,7 +252,8 @@ impl NotificationActivities {
                         permanent(failure_types::INVALID_TENANT_SETTINGS, invalid.to_string())
                     }
                 })?;
-        let active = store::channel_accounts::active_channels(pool, input.tenant_id).await?;
+        let accounts = store::channel_accounts::active(pool, input.tenant_id).await?;
+        let active = store::channel_accounts::channels_of(&accounts);
         store::requests::record(
             pool,
             &store::requests::NotificationRequestRow {
@@ -294,7 +295,11 @@ impl NotificationActivities {
                         channel_account_id: first.channel_account_id,
                         direct: first.direct.clone(),
                     },
-                    Some(contact),
+                    Preloaded {
+                        account: accounts.into_iter().find(|a| a.channel == step.channel),
+                        contact: Some(contact),
+                        tenant: Some(tenant),
+                    },
                 )
                 .await?,
             ),
@@ -327,7 +332,7 @@ impl NotificationActivities {
         _ctx: ActivityContext,
         input: PrepareInput,
     ) -> Result<PrepareOutcome, ActivityError> {
-        self.prepare(input, None).await
+        self.prepare(input, Preloaded::default()).await
     }
 
     /// Sends a QUEUED message through its channel account's provider, once:
@@ -343,18 +348,18 @@ impl NotificationActivities {
     ) -> Result<DispatchOutcome, ActivityError> {
         let _beating = Heartbeats::start(&ctx);
         let pool = &self.pool;
-        let message = outbound(pool, input.tenant_id, input.message_id).await?;
+        let (message, account, contact) =
+            store::messages::dispatch_view(pool, input.tenant_id, input.message_id)
+                .await?
+                .ok_or_else(|| {
+                    permanent(
+                        failure_types::MESSAGE_NOT_FOUND,
+                        format!("message {} not found", input.message_id),
+                    )
+                })?;
         if message.status != MessageStatus::Queued {
             return Ok(outcome_of(&message));
         }
-        let account = match message.channel_account_id {
-            Some(id) => store::channel_accounts::get(pool, input.tenant_id, id).await?,
-            None => None,
-        };
-        let contact = match message.contact_id {
-            Some(id) => store::contacts::get(pool, input.tenant_id, id).await?,
-            None => None,
-        };
         self.dispatch(
             &ctx,
             &message,
@@ -382,13 +387,19 @@ impl NotificationActivities {
 }
 
 impl NotificationActivities {
-    /// `prepare_notification`, with the contact when the caller read it.
+    /// `prepare_notification`, with the contact and the tenant's settings
+    /// when the caller read them.
     async fn prepare(
         &self,
         input: PrepareInput,
-        contact: Option<Contact>,
+        preloaded: Preloaded,
     ) -> Result<PrepareOutcome, ActivityError> {
         let pool = &self.pool;
+        let Preloaded {
+            account: active_account,
+            contact,
+            tenant,
+        } = preloaded;
         let unusable = |reason: String| Ok(PrepareOutcome::Unusable { reason });
         let contact = match contact {
             Some(contact) => contact,
@@ -408,10 +419,17 @@ impl NotificationActivities {
             Some(id) => store::channel_accounts::get(pool, input.tenant_id, id)
                 .await?
                 .filter(|a| a.status == ChannelAccountStatus::Active && a.channel == input.channel),
-            None => {
-                store::channel_accounts::active_for_channel(pool, input.tenant_id, input.channel)
+            None => match active_account {
+                Some(account) => Some(account),
+                None => {
+                    store::channel_accounts::active_for_channel(
+                        pool,
+                        input.tenant_id,
+                        input.channel,
+                    )
                     .await?
-            }
+                }
+            },
         };
         let Some(account) = account else {
             return unusable(format!(
@@ -430,7 +448,10 @@ impl NotificationActivities {
                 },
             ),
             None => {
-                let tenant = store::tenants::settings(pool, input.tenant_id).await?;
+                let tenant = match tenant {
+                    Some(tenant) => tenant,
+                    None => store::tenants::settings(pool, input.tenant_id).await?,
+                };
                 let locale = contact
                     .locale
                     .clone()
@@ -502,6 +523,15 @@ impl NotificationActivities {
             template_key,
         }))
     }
+}
+
+/// What the caller of `prepare` already read.
+#[derive(Default)]
+struct Preloaded {
+    /// The tenant's ACTIVE account on the message's channel.
+    account: Option<store::channel_accounts::ChannelAccount>,
+    contact: Option<Contact>,
+    tenant: Option<store::tenants::TenantSettings>,
 }
 
 /// How a dispatch waits for its send-rate limit.

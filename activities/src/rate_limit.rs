@@ -22,7 +22,7 @@ pub struct Bucket {
 }
 
 /// A channel account's limits as configured (NULL columns = defaults).
-#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, sqlx::FromRow)]
 pub struct AccountLimits {
     pub max_send_rate: Option<f64>,
     pub send_burst: Option<i32>,

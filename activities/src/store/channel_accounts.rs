@@ -9,7 +9,7 @@ use sqlx::types::Json;
 
 /// A channel account row. `provider_secrets` stays sealed until the dispatch
 /// activity opens it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct ChannelAccount {
     pub id: ChannelAccountId,
     pub tenant_id: TenantId,
@@ -21,6 +21,7 @@ pub struct ChannelAccount {
     pub provider_secrets: Option<Json<SealedSecret>>,
     /// Its send-rate limits, read with it so a send needs no second read.
     #[sqlx(flatten)]
+    #[serde(flatten)]
     pub limits: crate::rate_limit::AccountLimits,
 }
 
@@ -80,26 +81,62 @@ pub struct ActiveChannel {
     pub receipts: bool,
 }
 
+impl ChannelAccount {
+    /// Whether its provider reports delivery: WhatsApp always; email when
+    /// the account publishes SES events through a configuration set; SMS
+    /// when delivery-status logging is on.
+    pub fn reports_delivery(&self) -> bool {
+        let config = &self.provider_config.0;
+        match self.channel {
+            Channel::WhatsApp => true,
+            Channel::Email => config["configuration_set"]
+                .as_str()
+                .is_some_and(|set| !set.is_empty()),
+            Channel::Sms => match &config["delivery_receipts"] {
+                serde_json::Value::Bool(on) => *on,
+                serde_json::Value::String(on) => on.eq_ignore_ascii_case("true"),
+                _ => false,
+            },
+            Channel::Webchat => false,
+        }
+    }
+}
+
+/// The tenant's ACTIVE accounts, oldest first (the one a channel sends from).
+pub async fn active(pool: &PgPool, tenant_id: TenantId) -> sqlx::Result<Vec<ChannelAccount>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from channel_accounts
+          where tenant_id = $1 and status = 'ACTIVE'
+          order by created_at, id"
+    ))
+    .bind(tenant_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// The channels these ACTIVE accounts send on, each reporting delivery if
+/// any of its accounts does.
+pub fn channels_of(accounts: &[ChannelAccount]) -> Vec<ActiveChannel> {
+    let mut channels: Vec<ActiveChannel> = Vec::new();
+    for account in accounts {
+        let receipts = account.reports_delivery();
+        match channels.iter_mut().find(|c| c.channel == account.channel) {
+            Some(known) => known.receipts |= receipts,
+            None => channels.push(ActiveChannel {
+                channel: account.channel,
+                receipts,
+            }),
+        }
+    }
+    channels
+}
+
 /// The channels on which the tenant has an ACTIVE account.
 pub async fn active_channels(
     pool: &PgPool,
     tenant_id: TenantId,
 ) -> sqlx::Result<Vec<ActiveChannel>> {
-    sqlx::query_as(
-        "select channel,
-                bool_or(case channel
-                    when 'WHATSAPP' then true
-                    when 'EMAIL' then coalesce(provider_config ->> 'configuration_set', '') <> ''
-                    when 'SMS' then coalesce((provider_config ->> 'delivery_receipts')::boolean, false)
-                    else false
-                end) as receipts
-           from channel_accounts
-          where tenant_id = $1 and status = 'ACTIVE'
-          group by channel",
-    )
-    .bind(tenant_id)
-    .fetch_all(pool)
-    .await
+    Ok(channels_of(&active(pool, tenant_id).await?))
 }
 
 /// Every account the tenant has on a channel, whatever its status (webhooks

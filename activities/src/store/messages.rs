@@ -205,6 +205,45 @@ pub async fn get_outbound(
     .await
 }
 
+/// A message with its channel account and its contact, in one read: what a
+/// dispatch needs (either may be gone).
+pub async fn dispatch_view(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    id: MessageId,
+) -> sqlx::Result<
+    Option<(
+        OutboundMessage,
+        Option<crate::store::channel_accounts::ChannelAccount>,
+        Option<crate::store::contacts::Contact>,
+    )>,
+> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        message: OutboundMessage,
+        account: Option<sqlx::types::Json<crate::store::channel_accounts::ChannelAccount>>,
+        contact: Option<sqlx::types::Json<crate::store::contacts::Contact>>,
+    }
+    let columns = OUTBOUND_COLUMNS
+        .split(',')
+        .map(|c| format!("m.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "select {columns}, to_jsonb(a) as account, to_jsonb(c) as contact
+           from messages m
+           left join channel_accounts a on a.tenant_id = m.tenant_id and a.id = m.channel_account_id
+           left join contacts c on c.tenant_id = m.tenant_id and c.id = m.contact_id
+          where m.tenant_id = $1 and m.id = $2 and m.direction = 'OUTBOUND'"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| (r.message, r.account.map(|a| a.0), r.contact.map(|c| c.0))))
+}
+
 /// Many outbound messages of a tenant, in no particular order.
 pub async fn get_outbound_many(
     pool: &PgPool,

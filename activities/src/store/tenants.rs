@@ -58,22 +58,44 @@ pub async fn trigger_override(
     tenant_id: TenantId,
     trigger: &str,
 ) -> Result<Option<crate::planning::TriggerOverride>, OverrideError> {
-    let raw: Option<serde_json::Value> = sqlx::query_scalar(
-        "select trigger_overrides -> $2 from tenant_settings where tenant_id = $1",
+    Ok(settings_for_trigger(pool, tenant_id, trigger).await?.1)
+}
+
+/// The tenant's settings and its override for one trigger, in one read.
+pub async fn settings_for_trigger(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    trigger: &str,
+) -> Result<(TenantSettings, Option<crate::planning::TriggerOverride>), OverrideError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        settings: TenantSettings,
+        trigger_override: Option<serde_json::Value>,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "select display_name, default_region, default_locale, time_zone, delay_notice_minutes,
+                trigger_overrides -> $2 as trigger_override
+           from tenant_settings where tenant_id = $1",
     )
     .bind(tenant_id)
     .bind(trigger)
     .fetch_optional(pool)
-    .await?
-    .flatten();
-    raw.map(|value| {
-        serde_json::from_value(value).map_err(|e| OverrideError::Invalid {
-            tenant_id,
-            trigger: trigger.to_owned(),
-            reason: e.to_string(),
+    .await?;
+    let Some(row) = row else {
+        return Ok((TenantSettings::default(), None));
+    };
+    let tenant_override = row
+        .trigger_override
+        .map(|value| {
+            serde_json::from_value(value).map_err(|e| OverrideError::Invalid {
+                tenant_id,
+                trigger: trigger.to_owned(),
+                reason: e.to_string(),
+            })
         })
-    })
-    .transpose()
+        .transpose()?;
+    Ok((row.settings, tenant_override))
 }
 
 /// Each timestamp as a person of the tenant reads it (`YYYY-MM-DD HH:MM` in
