@@ -164,3 +164,16 @@ begin
       from updated u;
 end
 $$;
+
+-- One GCRA: taking is booking with no wait allowed (a send that would wait
+-- books nothing and is told how long).
+create or replace function rate_limit_take(
+    p_tenant uuid,
+    p_buckets text[],
+    p_per_second double precision[],
+    p_burst integer[],
+    p_cost integer[]
+) returns double precision
+language sql as $$
+    select abs(rate_limit_reserve(p_tenant, p_buckets, p_per_second, p_burst, p_cost, 0))
+$$;

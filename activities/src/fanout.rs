@@ -18,8 +18,8 @@
 
 use crate::model::{Channel, ContactId, MessageId, MessageStatus, TenantId};
 use crate::notification::{
-    DispatchOutcome, Heartbeats, NotificationActivities, Pacing, failure_types, outcome_of,
-    permanent, recipient_address, render_template,
+    DispatchOutcome, Heartbeats, NotificationActivities, Pacing, notification_trigger, outcome_of,
+    override_failure, recipient_address, render_template,
 };
 use crate::planning::{self, ChannelStep};
 use crate::store::{self, channel_accounts::ChannelAccount, contacts::Contact};
@@ -164,21 +164,11 @@ impl FanoutActivities {
         input: ChunkPlanInput,
     ) -> Result<ChunkPlan, ActivityError> {
         let pool = &self.notifications.pool;
-        let trigger = input.trigger_event.notification().ok_or_else(|| {
-            permanent(
-                failure_types::UNKNOWN_TRIGGER,
-                format!("trigger '{}' sends no notification", input.trigger_event),
-            )
-        })?;
+        let trigger = notification_trigger(input.trigger_event)?;
         let tenant_override =
             store::tenants::trigger_override(pool, input.tenant_id, trigger.name())
                 .await
-                .map_err(|e| match e {
-                    store::tenants::OverrideError::Database(e) => ActivityError::from(e),
-                    invalid => {
-                        permanent(failure_types::INVALID_TENANT_SETTINGS, invalid.to_string())
-                    }
-                })?;
+                .map_err(override_failure)?;
         let active = store::channel_accounts::active_channels(pool, input.tenant_id).await?;
         let contacts = store::contacts::get_many(pool, input.tenant_id, &input.contacts).await?;
         let mut plan = ChunkPlan::default();

@@ -229,12 +229,7 @@ impl NotificationActivities {
         input: PlanInput,
     ) -> Result<PlannedNotification, ActivityError> {
         let pool = &self.pool;
-        let trigger = input.trigger_event.notification().ok_or_else(|| {
-            permanent(
-                failure_types::UNKNOWN_TRIGGER,
-                format!("trigger '{}' sends no notification", input.trigger_event),
-            )
-        })?;
+        let trigger = notification_trigger(input.trigger_event)?;
         let contact = store::contacts::get(pool, input.tenant_id, input.contact_id)
             .await?
             .ok_or_else(|| {
@@ -246,12 +241,7 @@ impl NotificationActivities {
         let (tenant, tenant_override) =
             store::tenants::settings_for_trigger(pool, input.tenant_id, trigger.name())
                 .await
-                .map_err(|e| match e {
-                    store::tenants::OverrideError::Database(e) => ActivityError::from(e),
-                    invalid => {
-                        permanent(failure_types::INVALID_TENANT_SETTINGS, invalid.to_string())
-                    }
-                })?;
+                .map_err(override_failure)?;
         let accounts = store::channel_accounts::active(pool, input.tenant_id).await?;
         let active = store::channel_accounts::channels_of(&accounts);
         store::requests::record(
@@ -998,6 +988,26 @@ fn template_variables(
     });
     variables["tenant"] = serde_json::json!({ "display_name": tenant_name });
     variables
+}
+
+/// The registry's notification trigger, or a permanent failure naming it.
+pub(crate) fn notification_trigger(
+    trigger: Trigger,
+) -> Result<&'static triggers::NotificationTrigger, ActivityError> {
+    trigger.notification().ok_or_else(|| {
+        permanent(
+            failure_types::UNKNOWN_TRIGGER,
+            format!("trigger '{trigger}' sends no notification"),
+        )
+    })
+}
+
+/// Postgres away is retried; a tenant's malformed override is permanent.
+pub(crate) fn override_failure(e: store::tenants::OverrideError) -> ActivityError {
+    match e {
+        store::tenants::OverrideError::Database(e) => ActivityError::from(e),
+        invalid => permanent(failure_types::INVALID_TENANT_SETTINGS, invalid.to_string()),
+    }
 }
 
 pub(crate) fn permanent(type_name: &str, message: String) -> ActivityError {

@@ -279,6 +279,24 @@ impl Run {
             .collect()
     }
 
+    /// Restarts the worker each time it crashed at `point`, armed again for
+    /// the next of `after` (the first arming is `Run::start`'s); the last
+    /// worker runs unarmed. Returns the crashes seen.
+    async fn restart_after_each_crash(&mut self, point: &str, after: &[u64]) -> usize {
+        let mut crashes = 0;
+        let rearm = after[1..].iter().map(|n| Some((point, *n))).chain([None]);
+        for again in rearm {
+            if self
+                .worker
+                .restart_once_crashed(Duration::from_secs(60), again)
+                .await
+            {
+                crashes += 1;
+            }
+        }
+        crashes
+    }
+
     async fn row(&self, case: &'static str, within: Duration, note: String) -> Row {
         let (unfinished, unconfirmed) = self.settle(within).await;
         let note = match unconfirmed {
@@ -353,17 +371,7 @@ async fn fanout_crash_after_acceptance(dev: &DevServer, n: usize, after: &[u64])
     .await;
     let mut trip = confirm_bookings(&mut run.story, &mut run.people, n).await;
     delay(&mut run.story, &mut trip).await;
-    let mut crashes = 0;
-    let rearm = after[1..].iter().map(|n| Some((POINT, *n))).chain([None]);
-    for again in rearm {
-        if run
-            .worker
-            .restart_once_crashed(Duration::from_secs(60), again)
-            .await
-        {
-            crashes += 1;
-        }
-    }
+    let crashes = run.restart_after_each_crash(POINT, after).await;
     run.row(
         "fan-out: SIGKILL after Meta accepted, mid-round",
         Duration::from_secs(120),
@@ -401,17 +409,7 @@ async fn crash_after_acceptance(
     )
     .await;
     run.confirm_bookings(notifications).await;
-    let mut crashes = 0;
-    let rearm = after[1..].iter().map(|n| Some((POINT, *n))).chain([None]);
-    for again in rearm {
-        if run
-            .worker
-            .restart_once_crashed(Duration::from_secs(60), again)
-            .await
-        {
-            crashes += 1;
-        }
-    }
+    let crashes = run.restart_after_each_crash(POINT, after).await;
     run.row(case, Duration::from_secs(90), format!("{crashes} crashes"))
         .await
 }

@@ -73,6 +73,20 @@ pub struct BatchRequest {
     pub progress: BatchProgress,
 }
 
+/// The search attributes of a child notification or chunk as it starts.
+pub(crate) fn pending_labels(
+    tenant_id: TenantId,
+    trigger: Trigger,
+    entity_refs: &[String],
+) -> SearchAttributes {
+    SearchAttributes::new([
+        sa::TENANT_ID.value_set(tenant_id.to_string()),
+        sa::TRIGGER_EVENT.value_set(trigger.to_string()),
+        sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
+        sa::ENTITY_REFS.value_set(entity_refs.to_vec()),
+    ])
+}
+
 /// Recipients per page: `concurrency` chunks.
 fn page_size(request: &BatchRequest) -> usize {
     request.concurrency.clamp(1, MOST_CHUNKS_PER_PAGE) * CHUNK_SIZE
@@ -217,12 +231,11 @@ impl BatchNotificationWorkflow {
             .workflow_id(workflow_id)
             .parent_close_policy(ParentClosePolicy::Abandon)
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-            .search_attributes(SearchAttributes::new([
-                sa::TENANT_ID.value_set(request.tenant_id.to_string()),
-                sa::TRIGGER_EVENT.value_set(request.trigger_event.to_string()),
-                sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
-                sa::ENTITY_REFS.value_set(request.entity_refs.clone()),
-            ]))
+            .search_attributes(pending_labels(
+                request.tenant_id,
+                request.trigger_event,
+                &request.entity_refs,
+            ))
             .static_summary(format!(
                 "{} → {} recipients (fan-out {})",
                 request.trigger_event,

@@ -28,7 +28,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 use temporalio_common::RetryPolicy;
 use temporalio_common::error::ActivityExecutionError;
-use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{
@@ -502,12 +501,11 @@ impl FanoutChunkWorkflow {
             ))
             .parent_close_policy(ParentClosePolicy::Abandon)
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-            .search_attributes(SearchAttributes::new([
-                sa::TENANT_ID.value_set(request.tenant_id.to_string()),
-                sa::TRIGGER_EVENT.value_set(request.trigger_event.to_string()),
-                sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
-                sa::ENTITY_REFS.value_set(request.entity_refs.clone()),
-            ]))
+            .search_attributes(crate::batch::pending_labels(
+                request.tenant_id,
+                request.trigger_event,
+                &request.entity_refs,
+            ))
             .static_summary(format!(
                 "{} → contact {contact} (fan-out {}, quiet hours)",
                 request.trigger_event, request.source_event_id
