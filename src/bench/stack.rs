@@ -1,14 +1,19 @@
-//! The benchmark's stack: a fresh database, an in-memory Temporal dev server,
-//! the API on a free port and the worker on its own thread — the same parts
-//! `busflow-comms dev` runs, with sandbox providers only.
+//! The benchmark's stack: a fresh database, an in-memory Temporal dev server
+//! (eager activities on, metrics on a known port), the SQL counter in front
+//! of Postgres, the API on a free port and the worker on its own thread —
+//! the same parts `busflow-comms dev` runs, with sandbox providers only.
+//!
+//! Our worker and API reach Postgres through the counter; the benchmark's
+//! own reads (and the fan-out floor) go straight to it, uncounted.
 
+use super::events::SECRET;
+use super::pg_counter::{self, PgCounter};
 use crate::dev::processes::{ManagedProcess, TemporalDevServer, free_port, wait_for_port};
 use crate::shutdown::Shutdown;
 use crate::{database, server, worker};
 use anyhow::Context;
 use busflow_activities::crypto::KeyRing;
 use busflow_activities::floor::FloorActivities;
-use busflow_activities::model::TenantId;
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
 use busflow_activities::providers::whatsapp::meta::MetaSettings;
@@ -26,35 +31,125 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 pub const TASK_QUEUE: &str = "bench";
 pub const FLOOR_TASK_QUEUE: &str = "bench-floor";
-pub const SECRET: &str = "bench-secret";
+/// The key ring that seals the bench tenants' secrets (a throwaway key).
+pub const KEYS: &str = "bench:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
+
+/// Connections of each pool (the cluster is shared: at most 100 in all).
+const BENCH_CONNECTIONS: u32 = 10;
+const API_CONNECTIONS: u32 = 10;
+const WORKER_CONNECTIONS: u32 = 20;
+/// `BUSFLOW_FANOUT_CONCURRENCY`'s default.
+const FANOUT_CONCURRENCY: usize = 20;
 
 pub struct Stack {
+    /// Straight to Postgres: the benchmark's own reads, uncounted.
     pub pool: PgPool,
+    pub database_url: String,
+    /// Through the SQL counter: what our worker and API use.
+    pub counted_url: String,
+    pub counter: PgCounter,
     pub client: Client,
+    pub settings: TemporalSettings,
     pub api_base: String,
-    pub tenant_id: TenantId,
+    pub keys: KeyRing,
     pub temporal: ManagedProcess,
+    /// The dev server's Prometheus endpoint.
+    pub temporal_metrics: String,
     pub shutdown: Shutdown,
 }
 
 /// Starts everything; the returned stack stops it all when dropped.
 pub async fn start(database_url: &str, temporal_cli: PathBuf) -> anyhow::Result<Stack> {
     let (admin_url, name) = database::split_database(database_url)?;
-    let admin = database::connect(&admin_url, 1).await?;
+    let admin = database::connect(&format!("{admin_url}/postgres"), 1).await?;
     sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
         .execute(&admin)
         .await
         .with_context(|| format!("dropping the benchmark database {name}"))?;
+    admin.close().await;
     database::ensure_database(database_url).await?;
-    let pool = database::connect(database_url, 20).await?;
+    let pool = database::connect(database_url, BENCH_CONNECTIONS).await?;
     database::migrate(&pool).await?;
+    let counter = PgCounter::start(pg_counter::upstream_of(database_url)?)?;
+    let counted_url = counter.url(database_url)?;
 
+    let (temporal, address, temporal_metrics) = start_temporal(temporal_cli).await?;
+    let settings = TemporalSettings {
+        address: Some(address),
+        namespace: Some("default".to_owned()),
+    };
+    let client = connect_patiently(&settings).await?;
+
+    let shutdown = Shutdown::new();
+    let keys = KeyRing::parse(KEYS, None)?;
+    let listener = server::bind("127.0.0.1:0".parse()?).await?;
+    let api_base = format!("http://{}", listener.local_addr()?);
+    spawn_workers(
+        settings.clone(),
+        counted_url.clone(),
+        keys.clone(),
+        api_base.clone(),
+        shutdown.clone(),
+    );
+    let api_pool = database::connect(&counted_url, API_CONNECTIONS).await?;
+    serve_api(
+        listener,
+        api_pool,
+        keys.clone(),
+        settings.clone(),
+        TASK_QUEUE,
+        &shutdown,
+    )?;
+    Ok(Stack {
+        pool,
+        database_url: database_url.to_owned(),
+        counted_url,
+        counter,
+        client,
+        settings,
+        api_base,
+        keys,
+        temporal,
+        temporal_metrics,
+        shutdown,
+    })
+}
+
+impl Stack {
+    /// A second API, starting its workflows on `task_queue` (its pool
+    /// counted too); returns its base URL.
+    pub async fn spawn_api(&self, task_queue: &str, connections: u32) -> anyhow::Result<String> {
+        let listener = server::bind("127.0.0.1:0".parse()?).await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let pool = database::connect(&self.counted_url, connections).await?;
+        serve_api(
+            listener,
+            pool,
+            self.keys.clone(),
+            self.settings.clone(),
+            task_queue,
+            &self.shutdown,
+        )?;
+        Ok(base)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// The dev server in memory, headless, quiet; returns it, its frontend
+/// address and its metrics URL.
+async fn start_temporal(temporal_cli: PathBuf) -> anyhow::Result<(ManagedProcess, String, String)> {
     let port = free_port()?;
+    let metrics_port = free_port()?;
     let attributes: Vec<(String, String)> = search_attributes::registrations()
         .iter()
         .map(|(n, k)| ((*n).to_owned(), (*k).to_owned()))
         .collect();
-    let args = TemporalDevServer {
+    let mut args = TemporalDevServer {
         ip: "127.0.0.1",
         port,
         ui_port: None,
@@ -65,77 +160,43 @@ pub async fn start(database_url: &str, temporal_cli: PathBuf) -> anyhow::Result<
         log_level: "error",
     }
     .args();
+    args.extend(["--metrics-port".to_owned(), metrics_port.to_string()]);
     let log = std::env::temp_dir().join(format!("busflow-bench-temporal-{port}.log"));
     let mut temporal = ManagedProcess::spawn("Temporal dev server", &temporal_cli, &args, &log)?;
     let address = format!("127.0.0.1:{port}");
     wait_for_port(&mut temporal, &address, Duration::from_secs(60)).await?;
-    let settings = TemporalSettings {
-        address: Some(address),
-        namespace: Some("default".to_owned()),
-    };
-    let client = connect_patiently(&settings).await?;
+    Ok((
+        temporal,
+        address,
+        format!("http://127.0.0.1:{metrics_port}/metrics"),
+    ))
+}
 
-    let tenant_id = TenantId(uuid::Uuid::new_v4());
-    crate::dev::seed::upsert_tenant(
-        &pool,
-        tenant_id,
-        "Autobuses Bench",
-        "MX",
-        "es-MX",
-        "America/Mexico_City",
-    )
-    .await?;
-    // Sandbox SMS: no provider call, done once SENT; a limit no run reaches,
-    // so the rate limiter's Postgres call is measured but never waits.
-    sqlx::query(
-        "insert into channel_accounts (tenant_id, channel, provider, status, mode, external_account_id, max_send_rate)
-         values ($1, 'SMS', 'AWS_SNS', 'ACTIVE', 'SANDBOX', '+15550009999', 1000000)",
-    )
-    .bind(tenant_id)
-    .execute(&pool)
-    .await
-    .context("seeding the sandbox SMS account")?;
-
-    let shutdown = Shutdown::new();
-    let keys = KeyRing::parse("bench:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=", None)?;
-    let listener = server::bind("127.0.0.1:0".parse()?).await?;
-    let api_base = format!("http://{}", listener.local_addr()?);
-    spawn_workers(
-        settings.clone(),
-        database_url.to_owned(),
-        keys.clone(),
-        api_base.clone(),
-        shutdown.clone(),
-    );
+fn serve_api(
+    listener: tokio::net::TcpListener,
+    pool: PgPool,
+    keys: KeyRing,
+    settings: TemporalSettings,
+    task_queue: &str,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(
-        pool.clone(),
+        pool,
         keys,
-        TemporalGateway::new(settings, TASK_QUEUE),
+        TemporalGateway::new(settings, task_queue),
         ApiConfig {
             sns_topics: busflow_api::webhooks::sns_topics::SnsTopics::AnyForDev,
             webhook_secret: SECRET.to_owned(),
             step_deadline: Duration::from_secs(900),
             firehose_access_key: None,
             stuck_threshold: Duration::from_secs(300),
-            fanout_concurrency: 100,
+            // As `busflow-comms dev` and the service's default.
+            fanout_concurrency: FANOUT_CONCURRENCY,
         },
         busflow_api::sns_verifier()?,
     )?);
     tokio::spawn(server::serve(listener, state, shutdown.wait()));
-    Ok(Stack {
-        pool,
-        client,
-        api_base,
-        tenant_id,
-        temporal,
-        shutdown,
-    })
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
+    Ok(())
 }
 
 async fn connect_patiently(settings: &TemporalSettings) -> anyhow::Result<Client> {
@@ -161,8 +222,8 @@ fn spawn_workers(
 ) {
     let floor_settings = temporal.clone();
     let floor_shutdown = shutdown.clone();
-    on_own_thread(move || async move {
-        let pool = database::connect(&database_url, 20).await?;
+    on_own_thread("bench-worker", move || async move {
+        let pool = database::connect(&database_url, WORKER_CONNECTIONS).await?;
         let client =
             busflow_api::temporal::connect(&temporal, "busflow-comms-bench-worker").await?;
         let aws = AwsSettings {
@@ -187,7 +248,7 @@ fn spawn_workers(
         )
         .await
     });
-    on_own_thread(move || async move {
+    on_own_thread("bench-floor", move || async move {
         let client =
             busflow_api::temporal::connect(&floor_settings, "busflow-comms-bench-floor").await?;
         let runtime = Runtime::from_current_tokio(RuntimeOptions::default())?;
@@ -209,19 +270,23 @@ fn spawn_workers(
     });
 }
 
-fn on_own_thread<F, Fut>(work: F)
+fn on_own_thread<F, Fut>(name: &'static str, work: F)
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .thread_name(name)
             .enable_all()
             .build()
-            .expect("a tokio runtime");
+        {
+            Ok(runtime) => runtime,
+            Err(e) => return eprintln!("{name}: no tokio runtime: {e}"),
+        };
         if let Err(e) = runtime.block_on(work()) {
-            eprintln!("bench worker stopped: {e:#}");
+            eprintln!("{name} stopped: {e:#}");
         }
     });
 }
