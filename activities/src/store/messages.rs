@@ -138,13 +138,11 @@ pub async fn insert_outbound_queued_many(
                     template_key, subject, body, body_html, whatsapp_template
                from given
              on conflict (tenant_id, workflow_id, attempt) where workflow_id is not null
-             do nothing
+             do update set updated_at = messages.updated_at
              returning workflow_id, id)
-         select g.ordinal, coalesce(i.id, m.id)
+         select g.ordinal, i.id
            from given g
-           left join inserted i on i.workflow_id = g.workflow_id
-           left join messages m on i.id is null and m.tenant_id = g.tenant_id
-                 and m.workflow_id = g.workflow_id and m.attempt = g.attempt
+           join inserted i on i.workflow_id = g.workflow_id
           order by g.ordinal",
     )
     .bind(sqlx::types::Json(rows))
