@@ -16,7 +16,7 @@
 //! (`notify/{tenant}/{event}/{contact}`) and name the chunk as
 //! `batch_workflow_id`.
 
-use crate::model::{Channel, ContactId, MessageId, MessageStatus, TenantId};
+use crate::model::{Channel, ContactId, MessageId, MessageStatus, TenantId, notification_key};
 use crate::notification::{
     DispatchOutcome, Heartbeats, NotificationActivities, Pacing, notification_trigger, outcome_of,
     override_failure, recipient_address, render_template,
@@ -437,12 +437,6 @@ impl FanoutActivities {
                 .collect(),
         )
     }
-}
-
-/// `notify/{tenant}/{event}/{contact}`: the notification's key, shared with
-/// a single notification's workflow id (`busflow_workflows::names`).
-fn notification_key(tenant: TenantId, source_event_id: &str, contact: ContactId) -> String {
-    format!("notify/{tenant}/{source_event_id}/{contact}")
 }
 
 /// Renders a round's messages, reading each template once per channel,

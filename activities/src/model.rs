@@ -48,6 +48,15 @@ id_newtype!(
     ChannelAccountId
 );
 
+/// `notify/{tenant}/{source event id}/{contact}`: the key of one
+/// notification per event and recipient. A single notification's workflow
+/// has this id (`busflow_workflows::names::notification_workflow_id`), and a
+/// fan-out chunk records its recipients' messages under it, so neither can
+/// notify a person a second time for the same event.
+pub fn notification_key(tenant: TenantId, source_event_id: &str, contact: ContactId) -> String {
+    format!("notify/{tenant}/{source_event_id}/{contact}")
+}
+
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*

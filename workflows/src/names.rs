@@ -24,7 +24,7 @@ pub fn notification_workflow_id(
     source_event_id: &str,
     contact: ContactId,
 ) -> String {
-    format!("notify/{tenant}/{source_event_id}/{contact}")
+    busflow_activities::model::notification_key(tenant, source_event_id, contact)
 }
 
 /// `reply/{tenant}/{conversation}/{client message id}`: an agent's reply,
