@@ -17,7 +17,7 @@ use crate::providers::{FailureClass, SendMessageCommand};
 use crate::store::{self, contacts::Contact, messages::Claim};
 use crate::templates::{self, RenderError};
 use crate::triggers::{self, Trigger};
-use crate::{faults, metrics, quiet_hours, rate_limit};
+use crate::{faults, metrics, rate_limit};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -230,32 +230,35 @@ impl NotificationActivities {
     ) -> Result<PlannedNotification, ActivityError> {
         let pool = &self.pool;
         let trigger = notification_trigger(input.trigger_event)?;
-        let contact = store::contacts::get(pool, input.tenant_id, input.contact_id)
-            .await?
-            .ok_or_else(|| {
-                permanent(
-                    failure_types::CONTACT_NOT_FOUND,
-                    format!("contact {} not found", input.contact_id),
-                )
-            })?;
-        let (tenant, tenant_override) =
-            store::tenants::settings_for_trigger(pool, input.tenant_id, trigger.name())
-                .await
-                .map_err(override_failure)?;
-        let accounts = store::channel_accounts::active(pool, input.tenant_id).await?;
-        let active = store::channel_accounts::channels_of(&accounts);
-        store::requests::record(
+        let view = store::planning_view::read(
             pool,
-            &store::requests::NotificationRequestRow {
-                tenant_id: input.tenant_id,
-                workflow_id: input.workflow_id.clone(),
-                contact_id: contact.id,
-                trigger_event: trigger.trigger,
-                source_event_id: input.source_event_id.clone(),
-                variables: sqlx::types::Json(input.variables.clone()),
-            },
+            input.tenant_id,
+            input.contact_id,
+            trigger.trigger,
+            trigger.name(),
         )
         .await?;
+        let contact = view.contact.clone().ok_or_else(|| {
+            permanent(
+                failure_types::CONTACT_NOT_FOUND,
+                format!("contact {} not found", input.contact_id),
+            )
+        })?;
+        let tenant_override = view
+            .trigger_override
+            .clone()
+            .map(|value| store::tenants::parse_override(input.tenant_id, trigger.name(), value))
+            .transpose()
+            .map_err(override_failure)?;
+        let active = store::channel_accounts::channels_of(&view.accounts);
+        let request = store::requests::NotificationRequestRow {
+            tenant_id: input.tenant_id,
+            workflow_id: input.workflow_id.clone(),
+            contact_id: contact.id,
+            trigger_event: trigger.trigger,
+            source_event_id: input.source_event_id.clone(),
+            variables: sqlx::types::Json(input.variables.clone()),
+        };
         let mut plan = planning::plan(
             trigger,
             input.channels.as_deref(),
@@ -264,9 +267,7 @@ impl NotificationActivities {
             &active,
         );
         if trigger.urgency == triggers::Urgency::Normal && !plan.steps.is_empty() {
-            plan.hold_until_ms = quiet_hours::send_window_opens(pool, input.tenant_id, contact.id)
-                .await?
-                .map(|at| at.timestamp_millis());
+            plan.hold_until_ms = view.window_opens.map(|at| at.timestamp_millis());
         }
         let first = match (&input.first, plan.steps.first()) {
             (Some(first), Some(step)) if plan.hold_until_ms.is_none() => Some(
@@ -286,15 +287,24 @@ impl NotificationActivities {
                         direct: first.direct.clone(),
                     },
                     Preloaded {
-                        account: accounts.into_iter().find(|a| a.channel == step.channel),
+                        account: view
+                            .accounts
+                            .iter()
+                            .find(|a| a.channel == step.channel)
+                            .cloned(),
+                        templates: Some(view.templates_for(contact.kind, step.channel)),
                         contact: Some(contact),
-                        tenant: Some(tenant),
+                        tenant: Some(view.tenant),
+                        request: Some(&request),
                     },
                 )
                 .await?,
             ),
             _ => None,
         };
+        if !matches!(first, Some(PrepareOutcome::Queued(_))) {
+            store::requests::record(pool, &request).await?;
+        }
         Ok(PlannedNotification { plan, first })
     }
 
@@ -382,13 +392,15 @@ impl NotificationActivities {
     async fn prepare(
         &self,
         input: PrepareInput,
-        preloaded: Preloaded,
+        preloaded: Preloaded<'_>,
     ) -> Result<PrepareOutcome, ActivityError> {
         let pool = &self.pool;
         let Preloaded {
             account: active_account,
             contact,
             tenant,
+            templates: tenant_templates,
+            request,
         } = preloaded;
         let unusable = |reason: String| Ok(PrepareOutcome::Unusable { reason });
         let contact = match contact {
@@ -452,9 +464,13 @@ impl NotificationActivities {
                     audience: contact.kind,
                     channel: input.channel,
                 };
-                let Some(source) =
-                    store::templates::resolve(pool, input.tenant_id, wanted, &chain).await?
-                else {
+                let source = match tenant_templates {
+                    Some(rows) => store::templates::choose(&rows, wanted, &chain)?,
+                    None => {
+                        store::templates::resolve(pool, input.tenant_id, wanted, &chain).await?
+                    }
+                };
+                let Some(source) = source else {
                     return unusable(format!(
                         "no {} template for '{}' in {} (tenant or platform)",
                         input.channel,
@@ -496,6 +512,7 @@ impl NotificationActivities {
                 body_html: rendered.body_html,
                 whatsapp_template: rendered.whatsapp_template,
             },
+            request,
         )
         .await?;
         tracing::info!(
@@ -517,11 +534,15 @@ impl NotificationActivities {
 
 /// What the caller of `prepare` already read.
 #[derive(Default)]
-struct Preloaded {
+struct Preloaded<'a> {
     /// The tenant's ACTIVE account on the message's channel.
     account: Option<store::channel_accounts::ChannelAccount>,
     contact: Option<Contact>,
     tenant: Option<store::tenants::TenantSettings>,
+    /// The tenant's own templates for the message's trigger, audience and channel.
+    templates: Option<Vec<templates::TemplateSource>>,
+    /// The notification's request, recorded with its first message.
+    request: Option<&'a store::requests::NotificationRequestRow>,
 }
 
 /// How a dispatch waits for its send-rate limit.

@@ -65,6 +65,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub temporal: TemporalGateway,
     pub config: ApiConfig,
+    /// The tenants' Meta webhook keys, read lately.
+    pub meta_signing: webhooks::meta_signing::SigningKeys,
 }
 
 impl AppState {
@@ -83,6 +85,7 @@ impl AppState {
             http: busflow_activities::http::client(Duration::from_secs(10))?,
             temporal,
             config,
+            meta_signing: Default::default(),
         })
     }
 }

@@ -168,7 +168,13 @@ async fn play_meta_receipts(
     wamid: String,
     statuses: Vec<(String, Option<i64>)>,
 ) {
-    let Ok(http) = crate::http::client(Duration::from_secs(10)) else {
+    // One client for every receipt: building one loads the TLS roots,
+    // which at hundreds of sends a second was most of the sandbox's cost.
+    static CLIENT: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
+    let Some(http) = CLIENT
+        .get_or_init(|| crate::http::client(Duration::from_secs(10)).ok())
+        .as_ref()
+    else {
         return;
     };
     for (status, code) in statuses {

@@ -43,35 +43,54 @@ pub struct NewOutboundMessage {
 pub async fn insert_outbound_queued(
     pool: &PgPool,
     message: &NewOutboundMessage,
+    request: Option<&crate::store::requests::NotificationRequestRow>,
 ) -> sqlx::Result<MessageId> {
-    let id = sqlx::query_scalar(
-        "insert into messages
+    // A notification's first message records its request in the same
+    // statement: one round trip, and never a message without its request.
+    let record_request = match request {
+        Some(_) => {
+            "with request as (
+                 insert into notification_requests
+                     (tenant_id, workflow_id, contact_id, trigger_event, source_event_id, variables)
+                 values ($2, $6, $3, $17, $18, $19)
+                 on conflict (tenant_id, workflow_id) do nothing) "
+        }
+        None => "",
+    };
+    let sql = format!(
+        "{record_request}insert into messages
             (id, tenant_id, contact_id, channel_account_id, direction, channel, status,
              workflow_id, attempt, replaces_message_id, trigger_event, template_key, subject, body, body_html, whatsapp_template, conversation_id,
              batch_workflow_id)
          values ($1, $2, $3, $4, 'OUTBOUND', $5, 'QUEUED', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
          on conflict (tenant_id, workflow_id, attempt) where workflow_id is not null
          do update set updated_at = messages.updated_at
-         returning id",
-    )
-    .bind(message.id)
-    .bind(message.tenant_id)
-    .bind(message.contact_id)
-    .bind(message.channel_account_id)
-    .bind(message.channel)
-    .bind(&message.workflow_id)
-    .bind(message.attempt)
-    .bind(message.replaces_message_id)
-    .bind(message.trigger_event)
-    .bind(&message.template_key)
-    .bind(&message.subject)
-    .bind(&message.body)
-    .bind(&message.body_html)
-    .bind(message.whatsapp_template.as_ref().map(sqlx::types::Json))
-    .bind(message.conversation_id)
-    .bind(&message.batch_workflow_id)
-    .fetch_one(pool)
-    .await?;
+         returning id"
+    );
+    let mut insert = sqlx::query_scalar(&sql)
+        .bind(message.id)
+        .bind(message.tenant_id)
+        .bind(message.contact_id)
+        .bind(message.channel_account_id)
+        .bind(message.channel)
+        .bind(&message.workflow_id)
+        .bind(message.attempt)
+        .bind(message.replaces_message_id)
+        .bind(message.trigger_event)
+        .bind(&message.template_key)
+        .bind(&message.subject)
+        .bind(&message.body)
+        .bind(&message.body_html)
+        .bind(message.whatsapp_template.as_ref().map(sqlx::types::Json))
+        .bind(message.conversation_id)
+        .bind(&message.batch_workflow_id);
+    if let Some(request) = request {
+        insert = insert
+            .bind(request.trigger_event)
+            .bind(&request.source_event_id)
+            .bind(&request.variables);
+    }
+    let id = insert.fetch_one(pool).await?;
     if let Some(conversation) = message.conversation_id {
         sqlx::query(
             "update conversations set last_message_at = greatest(coalesce(last_message_at, now()), now()),
@@ -530,75 +549,38 @@ pub enum CallbackEffect {
     Pending,
 }
 
-/// Records a provider callback and applies it to its message, monotonically.
+/// Records a provider callback and applies it to its message, monotonically,
+/// in one round trip (`record_delivery_callback`).
 pub async fn record_callback(
     pool: &PgPool,
     callback: &DeliveryCallback,
 ) -> sqlx::Result<CallbackEffect> {
-    let mut tx = pool.begin().await?;
-    lock_external_id(&mut tx, &callback.external_message_id).await?;
-    let message: Option<(MessageId, TenantId, Option<String>)> = sqlx::query_as(
-        "select id, tenant_id, case when batch_workflow_id is null then workflow_id end from messages
-          where channel = $1 and external_message_id = $2 and ($3::uuid is null or tenant_id = $3)
-            and ($3::uuid is not null or channel <> 'EMAIL'
-                 or coalesce((select ca.provider_config->>'configuration_set' from channel_accounts ca
-                               where ca.tenant_id = messages.tenant_id and ca.id = messages.channel_account_id), '')
-                    = coalesce($4, ''))
-          limit 1
-          for update",
-    )
-    .bind(callback.channel)
-    .bind(&callback.external_message_id)
-    .bind(callback.tenant_id)
-    .bind(&callback.configuration_set)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let message = match (message, callback.correlation) {
-        (None, Some(ours)) => adopt_external_id(&mut tx, callback, ours).await?,
-        (found, _) => found,
-    };
-    let Some((message_id, tenant_id, workflow_id)) = message else {
-        insert_callback(&mut tx, callback, None).await?;
-        tx.commit().await?;
-        return Ok(CallbackEffect::Pending);
-    };
-    insert_callback(&mut tx, callback, Some((tenant_id, message_id))).await?;
-    let (status, changed) = apply_status(&mut tx, tenant_id, message_id, callback).await?;
-    tx.commit().await?;
-    Ok(CallbackEffect::Applied {
-        tenant_id,
-        message_id,
-        workflow_id,
-        status,
-        changed,
+    let matched: Option<(MessageId, TenantId, Option<String>, MessageStatus, bool)> =
+        sqlx::query_as(
+            "select matched_id, matched_tenant, signal_workflow_id, after_status, changed
+               from record_delivery_callback($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(callback.tenant_id)
+        .bind(callback.channel)
+        .bind(&callback.external_message_id)
+        .bind(callback.status)
+        .bind(&callback.reason)
+        .bind(callback.occurred_at)
+        .bind(&callback.detail)
+        .bind(callback.correlation)
+        .bind(&callback.configuration_set)
+        .fetch_optional(pool)
+        .await?;
+    Ok(match matched {
+        None => CallbackEffect::Pending,
+        Some((message_id, tenant_id, workflow_id, status, changed)) => CallbackEffect::Applied {
+            tenant_id,
+            message_id,
+            workflow_id,
+            status,
+            changed,
+        },
     })
-}
-
-/// A receipt that names our message id: the message whose claimed send lost
-/// its answer takes the provider's id from it.
-async fn adopt_external_id(
-    tx: &mut sqlx::PgConnection,
-    callback: &DeliveryCallback,
-    ours: MessageId,
-) -> sqlx::Result<Option<(MessageId, TenantId, Option<String>)>> {
-    sqlx::query_as(
-        "update messages set external_message_id = $2, updated_at = now()
-          where id = $5 and channel = $1 and direction = 'OUTBOUND'
-            and external_message_id is null
-            and ($3::uuid is null or tenant_id = $3)
-            and ($3::uuid is not null or channel <> 'EMAIL'
-                 or coalesce((select ca.provider_config->>'configuration_set' from channel_accounts ca
-                               where ca.tenant_id = messages.tenant_id and ca.id = messages.channel_account_id), '')
-                    = coalesce($4, ''))
-          returning id, tenant_id, case when batch_workflow_id is null then workflow_id end",
-    )
-    .bind(callback.channel)
-    .bind(&callback.external_message_id)
-    .bind(callback.tenant_id)
-    .bind(&callback.configuration_set)
-    .bind(ours)
-    .fetch_optional(tx)
-    .await
 }
 
 /// Serializes the two writers that meet on a provider id: recording the send
@@ -619,86 +601,22 @@ async fn lock_external_id(
     Ok(())
 }
 
-async fn insert_callback(
-    tx: &mut sqlx::PgConnection,
-    callback: &DeliveryCallback,
-    matched: Option<(TenantId, MessageId)>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "insert into delivery_callbacks
-            (tenant_id, channel, external_message_id, status, reason, occurred_at, detail, message_id,
-             applied_at, configuration_set)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, case when $8::uuid is null then null else now() end, $9)",
-    )
-    .bind(matched.map(|(t, _)| t).or(callback.tenant_id))
-    .bind(callback.channel)
-    .bind(&callback.external_message_id)
-    .bind(callback.status)
-    .bind(&callback.reason)
-    .bind(callback.occurred_at)
-    .bind(&callback.detail)
-    .bind(matched.map(|(_, m)| m))
-    .bind(&callback.configuration_set)
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
-/// Moves the message to the callback's status if that is forward; returns the
-/// status afterwards and whether it changed.
+/// Moves the message to `status` if that is forward; returns the status
+/// afterwards and whether it changed (`apply_message_status`).
 async fn apply_status(
     tx: &mut sqlx::PgConnection,
     tenant_id: TenantId,
     message_id: MessageId,
     callback: &DeliveryCallback,
 ) -> sqlx::Result<(MessageStatus, bool)> {
-    let updated: Option<MessageStatus> = sqlx::query_scalar(
-        "update messages
-            set status = $3,
-                sent_at = case when $3 in ('SENT', 'DELIVERED', 'READ') then coalesce(sent_at, $4) else sent_at end,
-                delivered_at = case when $3 in ('DELIVERED', 'READ') then coalesce(delivered_at, $4) else delivered_at end,
-                read_at = case when $3 = 'READ' then coalesce(read_at, $4) else read_at end,
-                failed_at = case when $3 = 'FAILED' then $4 else failed_at end,
-                failed_reason = case when $3 = 'FAILED' then coalesce($5, 'the provider reported a failure')
-                                     else failed_reason end,
-                updated_at = now()
-          where tenant_id = $1 and id = $2
-            and status <> 'FAILED'
-            and message_status_rank(status) < message_status_rank($3)
-            and ($3 <> 'FAILED' or status in ('QUEUED', 'SENDING', 'SENT'))
-          returning status",
-    )
-    .bind(tenant_id)
-    .bind(message_id)
-    .bind(callback.status)
-    .bind(callback.occurred_at)
-    .bind(&callback.reason)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(status) = updated {
-        return Ok((status, true));
-    }
-    // Read before delivered: the later DELIVERED does not move the status back,
-    // but the delivery time is still worth keeping. The READ stood in its own
-    // time for delivered_at, so the earlier of the two is the real one (least()
-    // ignores NULL).
-    if callback.status == MessageStatus::Delivered {
-        sqlx::query(
-            "update messages set delivered_at = least(delivered_at, $3), updated_at = now()
-              where tenant_id = $1 and id = $2 and status = 'READ'",
-        )
+    sqlx::query_as("select after_status, changed from apply_message_status($1, $2, $3, $4, $5)")
         .bind(tenant_id)
         .bind(message_id)
+        .bind(callback.status)
         .bind(callback.occurred_at)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let status = sqlx::query_scalar("select status from messages where tenant_id = $1 and id = $2")
-        .bind(tenant_id)
-        .bind(message_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    Ok((status, false))
+        .bind(&callback.reason)
+        .fetch_one(tx)
+        .await
 }
 
 /// Applies callbacks that arrived before the message knew its external id.

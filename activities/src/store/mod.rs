@@ -8,6 +8,7 @@ pub mod conversations;
 pub mod dead_letters;
 pub mod inbox;
 pub mod messages;
+pub mod planning_view;
 pub mod requests;
 pub mod templates;
 pub mod tenants;

@@ -39,6 +39,15 @@ pub async fn resolve(
     .bind(locale_chain)
     .fetch_all(pool)
     .await?;
+    choose(&tenant_rows, wanted, locale_chain)
+}
+
+/// [`resolve`] among the tenant's templates already read.
+pub fn choose(
+    tenant_rows: &[TemplateSource],
+    wanted: TemplateFor,
+    locale_chain: &[String],
+) -> anyhow::Result<Option<TemplateSource>> {
     let catalog = platform::catalog().map_err(|e| anyhow::anyhow!("platform templates: {e}"))?;
     Ok(locale_chain.iter().find_map(|locale| {
         tenant_rows

@@ -3,7 +3,7 @@
 use crate::model::TenantId;
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct TenantSettings {
     pub display_name: String,
     pub default_region: String,
@@ -87,15 +87,22 @@ pub async fn settings_for_trigger(
     };
     let tenant_override = row
         .trigger_override
-        .map(|value| {
-            serde_json::from_value(value).map_err(|e| OverrideError::Invalid {
-                tenant_id,
-                trigger: trigger.to_owned(),
-                reason: e.to_string(),
-            })
-        })
+        .map(|value| parse_override(tenant_id, trigger, value))
         .transpose()?;
     Ok((row.settings, tenant_override))
+}
+
+/// A trigger's override as stored in `tenant_settings.trigger_overrides`.
+pub fn parse_override(
+    tenant_id: TenantId,
+    trigger: &str,
+    value: serde_json::Value,
+) -> Result<crate::planning::TriggerOverride, OverrideError> {
+    serde_json::from_value(value).map_err(|e| OverrideError::Invalid {
+        tenant_id,
+        trigger: trigger.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Each timestamp as a person of the tenant reads it (`YYYY-MM-DD HH:MM` in

@@ -9,6 +9,7 @@
 //! lookup: tenant A's URL can never touch tenant B's messages.
 
 use super::delivery;
+use super::meta_signing::Verdict;
 use super::whatsapp_inbound::{InboundValue, inbound_messages};
 use crate::AppState;
 use crate::error::ApiError;
@@ -22,7 +23,7 @@ use busflow_activities::secrets::{self, ProviderSecrets};
 use busflow_activities::store::channel_accounts::{self, ChannelAccount};
 use busflow_activities::store::dead_letters::{self, DeadLetter};
 use busflow_activities::store::inbox::{self, InboundOutcome};
-use busflow_activities::store::messages::DeliveryCallback;
+use busflow_activities::store::messages::{CallbackEffect, DeliveryCallback};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -88,17 +89,18 @@ pub async fn receive(
         .ok_or_else(|| {
             ApiError::unauthorized(format!("missing or malformed {SIGNATURE_HEADER}"))
         })?;
-    let accounts = tenant_accounts(&app, tenant_id).await?;
-    let signed = open_secrets(&app, &accounts)?.iter().any(|s| {
-        s.app_secret.as_deref().is_some_and(|secret| {
-            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-            ring::hmac::verify(&key, &body, &signature).is_ok()
-        })
-    });
-    if !signed {
-        return Err(ApiError::unauthorized(format!(
-            "{SIGNATURE_HEADER} does not match the body"
-        )));
+    match app
+        .meta_signing
+        .verify(&app.pool, &app.keys, tenant_id, &body, &signature)
+        .await?
+    {
+        Verdict::Signed => {}
+        Verdict::NoWebhook => return Err(no_such_webhook()),
+        Verdict::NotSigned => {
+            return Err(ApiError::unauthorized(format!(
+                "{SIGNATURE_HEADER} does not match the body"
+            )));
+        }
     }
 
     let payload: WebhookPayload = crate::error::parse_json(&body)?;
@@ -109,16 +111,24 @@ pub async fn receive(
             continue;
         };
         match delivery::apply(&app, &callback).await? {
-            busflow_activities::store::messages::CallbackEffect::Applied { .. } => applied += 1,
-            busflow_activities::store::messages::CallbackEffect::Pending => pending += 1,
+            CallbackEffect::Applied { .. } => applied += 1,
+            CallbackEffect::Pending => pending += 1,
         }
     }
     let mut received = Recorded::default();
-    let values = payload
+    let values: Vec<&ChangeValue> = payload
         .entry
         .iter()
         .flat_map(|e| e.changes.iter())
-        .map(|c| &c.value);
+        .map(|c| &c.value)
+        .filter(|v| !v.inbound.messages.is_empty())
+        .collect();
+    // Receipts need no account (the path names the tenant); inbound
+    // messages are matched to the account they were written to.
+    let accounts = match values.is_empty() {
+        true => Vec::new(),
+        false => tenant_accounts(&app, tenant_id).await?,
+    };
     for value in values {
         received.add(
             record_inbound(
@@ -218,7 +228,7 @@ pub async fn replay(
 fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
     raw.parse::<Uuid>()
         .map(TenantId)
-        .map_err(|_| ApiError::client(StatusCode::NOT_FOUND, "UNKNOWN_TENANT", "no such webhook"))
+        .map_err(|_| no_such_webhook())
 }
 
 /// The tenant's WhatsApp accounts. A tenant without one has no webhook: 404,
@@ -231,13 +241,13 @@ async fn tenant_accounts(
         .await
         .map_err(anyhow::Error::from)?;
     if accounts.is_empty() {
-        return Err(ApiError::client(
-            StatusCode::NOT_FOUND,
-            "UNKNOWN_TENANT",
-            "no such webhook",
-        ));
+        return Err(no_such_webhook());
     }
     Ok(accounts)
+}
+
+fn no_such_webhook() -> ApiError {
+    ApiError::client(StatusCode::NOT_FOUND, "UNKNOWN_TENANT", "no such webhook")
 }
 
 /// The opened secrets of those accounts.

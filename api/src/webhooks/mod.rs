@@ -7,6 +7,7 @@
 pub mod delivery;
 pub mod inbound_email;
 pub mod meta;
+pub mod meta_signing;
 pub mod mime;
 pub mod ses;
 pub mod sms_status;
