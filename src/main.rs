@@ -70,6 +70,10 @@ enum Command {
         /// pool grows to match (two connections per slot, plus two).
         #[arg(long, env = "BUSFLOW_ACTIVITY_SLOTS", default_value_t = 20)]
         activity_slots: usize,
+        /// Workflows kept in memory between their tasks (the sticky cache);
+        /// the others are replayed from history when they wake.
+        #[arg(long, env = "BUSFLOW_MAX_CACHED_WORKFLOWS", default_value_t = worker::MAX_CACHED_WORKFLOWS)]
+        max_cached_workflows: usize,
     },
     /// Start a fresh delivery of a FAILED message (a new, linked workflow).
     RetryMessage {
@@ -186,6 +190,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             watchdog,
             metrics,
             activity_slots,
+            max_cached_workflows,
         } => {
             let keys = keys.key_ring()?;
             let connections =
@@ -209,12 +214,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 tokio::spawn(server::serve_worker_metrics(listener, shutdown.wait()));
             }
             let watchdog = watchdog.settings();
-            worker::run(
+            worker::run_cached(
                 client,
                 &temporal.task_queue,
                 pool,
                 activities,
                 &watchdog,
+                max_cached_workflows,
                 shutdown.wait(),
             )
             .await

@@ -138,6 +138,9 @@ fn tuner(slots: usize) -> TunerHolder {
         .build()
 }
 
+/// Workflows a worker keeps in memory by default (the SDK's default).
+pub const MAX_CACHED_WORKFLOWS: usize = 1000;
+
 /// Runs the worker until `shutdown` resolves, then drains and returns. Its
 /// activity slots follow the pool's size ([`slots_for`]).
 pub async fn run(
@@ -146,6 +149,28 @@ pub async fn run(
     pool: PgPool,
     activities: NotificationActivities,
     watchdog: &WatchdogSettings,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    run_cached(
+        client,
+        task_queue,
+        pool,
+        activities,
+        watchdog,
+        MAX_CACHED_WORKFLOWS,
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`], keeping at most `max_cached_workflows` workflows in memory.
+pub async fn run_cached(
+    client: Client,
+    task_queue: &str,
+    pool: PgPool,
+    activities: NotificationActivities,
+    watchdog: &WatchdogSettings,
+    max_cached_workflows: usize,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(RuntimeOptions::default())
@@ -175,6 +200,7 @@ pub async fn run(
         .register_activities(inbox)
         .register_activities(trips)
         .register_activities(watchdog_activities)
+        .max_cached_workflows(max_cached_workflows)
         .tuner(tuner(slots))
         .workflow_task_poller_behavior(pollers())
         .activity_task_poller_behavior(pollers())

@@ -103,12 +103,22 @@ async fn a_delay_on_a_ten_thousand_passenger_trip_reaches_each_exactly_once_acro
         ),
         Default::default(),
     );
-    let (mut workflows, mut events) = (0, 0);
+    let (mut workflows, mut events, mut largest_batch_run) = (0, 0, 0);
     while let Some(execution) = executions.next().await {
         let execution = execution.expect("listed");
         workflows += 1;
         events += execution.history_length();
+        if execution.workflow_type() == "BatchNotificationWorkflow" {
+            largest_batch_run = largest_batch_run.max(execution.raw().history_size_bytes);
+        }
     }
+    eprintln!("fan-out of {PASSENGERS}: largest run of the batch {largest_batch_run} bytes");
+    // A page names its chunks by span, not by every passenger's id (2,000
+    // of them would be some 150 KB in the page's result and the chunks' inputs).
+    assert!(
+        largest_batch_run < 64 * 1024,
+        "a run of the batch stays small however many passengers a page has: {largest_batch_run} bytes"
+    );
     eprintln!("fan-out of {PASSENGERS}: {workflows} workflow runs, {events} history events");
     assert!(
         events < 1_000,

@@ -22,7 +22,9 @@ use crate::notification::{
     override_failure, recipient_address, render_template,
 };
 use crate::planning::{self, ChannelStep};
-use crate::store::{self, channel_accounts::ChannelAccount, contacts::Contact};
+use crate::store::{
+    self, channel_accounts::ChannelAccount, contacts::Contact, trips::RecipientSpan,
+};
 use crate::triggers::{self, Trigger};
 use crate::{quiet_hours, templates};
 use futures::StreamExt;
@@ -44,7 +46,31 @@ pub struct ChunkPlanInput {
     /// The chunk's workflow id: the owner of the requests it takes on.
     pub chunk_workflow_id: String,
     pub variables: serde_json::Value,
-    pub contacts: Vec<ContactId>,
+    pub recipients: ChunkRecipients,
+}
+
+/// Whom a chunk sends to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkRecipients {
+    /// An explicit list.
+    Contacts(Vec<ContactId>),
+    /// A span of a trip's recipients (passengers, and the driver when
+    /// included), read by the chunk itself when it plans.
+    Trip {
+        trip_id: uuid::Uuid,
+        include_driver: bool,
+        span: RecipientSpan,
+    },
+}
+
+impl ChunkRecipients {
+    /// How many recipients the chunk was cut for.
+    pub fn expected(&self) -> usize {
+        match self {
+            Self::Contacts(contacts) => contacts.len(),
+            Self::Trip { span, .. } => span.count as usize,
+        }
+    }
 }
 
 /// One recipient the chunk took on, and its channel chain.
@@ -73,6 +99,9 @@ pub struct ChunkPlan {
     /// Notified by another chunk or workflow already (a replay or a reset),
     /// or no longer a contact.
     pub already_notified: u64,
+    /// The chunk's recipients as it read them.
+    #[serde(default)]
+    pub recipients_read: u64,
 }
 
 /// One recipient's message of a round.
@@ -170,15 +199,32 @@ impl FanoutActivities {
                 .await
                 .map_err(override_failure)?;
         let active = store::channel_accounts::active_channels(pool, input.tenant_id).await?;
-        let contacts = store::contacts::get_many(pool, input.tenant_id, &input.contacts).await?;
-        let mut plan = ChunkPlan::default();
+        let wanted = match &input.recipients {
+            ChunkRecipients::Contacts(contacts) => contacts.clone(),
+            ChunkRecipients::Trip {
+                trip_id,
+                include_driver,
+                span,
+            } => {
+                store::trips::recipients_in(pool, input.tenant_id, *trip_id, *include_driver, span)
+                    .await?
+            }
+        };
+        let contacts = store::contacts::get_many(pool, input.tenant_id, &wanted).await?;
+        let windows = if trigger.urgency == triggers::Urgency::Normal {
+            quiet_hours::send_windows_open(pool, input.tenant_id, &wanted).await?
+        } else {
+            HashMap::new()
+        };
+        let mut plan = ChunkPlan {
+            recipients_read: wanted.len() as u64,
+            ..ChunkPlan::default()
+        };
         let mut planned = Vec::with_capacity(contacts.len());
         for contact in &contacts {
             let chain = planning::plan(trigger, None, tenant_override.as_ref(), contact, &active);
-            if trigger.urgency == triggers::Urgency::Normal
-                && !chain.steps.is_empty()
-                && let Some(opens) =
-                    quiet_hours::send_window_opens(pool, input.tenant_id, contact.id).await?
+            if !chain.steps.is_empty()
+                && let Some(&opens) = windows.get(&contact.id)
             {
                 plan.held.push(HeldRecipient {
                     contact_id: contact.id,
@@ -215,7 +261,7 @@ impl FanoutActivities {
             }
         }
         let accounted = plan.recipients.len() + plan.held.len() + plan.not_sent.len();
-        plan.already_notified = input.contacts.len().saturating_sub(accounted) as u64;
+        plan.already_notified = wanted.len().saturating_sub(accounted) as u64;
         Ok(plan)
     }
 

@@ -2,7 +2,7 @@
 //! and the pages of recipients a trip-wide fan-out sends to.
 
 use crate::model::{ContactId, TenantId};
-use crate::store::trips::{self, BookedPassenger, TripSchedule};
+use crate::store::trips::{self, BookedPassenger, RecipientSpan, TripSchedule};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -24,15 +24,17 @@ pub struct TripReminderSeed {
     pub passengers: Vec<BookedPassenger>,
 }
 
+/// Input of `trip_recipient_spans`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RecipientsPageInput {
+pub struct RecipientSpansInput {
     pub tenant_id: TenantId,
     pub trip_id: Uuid,
     /// Whether the trip's driver is among the recipients.
     #[serde(default = "yes")]
     pub include_driver: bool,
     pub after: Option<ContactId>,
-    pub limit: i64,
+    pub chunk_size: u32,
+    pub chunks: u32,
 }
 
 fn yes() -> bool {
@@ -67,20 +69,22 @@ impl TripActivities {
         })
     }
 
-    /// The next page of a trip's recipients (passengers and driver).
-    #[activity(name = "trip_recipients_page")]
-    pub async fn trip_recipients_page(
+    /// The next page of a trip's recipients, as chunk spans: the page
+    /// stays a few hundred bytes however many passengers the trip has.
+    #[activity(name = "trip_recipient_spans")]
+    pub async fn trip_recipient_spans(
         self: Arc<Self>,
         _ctx: ActivityContext,
-        input: RecipientsPageInput,
-    ) -> Result<Vec<ContactId>, ActivityError> {
-        Ok(trips::recipients_page(
+        input: RecipientSpansInput,
+    ) -> Result<Vec<RecipientSpan>, ActivityError> {
+        Ok(trips::recipient_spans(
             &self.pool,
             input.tenant_id,
             input.trip_id,
             input.include_driver,
             input.after,
-            input.limit,
+            input.chunk_size,
+            input.chunks,
         )
         .await?)
     }

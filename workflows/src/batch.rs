@@ -14,11 +14,14 @@
 //! query and shown in the memo.
 
 use crate::fanout_chunk::{ChunkOutcome, ChunkRequest, FanoutChunkWorkflow};
-use crate::names::{fanout_chunk_workflow_id, memo, search_attributes as sa};
+use crate::names::{
+    fanout_chunk_workflow_id, fanout_span_workflow_id, memo, search_attributes as sa,
+};
 use crate::steps::postgres_step;
+use busflow_activities::fanout::ChunkRecipients;
 use busflow_activities::model::{ContactId, TenantId};
 use busflow_activities::triggers::Trigger;
-use busflow_activities::trips::{RecipientsPageInput, TripActivities};
+use busflow_activities::trips::{RecipientSpansInput, TripActivities};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use temporalio_common::search_attributes::SearchAttributes;
@@ -87,6 +90,14 @@ pub(crate) fn pending_labels(
     ])
 }
 
+/// One chunk of a page, before it starts.
+struct PageChunk {
+    workflow_id: String,
+    recipients: ChunkRecipients,
+    /// Where the next page continues after this chunk.
+    cursor: Option<ContactId>,
+}
+
 /// Recipients per page: `concurrency` chunks.
 fn page_size(request: &BatchRequest) -> usize {
     request.concurrency.clamp(1, MOST_CHUNKS_PER_PAGE) * CHUNK_SIZE
@@ -143,16 +154,13 @@ impl BatchNotificationWorkflow {
         progress.runs += 1;
         ctx.state_mut(|s| s.progress = progress.clone());
         let page = Self::next_page(ctx, &request).await?;
-        let last = page.last().copied();
-        let count = page.len();
+        let count: usize = page.iter().map(|c| c.recipients.expected()).sum();
         ctx.state_mut(|s| {
             s.progress.dispatched += count as u64;
-            s.progress.cursor = last.or(s.progress.cursor);
+            s.progress.cursor = page.last().and_then(|c| c.cursor).or(s.progress.cursor);
         });
         let shared: &WorkflowContext<Self> = ctx;
-        let chunks = page
-            .chunks(CHUNK_SIZE)
-            .map(|c| Self::chunk(shared, &request, c));
+        let chunks = page.into_iter().map(|c| Self::chunk(shared, &request, c));
         for finished in join_all(chunks).await {
             finished?;
         }
@@ -183,49 +191,85 @@ impl BatchNotificationWorkflow {
 }
 
 impl BatchNotificationWorkflow {
+    /// The next page's chunks. A trip's page is read as spans of its
+    /// recipients (each chunk reads its own), so the page costs the history
+    /// a few hundred bytes, not every passenger's id.
     async fn next_page(
         ctx: &mut WorkflowContext<Self>,
         request: &BatchRequest,
-    ) -> WorkflowResult<Vec<ContactId>> {
+    ) -> WorkflowResult<Vec<PageChunk>> {
         let progress = ctx.state(|s| s.progress.clone());
-        let page_size = page_size(request);
+        let chunks = request.concurrency.clamp(1, MOST_CHUNKS_PER_PAGE);
         match &request.recipients {
             Recipients::Contacts(all) => {
                 let from = usize::try_from(progress.dispatched).unwrap_or(usize::MAX);
-                Ok(all.iter().skip(from).take(page_size).copied().collect())
+                let page: Vec<ContactId> = all
+                    .iter()
+                    .skip(from)
+                    .take(page_size(request))
+                    .copied()
+                    .collect();
+                Ok(page
+                    .chunks(CHUNK_SIZE)
+                    .map(|contacts| PageChunk {
+                        workflow_id: fanout_chunk_workflow_id(ctx.workflow_id(), contacts),
+                        recipients: ChunkRecipients::Contacts(contacts.to_vec()),
+                        cursor: contacts.last().copied(),
+                    })
+                    .collect())
             }
             Recipients::TripPassengers {
                 trip_id,
                 include_driver,
-            } => Ok(ctx
-                .execute_local_activity(
-                    TripActivities::trip_recipients_page,
-                    RecipientsPageInput {
-                        tenant_id: request.tenant_id,
-                        trip_id: *trip_id,
-                        include_driver: *include_driver,
-                        after: progress.cursor,
-                        limit: i64::try_from(page_size).unwrap_or(i64::MAX),
-                    },
-                    postgres_step(
-                        "read the next page of the trip's recipients",
-                        Duration::from_secs(30),
-                    ),
-                )
-                .await?),
+            } => {
+                let spans = ctx
+                    .execute_local_activity(
+                        TripActivities::trip_recipient_spans,
+                        RecipientSpansInput {
+                            tenant_id: request.tenant_id,
+                            trip_id: *trip_id,
+                            include_driver: *include_driver,
+                            after: progress.cursor,
+                            chunk_size: CHUNK_SIZE as u32,
+                            chunks: chunks as u32,
+                        },
+                        postgres_step(
+                            "read the next page of the trip's recipients",
+                            Duration::from_secs(30),
+                        ),
+                    )
+                    .await?;
+                Ok(spans
+                    .into_iter()
+                    .map(|span| PageChunk {
+                        workflow_id: fanout_span_workflow_id(ctx.workflow_id(), &span),
+                        recipients: ChunkRecipients::Trip {
+                            trip_id: *trip_id,
+                            include_driver: *include_driver,
+                            span,
+                        },
+                        cursor: Some(span.last),
+                    })
+                    .collect())
+            }
         }
     }
 
     /// Sends one chunk of the page as a child workflow and adds its counts.
-    /// A chunk id is the hash of its recipients: the same chunk again (a
-    /// reset) is found as existing, and a chunk cut differently takes on
-    /// only the recipients no other chunk has.
+    /// A chunk id is the hash of its recipients (or of its span): the same
+    /// chunk again (a reset) is found as existing, and a chunk cut
+    /// differently takes on only the recipients no other chunk has.
     async fn chunk(
         ctx: &WorkflowContext<Self>,
         request: &BatchRequest,
-        contacts: &[ContactId],
+        chunk: PageChunk,
     ) -> WorkflowResult<()> {
-        let workflow_id = fanout_chunk_workflow_id(ctx.workflow_id(), contacts);
+        let PageChunk {
+            workflow_id,
+            recipients,
+            ..
+        } = chunk;
+        let expected = recipients.expected();
         ctx.state_mut(|s| s.progress.chunks += 1);
         let options = ChildWorkflowOptions::builder()
             .workflow_id(workflow_id)
@@ -238,9 +282,7 @@ impl BatchNotificationWorkflow {
             ))
             .static_summary(format!(
                 "{} → {} recipients (fan-out {})",
-                request.trigger_event,
-                contacts.len(),
-                request.source_event_id
+                request.trigger_event, expected, request.source_event_id
             ))
             .build();
         let chunk = ChunkRequest {
@@ -248,7 +290,7 @@ impl BatchNotificationWorkflow {
             trigger_event: request.trigger_event,
             source_event_id: request.source_event_id.clone(),
             variables: request.variables.clone(),
-            contacts: contacts.to_vec(),
+            recipients,
             entity_refs: request.entity_refs.clone(),
             step_deadline_secs: request.step_deadline_secs,
         };
@@ -270,8 +312,7 @@ impl BatchNotificationWorkflow {
                 cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists,
                 ..
             }) => {
-                let count = contacts.len() as u64;
-                ctx.state_mut(|s| s.progress.already_notified += count);
+                ctx.state_mut(|s| s.progress.already_notified += expected as u64);
             }
             Err(other) => return Err(other.into()),
         }

@@ -17,8 +17,8 @@ use crate::names::{notification_workflow_id, search_attributes as sa};
 use crate::notification::{NotificationRequest, NotificationWorkflow};
 use crate::steps::postgres_step;
 use busflow_activities::fanout::{
-    AbandonRoundInput, ChunkPlanInput, FanoutActivities, MessageSettlement, RecipientPlan,
-    RoundInput, RoundMessages, RoundOutcome, RoundSend,
+    AbandonRoundInput, ChunkPlanInput, ChunkRecipients, FanoutActivities, MessageSettlement,
+    RecipientPlan, RoundInput, RoundMessages, RoundOutcome, RoundSend,
 };
 use busflow_activities::model::{ContactId, MessageId, MessageStatus, TenantId};
 use busflow_activities::notification::DispatchOutcome;
@@ -43,7 +43,7 @@ pub struct ChunkRequest {
     pub trigger_event: Trigger,
     pub source_event_id: String,
     pub variables: serde_json::Value,
-    pub contacts: Vec<ContactId>,
+    pub recipients: ChunkRecipients,
     #[serde(default)]
     pub entity_refs: Vec<String>,
     /// How long one round may keep trying to send before its unsent
@@ -111,13 +111,13 @@ impl FanoutChunkWorkflow {
                     source_event_id: request.source_event_id.clone(),
                     chunk_workflow_id: ctx.workflow_id().to_owned(),
                     variables: request.variables.clone(),
-                    contacts: request.contacts.clone(),
+                    recipients: request.recipients.clone(),
                 },
                 patient_step("plan the chunk's recipients", Duration::from_secs(120)),
             )
             .await?;
         ctx.state_mut(|s| {
-            s.outcome.recipients = request.contacts.len() as u64;
+            s.outcome.recipients = plan.recipients_read;
             s.outcome.already_notified = plan.already_notified;
             s.outcome.not_sent = plan.not_sent.len() as u64;
         });

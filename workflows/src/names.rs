@@ -47,12 +47,29 @@ pub fn fanout_workflow_id(tenant: TenantId, source_event_id: &str) -> String {
 /// same recipients give the same id (FNV-1a over their ids), so a reset of
 /// the fan-out finds the chunk it started before.
 pub fn fanout_chunk_workflow_id(fanout_workflow_id: &str, contacts: &[ContactId]) -> String {
+    let hash = fnv1a(contacts.iter().flat_map(|c| *c.0.as_bytes()));
+    format!("{fanout_workflow_id}/chunk/{hash:016x}")
+}
+
+/// The chunk of a trip's recipients in one span: the hash of the span's
+/// ends, so the same span again is the same chunk.
+pub fn fanout_span_workflow_id(
+    fanout_workflow_id: &str,
+    span: &busflow_activities::store::trips::RecipientSpan,
+) -> String {
+    let after = span.after.map(|c| *c.0.as_bytes()).unwrap_or_default();
+    let hash = fnv1a(after.into_iter().chain(*span.last.0.as_bytes()));
+    format!("{fanout_workflow_id}/chunk/{hash:016x}")
+}
+
+/// FNV-1a: stable across builds and platforms, unlike std's hasher.
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in contacts.iter().flat_map(|c| *c.0.as_bytes()) {
+    for byte in bytes {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{fanout_workflow_id}/chunk/{hash:016x}")
+    hash
 }
 
 /// `trip-reminder/{tenant}/{trip}`: the entity workflow of one trip's reminder.

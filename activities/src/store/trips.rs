@@ -234,36 +234,87 @@ pub async fn confirmed_bookings(
     .await
 }
 
-/// The next page of a trip's recipients, in contact order after `after`:
-/// every contact with a confirmed booking (once, however many seats) and,
-/// with `include_driver`, the trip's driver when this service knows them as
-/// a contact.
-pub async fn recipients_page(
+/// The recipients of a trip-wide notice, in contact id order: confirmed
+/// bookings and (when asked) the driver. A statement of its own so the page
+/// of chunks and the chunk's own read can never disagree on who they are.
+const TRIP_RECIPIENTS: &str = "select contact_id from trip_bookings
+      where tenant_id = $1 and trip_id = $2 and status = 'CONFIRMED'
+     union
+     select c.id from trips t
+       join contacts c on c.tenant_id = t.tenant_id and c.driver_id = t.driver_id
+      where t.tenant_id = $1 and t.id = $2 and $3";
+
+/// One chunk of a trip's recipients: those with ids in `(after, last]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecipientSpan {
+    pub after: Option<ContactId>,
+    pub last: ContactId,
+    /// Recipients in the span when the page was read.
+    pub count: u32,
+}
+
+/// The next page of a trip's recipients after `after`, at most
+/// `chunks` spans of `chunk_size`: only the spans' ends are read out, the
+/// chunks read their own recipients.
+pub async fn recipient_spans(
     pool: &PgPool,
     tenant_id: TenantId,
     trip_id: Uuid,
     include_driver: bool,
     after: Option<ContactId>,
-    limit: i64,
-) -> sqlx::Result<Vec<ContactId>> {
-    sqlx::query_scalar(
-        "select contact_id from (
-             select contact_id from trip_bookings
-              where tenant_id = $1 and trip_id = $2 and status = 'CONFIRMED'
-             union
-             select c.id from trips t
-               join contacts c on c.tenant_id = t.tenant_id and c.driver_id = t.driver_id
-              where t.tenant_id = $1 and t.id = $2 and $5
-         ) r
-         where $3::uuid is null or contact_id > $3
-         order by contact_id
-         limit $4",
-    )
+    chunk_size: u32,
+    chunks: u32,
+) -> sqlx::Result<Vec<RecipientSpan>> {
+    let ends: Vec<(ContactId, i64)> = sqlx::query_as(&format!(
+        "with page as (
+             select contact_id, row_number() over (order by contact_id) as n
+               from ({TRIP_RECIPIENTS}) r
+              where $4::uuid is null or contact_id > $4
+              order by contact_id
+              limit $5 * $6)
+         select contact_id, n from page
+          where n % $5 = 0 or n = (select max(n) from page)
+          order by n"
+    ))
     .bind(tenant_id)
     .bind(trip_id)
-    .bind(after)
-    .bind(limit)
     .bind(include_driver)
+    .bind(after)
+    .bind(i64::from(chunk_size))
+    .bind(i64::from(chunks))
+    .fetch_all(pool)
+    .await?;
+    let mut spans = Vec::with_capacity(ends.len());
+    let (mut from, mut counted) = (after, 0i64);
+    for (last, n) in ends {
+        spans.push(RecipientSpan {
+            after: from,
+            last,
+            count: u32::try_from(n - counted).unwrap_or(u32::MAX),
+        });
+        (from, counted) = (Some(last), n);
+    }
+    Ok(spans)
+}
+
+/// A span's recipients as they are now.
+pub async fn recipients_in(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    trip_id: Uuid,
+    include_driver: bool,
+    span: &RecipientSpan,
+) -> sqlx::Result<Vec<ContactId>> {
+    sqlx::query_scalar(&format!(
+        "select contact_id from ({TRIP_RECIPIENTS}) r
+          where ($4::uuid is null or contact_id > $4) and contact_id <= $5
+          order by contact_id"
+    ))
+    .bind(tenant_id)
+    .bind(trip_id)
+    .bind(include_driver)
+    .bind(span.after)
+    .bind(span.last)
     .fetch_all(pool)
     .await
 }
