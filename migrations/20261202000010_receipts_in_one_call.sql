@@ -40,7 +40,10 @@ begin
 end
 $$;
 
--- Records one provider callback. No row back: no message has that provider
+-- Records one provider callback. `settles`: this callback ended the
+-- message's wait for a receipt (it was not DELIVERED, READ or FAILED
+-- before, and is now), the one receipt its workflow needs to hear of.
+-- No row back: no message has that provider
 -- id (yet); the callback is kept and applied when one records it.
 -- An account-level receipt (p_tenant null) changes an email only when the
 -- message's account publishes through p_configuration_set.
@@ -55,16 +58,17 @@ create function record_delivery_callback(
     p_correlation uuid,
     p_configuration_set text)
 returns table (matched_id uuid, matched_tenant uuid, signal_workflow_id text,
-               after_status text, changed boolean)
+               after_status text, changed boolean, settles boolean)
 language plpgsql as $$
 declare
     v_id uuid;
     v_tenant uuid;
     v_workflow text;
+    v_before text;
 begin
     perform pg_advisory_xact_lock(hashtext('busflow.messages.external_message_id'), hashtext(p_external));
-    select m.id, m.tenant_id, case when m.batch_workflow_id is null then m.workflow_id end
-      into v_id, v_tenant, v_workflow
+    select m.id, m.tenant_id, case when m.batch_workflow_id is null then m.workflow_id end, m.status
+      into v_id, v_tenant, v_workflow, v_before
       from messages m
      where m.channel = p_channel and m.external_message_id = p_external
        and (p_tenant is null or m.tenant_id = p_tenant)
@@ -83,8 +87,8 @@ begin
                 or coalesce((select ca.provider_config->>'configuration_set' from channel_accounts ca
                               where ca.tenant_id = m.tenant_id and ca.id = m.channel_account_id), '')
                    = coalesce(p_configuration_set, ''))
-        returning m.id, m.tenant_id, case when m.batch_workflow_id is null then m.workflow_id end
-             into v_id, v_tenant, v_workflow;
+        returning m.id, m.tenant_id, case when m.batch_workflow_id is null then m.workflow_id end, m.status
+             into v_id, v_tenant, v_workflow, v_before;
     end if;
     insert into delivery_callbacks
         (tenant_id, channel, external_message_id, status, reason, occurred_at, detail, message_id,
@@ -95,7 +99,9 @@ begin
         return;
     end if;
     return query
-    select v_id, v_tenant, v_workflow, s.after_status, s.changed
+    select v_id, v_tenant, v_workflow, s.after_status, s.changed,
+           s.changed and v_before in ('QUEUED', 'SENDING', 'SENT')
+                     and s.after_status in ('DELIVERED', 'READ', 'FAILED')
       from apply_message_status(v_tenant, v_id, p_status, p_occurred_at, p_reason) s;
 end
 $$;

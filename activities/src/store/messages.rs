@@ -544,6 +544,9 @@ pub enum CallbackEffect {
         workflow_id: Option<String>,
         status: MessageStatus,
         changed: bool,
+        /// This callback ended the message's wait for a receipt: it moved
+        /// to DELIVERED, READ or FAILED from before them.
+        settles: bool,
     },
     /// No message has this external id (yet): kept, and applied when one does.
     Pending,
@@ -555,31 +558,40 @@ pub async fn record_callback(
     pool: &PgPool,
     callback: &DeliveryCallback,
 ) -> sqlx::Result<CallbackEffect> {
-    let matched: Option<(MessageId, TenantId, Option<String>, MessageStatus, bool)> =
-        sqlx::query_as(
-            "select matched_id, matched_tenant, signal_workflow_id, after_status, changed
+    let matched: Option<(
+        MessageId,
+        TenantId,
+        Option<String>,
+        MessageStatus,
+        bool,
+        bool,
+    )> = sqlx::query_as(
+        "select matched_id, matched_tenant, signal_workflow_id, after_status, changed, settles
                from record_delivery_callback($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(callback.tenant_id)
-        .bind(callback.channel)
-        .bind(&callback.external_message_id)
-        .bind(callback.status)
-        .bind(&callback.reason)
-        .bind(callback.occurred_at)
-        .bind(&callback.detail)
-        .bind(callback.correlation)
-        .bind(&callback.configuration_set)
-        .fetch_optional(pool)
-        .await?;
+    )
+    .bind(callback.tenant_id)
+    .bind(callback.channel)
+    .bind(&callback.external_message_id)
+    .bind(callback.status)
+    .bind(&callback.reason)
+    .bind(callback.occurred_at)
+    .bind(&callback.detail)
+    .bind(callback.correlation)
+    .bind(&callback.configuration_set)
+    .fetch_optional(pool)
+    .await?;
     Ok(match matched {
         None => CallbackEffect::Pending,
-        Some((message_id, tenant_id, workflow_id, status, changed)) => CallbackEffect::Applied {
-            tenant_id,
-            message_id,
-            workflow_id,
-            status,
-            changed,
-        },
+        Some((message_id, tenant_id, workflow_id, status, changed, settles)) => {
+            CallbackEffect::Applied {
+                tenant_id,
+                message_id,
+                workflow_id,
+                status,
+                changed,
+                settles,
+            }
+        }
     })
 }
 

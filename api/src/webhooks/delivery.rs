@@ -7,7 +7,10 @@ use crate::AppState;
 use busflow_activities::store::messages::{self, CallbackEffect, DeliveryCallback};
 use busflow_workflows::notification::DeliveryUpdate;
 
-/// Records and relays one callback; returns what recording it did.
+/// Records and relays one callback; returns what recording it did. Only the
+/// receipt that settles a message is signalled: a SENT receipt, or a READ
+/// after DELIVERED, would wake the workflow for nothing, and a workflow task
+/// per receipt is what the Temporal server spends most on.
 pub async fn apply(app: &AppState, callback: &DeliveryCallback) -> anyhow::Result<CallbackEffect> {
     let effect = messages::record_callback(&app.pool, callback).await?;
     match &effect {
@@ -16,7 +19,8 @@ pub async fn apply(app: &AppState, callback: &DeliveryCallback) -> anyhow::Resul
             message_id,
             workflow_id: Some(workflow_id),
             status,
-            changed: true,
+            settles: true,
+            ..
         } => {
             let update = DeliveryUpdate {
                 message_id: *message_id,
