@@ -302,6 +302,62 @@ async fn a_delivered_receipt_ends_the_notification_on_whatsapp_and_late_receipts
 }
 
 #[tokio::test]
+async fn a_receipt_settles_a_message_once_whatever_comes_after_it() {
+    let graph = MockServer::start().await;
+    let wamid = wamid();
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(graph_accepted(&wamid))
+        .expect(1)
+        .mount(&graph)
+        .await;
+    let app = app_with_graph(&graph).await;
+    whatsapp_tenant(&app).await;
+    app.override_booking_confirmed(&["WHATSAPP"], json!({"WHATSAPP": 600}))
+        .await;
+    let (profile, contact) = passenger(&app).await;
+    let workflow_id = app
+        .confirm_booking(profile, contact, &booking_reference("BF-WAKE"))
+        .await;
+    let sent = app.dispatched(&workflow_id, "WHATSAPP").await;
+    // Meta's usual sequence. The message is SENT already (Meta's answer to
+    // the send said so), DELIVERED settles it, READ changes nothing the
+    // notification waits for: only DELIVERED may wake it.
+    let mut settled = Vec::new();
+    for status in [
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Read,
+        MessageStatus::Delivered,
+    ] {
+        let effect = messages::record_callback(
+            &app.pool,
+            &DeliveryCallback {
+                tenant_id: Some(app.tenant_id),
+                channel: Channel::WhatsApp,
+                external_message_id: wamid.clone(),
+                status,
+                reason: None,
+                occurred_at: Utc::now(),
+                detail: json!({}),
+                correlation: None,
+                configuration_set: None,
+            },
+        )
+        .await
+        .expect("recorded");
+        let messages::CallbackEffect::Applied { settles, .. } = effect else {
+            panic!("the message is known: {effect:?}");
+        };
+        settled.push(settles);
+    }
+    assert_eq!(settled, [false, true, false, false]);
+    let rows = app.messages(&workflow_id).await;
+    assert_eq!(rows[0].status, "READ");
+    assert_eq!(rows[0].id, sent.id);
+}
+
+#[tokio::test]
 async fn receipts_out_of_order_and_twice_end_exactly_like_receipts_in_order() {
     let graph = MockServer::start().await;
     let (in_order_reference, reversed_reference) =
