@@ -1,30 +1,16 @@
 //! Quiet hours: while the recipient's local time is inside the tenant's
 //! `[quiet_hours_start, quiet_hours_end)` window, non-urgent notifications
 //! wait for it to end. Local time is the contact's time zone when it is a
-//! known zone, else the tenant's. Postgres does the time-zone arithmetic (`send_window_opens`), so
-//! daylight-saving changes follow its tz database.
+//! known zone, else the tenant's. Postgres does the time-zone arithmetic
+//! (the SQL function `send_window_opens`), so daylight-saving changes follow
+//! its tz database.
 
 use crate::model::{ContactId, TenantId};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-/// When the send window opens for this contact: `None` when it is open now
-/// (or the tenant has no quiet hours).
-pub async fn send_window_opens(
-    pool: &PgPool,
-    tenant_id: TenantId,
-    contact_id: ContactId,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
-    let opens: Option<DateTime<Utc>> = sqlx::query_scalar("select send_window_opens($1, $2)")
-        .bind(tenant_id)
-        .bind(contact_id)
-        .fetch_one(pool)
-        .await?;
-    Ok(opens)
-}
-
-/// [`send_window_opens`] for many contacts at once: only those whose window
-/// is closed now, each with when it opens.
+/// When the send window opens for each of these contacts (the SQL function
+/// `send_window_opens`): only those whose window is closed now.
 pub async fn send_windows_open(
     pool: &PgPool,
     tenant_id: TenantId,
