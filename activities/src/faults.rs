@@ -1,9 +1,12 @@
 //! Crash points for the fault suite. With `BUSFLOW_FAULT_ABORT_AT=<point>`
 //! the process aborts (no unwinding, nothing flushed: what SIGKILL does) the
 //! `BUSFLOW_FAULT_ABORT_AFTER`-th time (default: the first) it reaches the
-//! named point of the dispatch path. Unset, as in every deployment, a point
-//! costs one read of a value set once.
+//! named point of the dispatch path. With `BUSFLOW_FAULT_ABORT_CHANNEL`
+//! (`WHATSAPP`, `EMAIL`, ...) only that channel's passages count, so "killed
+//! after SES accepted" is that, and never the SMS fallback that follows.
+//! Unset, as in every deployment, a point costs one read of a value set once.
 
+use crate::model::Channel;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,6 +35,8 @@ impl Point {
 
 struct Armed {
     point: Point,
+    /// Only this channel's passages count; every channel's when `None`.
+    channel: Option<Channel>,
     after: u64,
     reached: AtomicU64,
 }
@@ -46,8 +51,12 @@ fn armed() -> Option<&'static Armed> {
                 .ok()
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(1);
+            let channel = std::env::var("BUSFLOW_FAULT_ABORT_CHANNEL")
+                .ok()
+                .and_then(|c| c.parse().ok());
             Some(Armed {
                 point,
+                channel,
                 after,
                 reached: AtomicU64::new(0),
             })
@@ -55,10 +64,12 @@ fn armed() -> Option<&'static Armed> {
         .as_ref()
 }
 
-/// Aborts the process here if the fault suite armed this point.
-pub fn reached(point: Point) {
+/// Aborts the process here if the fault suite armed this point (for this
+/// channel).
+pub fn reached(point: Point, channel: Channel) {
     if let Some(armed) = armed()
         && armed.point == point
+        && armed.channel.is_none_or(|c| c == channel)
         && armed.reached.fetch_add(1, Ordering::Relaxed) + 1 == armed.after
     {
         eprintln!("BUSFLOW_FAULT_ABORT_AT={}: aborting", point.as_str());

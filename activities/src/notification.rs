@@ -679,7 +679,7 @@ impl NotificationActivities {
                 return Ok(outcome_of(&now));
             }
         }
-        faults::reached(faults::Point::Claimed);
+        faults::reached(faults::Point::Claimed, message.channel);
         let trigger = message
             .trigger_event
             .map(Trigger::as_str)
@@ -707,10 +707,10 @@ impl NotificationActivities {
         };
         match sent {
             Ok(accepted) => {
-                faults::reached(faults::Point::ProviderAccepted);
+                faults::reached(faults::Point::ProviderAccepted, message.channel);
                 record(metrics::DispatchOutcome::Sent);
                 let mut status = record_acceptance(ctx, pool, message, &accepted).await?;
-                faults::reached(faults::Point::Recorded);
+                faults::reached(faults::Point::Recorded, message.channel);
                 if let Some(settled) = providers::adapter(message.channel).delivered_once_accepted()
                 {
                     status = settle_on_acceptance(

@@ -20,6 +20,7 @@ mod graph;
 mod processes;
 mod proxy;
 mod receipts;
+mod ses_front;
 
 use busflow_workflows::{BatchNotificationWorkflow, NotificationWorkflow};
 use graph::{GraphFake, Misbehaviour};
@@ -27,6 +28,7 @@ use processes::{DevServer, WorkerProcess};
 use proxy::CuttableProxy;
 use receipts::{ReceiptMode, ReceiptPlayer};
 use serde_json::{Value, json};
+use ses_front::SesFront;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use support::app::{TEST_KEY_SPEC, TestApp, TestOptions};
@@ -61,12 +63,47 @@ enum Chain {
     FanoutWhatsApp,
 }
 
+/// Returns once no notification of the story's task queue is running (its
+/// trips' reminders sleep on).
+async fn nothing_running(story: &Story) {
+    use busflow_workflows::names::workflow_types;
+    let client = story.app.temporal().await;
+    let running = format!(
+        "TaskQueue = '{}' AND ExecutionStatus = 'Running' AND WorkflowType IN ('{}', '{}', '{}')",
+        story.app.task_queue,
+        workflow_types::NOTIFICATION,
+        workflow_types::BATCH_NOTIFICATION,
+        workflow_types::FANOUT_CHUNK,
+    );
+    loop {
+        let count = client
+            .count_workflows(&running, temporalio_client::WorkflowCountOptions::default())
+            .await
+            .map(|c| c.count());
+        if matches!(count, Ok(0)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+impl Chain {
+    fn first_channel(self) -> &'static str {
+        match self {
+            Chain::WhatsApp | Chain::FanoutWhatsApp => "WHATSAPP",
+            Chain::Email => "EMAIL",
+        }
+    }
+}
+
 /// One case's world: a tenant, its worker process, the fakes.
 struct Run {
     chain: Chain,
     story: Story,
     graph: GraphFake,
     proxy: CuttableProxy,
+    /// moto as the worker sees it: SES that keeps each send's tags.
+    _ses: SesFront,
     worker: WorkerProcess,
     /// Plays receipts for as long as the run lives.
     _receipts: ReceiptPlayer,
@@ -138,6 +175,7 @@ impl Run {
             .unwrap_or_default()
             .to_owned();
         let proxy = CuttableProxy::start("127.0.0.1:5432".to_owned()).await;
+        let ses = SesFront::start(&app.aws_endpoint).await;
         let env = vec![
             (
                 "DATABASE_URL".into(),
@@ -147,7 +185,7 @@ impl Run {
             ("TEMPORAL_NAMESPACE".into(), "default".into()),
             ("BUSFLOW_TASK_QUEUE".into(), app.task_queue.clone()),
             ("AWS_REGION".into(), "us-east-1".into()),
-            ("BUSFLOW_AWS_ENDPOINT_URL".into(), app.aws_endpoint.clone()),
+            ("BUSFLOW_AWS_ENDPOINT_URL".into(), ses.url.clone()),
             ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
             ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
             ("BUSFLOW_META_GRAPH_URL".into(), graph.url.clone()),
@@ -157,14 +195,21 @@ impl Run {
             ("BUSFLOW_ACTIVITY_SLOTS".into(), "8".into()),
             ("BUSFLOW_WATCHDOG_INTERVAL_SECS".into(), "3600".into()),
             ("RUST_LOG".into(), "warn,busflow=info".into()),
+            // A crash point counts the first channel's passages only: a case
+            // is killed where its name says, never in the SMS fallback.
+            (
+                "BUSFLOW_FAULT_ABORT_CHANNEL".into(),
+                chain.first_channel().into(),
+            ),
         ];
         let worker = WorkerProcess::start(env, crash_at);
-        let receipts = ReceiptPlayer::start(&app, &secrets, &graph, receipts);
+        let receipts = ReceiptPlayer::start(&app, &secrets, &graph, &ses, receipts);
         Self {
             chain,
             story: Story::of(app),
             graph,
             proxy,
+            _ses: ses,
             worker,
             _receipts: receipts,
             people: Vec::new(),
@@ -282,15 +327,25 @@ impl Run {
     /// Restarts the worker each time it crashed at `point`, armed again for
     /// the next of `after` (the first arming is `Run::start`'s); the last
     /// worker runs unarmed. Returns the crashes seen.
+    ///
+    /// The cases arm twice, `[n, 1]`: the second worker dies at its first
+    /// acceptance, when the first crash's held sends go out (a workflow-task
+    /// timeout after it). The SMS fallbacks of the first crash's unknown
+    /// outcomes come a receipt window later, on the unarmed third worker. A
+    /// fallback killed before its request left could not be told from one
+    /// that reached the person, and would be lost for real; in the fault
+    /// suite it would only be a coincidence of two crash points.
     async fn restart_after_each_crash(&mut self, point: &str, after: &[u64]) -> usize {
         let mut crashes = 0;
         let rearm = after[1..].iter().map(|n| Some((point, *n))).chain([None]);
+        let Run { story, worker, .. } = self;
         for again in rearm {
-            if self
-                .worker
-                .restart_once_crashed(Duration::from_secs(60), again)
-                .await
-            {
+            // Once every notification has ended, no crash is coming.
+            let crashed = tokio::select! {
+                crashed = worker.restart_once_crashed(Duration::from_secs(60), again) => crashed,
+                () = nothing_running(story) => false,
+            };
+            if crashed {
                 crashes += 1;
             }
         }
@@ -544,7 +599,7 @@ async fn every_fault_leaves_each_person_with_exactly_one_message_per_channel() {
             "SIGKILL after Meta accepted, before the record",
             Chain::WhatsApp,
             12,
-            &[3, 4, 2],
+            &[3, 1],
         )
         .await,
         crash_after_acceptance(
@@ -552,7 +607,7 @@ async fn every_fault_leaves_each_person_with_exactly_one_message_per_channel() {
             "SIGKILL after SES accepted, before the record",
             Chain::Email,
             10,
-            &[2, 4],
+            &[2, 1],
         )
         .await,
         random_kills_under_load(&dev).await,
@@ -572,7 +627,7 @@ async fn every_fault_leaves_each_person_with_exactly_one_message_per_channel() {
         )
         .await,
         receipts_duplicated_and_reordered(&dev).await,
-        fanout_crash_after_acceptance(&dev, 60, &[10, 25, 5]).await,
+        fanout_crash_after_acceptance(&dev, 60, &[10, 1]).await,
     ];
     let matrix = matrix(&rows);
     eprintln!("{matrix}");

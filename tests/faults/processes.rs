@@ -65,6 +65,26 @@ impl DevServer {
             .await
             .expect("dev server up");
         self.process = Some(process);
+        self.wait_until_serving(Duration::from_secs(60)).await;
+    }
+
+    /// The port opens before the frontend serves ("Frontend is not healthy
+    /// yet"): waits until a client connects.
+    async fn wait_until_serving(&self, within: Duration) {
+        let settings = busflow_api::temporal::TemporalSettings {
+            address: Some(self.address.clone()),
+            namespace: Some("default".to_owned()),
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match busflow_api::temporal::connect(&settings, "busflow-comms-faults").await {
+                Ok(_) => return,
+                Err(e) if tokio::time::Instant::now() > deadline => {
+                    panic!("the dev server did not serve within {within:?}: {e:#}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
     }
 
     /// SIGKILL, then the same server again on its port and its file.

@@ -1,10 +1,12 @@
 //! Plays the providers' receipts back to the service as they would arrive:
 //! Meta's signed status webhooks for every message the Graph fake accepted
 //! (naming our message id in `biz_opaque_callback_data`, as Meta echoes it),
-//! and SES delivery events through SNS for every email moto recorded. A
+//! and SES delivery events through SNS for every email moto recorded, with
+//! the send's tags as SES returns them (kept by the SES front). A
 //! webhook answered non-2xx is sent again, as both providers do.
 
 use crate::graph::{Accepted, GraphFake};
+use crate::ses_front::{SentTags, SesFront};
 use crate::support::TestApp;
 use crate::support::meta::{PASSENGER_WA_ID, PHONE_NUMBER_ID, sign};
 use busflow_activities::secrets::ProviderSecrets;
@@ -41,6 +43,7 @@ struct Target {
     app_secret: String,
     domain: String,
     moto: String,
+    sent_tags: SentTags,
 }
 
 impl ReceiptPlayer {
@@ -48,6 +51,7 @@ impl ReceiptPlayer {
         app: &TestApp,
         secrets: &ProviderSecrets,
         graph: &GraphFake,
+        ses: &SesFront,
         mode: ReceiptMode,
     ) -> Self {
         let target = Arc::new(Target {
@@ -57,6 +61,7 @@ impl ReceiptPlayer {
             app_secret: secrets.app_secret.clone().expect("app secret"),
             domain: app.domain.clone(),
             moto: app.aws_endpoint.clone(),
+            sent_tags: ses.tags.clone(),
         });
         let graph = graph.unplayed_handle();
         let task = tokio::spawn(async move {
@@ -96,6 +101,8 @@ impl Target {
                     .is_some_and(|s| s.contains(&self.domain))
             })
             .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            // SES names the tags in every event: wait until the front has them.
+            .filter(|id| self.sent_tags.lock().expect("tags lock").contains_key(id))
             .filter(|id| played.insert(id.clone()))
             .collect()
     }
@@ -166,8 +173,14 @@ async fn play_meta(target: Arc<Target>, accepted: Accepted, mode: ReceiptMode) {
 
 async fn play_ses(target: Arc<Target>, ses_id: String) {
     use busflow_api::testing::{TEST_KEY_PEM, notification, sign_envelope};
+    let tags = target
+        .sent_tags
+        .lock()
+        .expect("tags lock")
+        .get(&ses_id)
+        .cloned();
     let event = json!({"eventType": "Delivery",
-        "mail": {"messageId": ses_id, "timestamp": chrono::Utc::now().to_rfc3339()},
+        "mail": {"messageId": ses_id, "timestamp": chrono::Utc::now().to_rfc3339(), "tags": tags},
         "delivery": {"timestamp": chrono::Utc::now().to_rfc3339(), "recipients": []}});
     let mut envelope = notification(&event.to_string());
     envelope.message_id = uuid::Uuid::new_v4().to_string();
