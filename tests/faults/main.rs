@@ -22,6 +22,7 @@ mod proxy;
 mod receipts;
 mod ses_front;
 
+use busflow_activities::model::Channel;
 use busflow_workflows::{BatchNotificationWorkflow, NotificationWorkflow};
 use graph::{GraphFake, Misbehaviour};
 use processes::{DevServer, WorkerProcess};
@@ -88,10 +89,10 @@ async fn nothing_running(story: &Story) {
 }
 
 impl Chain {
-    fn first_channel(self) -> &'static str {
+    fn first_channel(self) -> Channel {
         match self {
-            Chain::WhatsApp | Chain::FanoutWhatsApp => "WHATSAPP",
-            Chain::Email => "EMAIL",
+            Chain::WhatsApp | Chain::FanoutWhatsApp => Channel::WhatsApp,
+            Chain::Email => Channel::Email,
         }
     }
 }
@@ -199,7 +200,7 @@ impl Run {
             // is killed where its name says, never in the SMS fallback.
             (
                 "BUSFLOW_FAULT_ABORT_CHANNEL".into(),
-                chain.first_channel().into(),
+                chain.first_channel().as_str().into(),
             ),
         ];
         let worker = WorkerProcess::start(env, crash_at);
