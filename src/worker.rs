@@ -138,8 +138,12 @@ fn tuner(slots: usize) -> TunerHolder {
         .build()
 }
 
-/// Workflows a worker keeps in memory by default (the SDK's default).
-pub const MAX_CACHED_WORKFLOWS: usize = 1000;
+/// Workflows a worker keeps in memory by default: three times the workflow
+/// task slots, room for every workflow that is busy now. A cached run costs
+/// about 60 KB, so the SDK's 1,000 held 60 MB of parked reminders and
+/// snoozes. An evicted one replays its short history when its timer or
+/// signal wakes it.
+pub const MAX_CACHED_WORKFLOWS: usize = 300;
 
 /// Runs the worker until `shutdown` resolves, then drains and returns. Its
 /// activity slots follow the pool's size ([`slots_for`]).

@@ -500,4 +500,91 @@ mod tests {
         state.apply_booking(booking(3, 11, true, 1));
         assert_eq!(state.passengers().len(), 2);
     }
+
+    /// Collects the commands the workflow issues; the test holds the other
+    /// reference, so the count says whether the workflow let go of it.
+    #[derive(Default)]
+    struct RecordingHost {
+        commands: std::cell::RefCell<
+            Vec<temporalio_common::protos::coresdk::workflow_commands::WorkflowCommand>,
+        >,
+    }
+
+    impl temporalio_workflow::__private::sdk::WorkflowHost for RecordingHost {
+        fn set_current_details(&self, _details: String) {}
+
+        fn push_command(
+            &self,
+            command: temporalio_common::protos::coresdk::workflow_commands::WorkflowCommand,
+        ) {
+            self.commands.borrow_mut().push(command);
+        }
+    }
+
+    /// The worker's cache evicts a parked reminder by dropping its instance
+    /// with the timer pending; nothing of it may stay behind (it did in
+    /// temporalio-workflow 1.1.1: vendor/README.md).
+    #[test]
+    fn a_reminder_evicted_while_parked_on_its_timer_is_freed() {
+        use temporalio_common::protos::coresdk::workflow_activation::InitializeWorkflow;
+        use temporalio_common::protos::coresdk::workflow_commands::workflow_command::Variant;
+        use temporalio_workflow::__private::sdk::{
+            GuestWorkflowInstance, MAIN_ROUTINE_ID, MainRoutineCompletion, RoutineCompletion,
+            WorkflowInit, WorkflowInstance,
+        };
+        use temporalio_workflow::BaseWorkflowContext;
+
+        let host = std::rc::Rc::new(RecordingHost::default());
+        let init = WorkflowInit {
+            namespace: "default".to_owned(),
+            task_queue: "reminders".to_owned(),
+            run_id: "run".to_owned(),
+            initialize_workflow: InitializeWorkflow {
+                workflow_type: "TripReminderWorkflow".to_owned(),
+                ..Default::default()
+            },
+        };
+        let context = BaseWorkflowContext::from_raw(
+            init,
+            temporalio_common::data_converters::DataConverter::default(),
+            host.clone(),
+            None,
+            Vec::new(),
+        );
+        let request = TripReminderRequest {
+            tenant_id: TenantId(Uuid::from_u128(1)),
+            trip_id: Uuid::from_u128(2),
+            step_deadline_secs: 60,
+            carried: Some(TripReminderState::default()),
+        };
+        let mut instance = GuestWorkflowInstance::<TripReminderWorkflow>::new_with_workflow(
+            TripReminderWorkflow::default(),
+            context,
+            Some(request),
+        );
+        let polled = instance
+            .poll_routine(MAIN_ROUTINE_ID, std::task::Waker::noop())
+            .expect("the reminder runs");
+        assert!(
+            matches!(
+                polled.completion,
+                Some(RoutineCompletion::Main(MainRoutineCompletion::Blocked))
+            ),
+            "the reminder waits: {polled:?}"
+        );
+        assert!(
+            host.commands
+                .borrow()
+                .iter()
+                .any(|c| matches!(c.variant, Some(Variant::StartTimer(_)))),
+            "the reminder is parked on a timer"
+        );
+
+        drop(instance);
+        assert_eq!(
+            std::rc::Rc::strong_count(&host),
+            1,
+            "the evicted reminder's context is still alive"
+        );
+    }
 }
