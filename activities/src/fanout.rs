@@ -5,10 +5,10 @@
 //! - `plan_chunk` takes the chunk's recipients on (one request row each, so
 //!   no other chunk or replay notifies them again) and plans each chain.
 //! - `send_round` queues every recipient's message for one step of its chain
-//!   in one insert and sends them, many at once. Each send books its slot in
-//!   the account's shared rate limit and is claimed before the provider call,
-//!   exactly as a single notification's dispatch: an activity retry never
-//!   sends a message twice.
+//!   in one insert and sends them, many at once. Each group of sends books
+//!   its slots in the account's shared rate limit in one statement; each
+//!   send is claimed before the provider call, exactly as a single
+//!   notification's dispatch: an activity retry never sends a message twice.
 //! - `unsettled` reads which of the round's messages settled, for the chunk
 //!   that waits once for the channel's receipt window.
 //!
@@ -16,12 +16,17 @@
 //! (`notify/{tenant}/{event}/{contact}`) and name the chunk as
 //! `batch_workflow_id`.
 
-use crate::model::{Channel, ContactId, MessageId, MessageStatus, TenantId, notification_key};
+use crate::model::{
+    Channel, ChannelAccountId, ChannelAccountStatus, ContactId, MessageId, MessageStatus, TenantId,
+    notification_key,
+};
 use crate::notification::{
-    DispatchOutcome, Heartbeats, NotificationActivities, Pacing, notification_trigger, outcome_of,
-    override_failure, recipient_address, render_template,
+    DispatchOutcome, Heartbeats, LONGEST_BOOKED_WAIT, NotificationActivities, Pacing,
+    notification_trigger, outcome_of, override_failure, rate_limited_send, recipient_address,
+    render_template,
 };
 use crate::planning::{self, ChannelStep};
+use crate::rate_limit::{self, Reservation};
 use crate::store::{
     self, channel_accounts::ChannelAccount, contacts::Contact, trips::RecipientSpan,
 };
@@ -36,6 +41,10 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 /// Sends one `send_round` activity has in flight at once.
 pub const SENDS_IN_FLIGHT: usize = 32;
+
+/// Sends whose rate-limit slots are booked in one statement: the account's
+/// bucket row is locked once per group, not once per message.
+const BOOKED_TOGETHER: usize = 16;
 
 /// Input of `plan_chunk`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -359,42 +368,39 @@ impl FanoutActivities {
                 .collect();
         let notifications = &self.notifications;
         let ctx = &ctx;
-        let sent: Vec<(usize, Result<RoundOutcome, ActivityError>)> =
-            futures::stream::iter(
-                queued_at.into_iter().zip(ids).map(|(i, id)| {
-                    let message = stored.get(&id);
-                    let account = message
+        let prepared: Vec<Prepared<'_>> = queued_at
+            .into_iter()
+            .zip(ids)
+            .map(|(i, id)| {
+                let message = stored.get(&id);
+                Prepared {
+                    i,
+                    id,
+                    message,
+                    account: message
                         .and_then(|m| accounts.get(&m.channel))
-                        .and_then(Option::as_ref);
-                    let contact = contacts.get(&input.sends[i].contact_id);
-                    async move {
-                        let Some(message) = message else {
-                            return (
-                                i,
-                                Err(anyhow::anyhow!("message {id} vanished after it was queued")
-                                    .into()),
-                            );
-                        };
-                        let outcome = if message.status == MessageStatus::Queued {
-                            notifications
-                                .dispatch(ctx, message, account, contact, Pacing::Book)
-                                .await
-                        } else {
-                            Ok(outcome_of(message))
-                        };
-                        (
-                            i,
-                            outcome.map(|outcome| RoundOutcome::Dispatched {
-                                message_id: message.id,
-                                outcome,
-                            }),
-                        )
-                    }
-                }),
-            )
-            .buffer_unordered(SENDS_IN_FLIGHT)
-            .collect()
-            .await;
+                        .and_then(Option::as_ref),
+                    contact: contacts.get(&input.sends[i].contact_id),
+                }
+            })
+            .collect();
+        let mut groups: Vec<Vec<Prepared<'_>>> = Vec::new();
+        for p in prepared {
+            match groups.last_mut() {
+                Some(group) if group.len() < BOOKED_TOGETHER => group.push(p),
+                _ => groups.push(vec![p]),
+            }
+        }
+        let mut sending = Vec::with_capacity(groups.len());
+        for group in groups {
+            sending.push(send_group(notifications, ctx, group));
+        }
+        let mut sent: Vec<(usize, Result<RoundOutcome, ActivityError>)> = Vec::new();
+        let mut groups_sent =
+            futures::stream::iter(sending).buffer_unordered(SENDS_IN_FLIGHT / BOOKED_TOGETHER);
+        while let Some(group) = groups_sent.next().await {
+            sent.extend(group);
+        }
         // Any send that must be retried retries the round: the others are
         // past QUEUED by then, and a retry only reads how they went.
         let mut retry = None;
@@ -487,6 +493,122 @@ impl FanoutActivities {
 
 /// Renders a round's messages, reading each template once per channel,
 /// audience and locale.
+/// A queued message of a round, with what its send needs.
+struct Prepared<'a> {
+    i: usize,
+    id: MessageId,
+    message: Option<&'a store::messages::OutboundMessage>,
+    account: Option<&'a ChannelAccount>,
+    contact: Option<&'a Contact>,
+}
+
+/// Books the group's rate-limit slots, one statement per account, then
+/// sends its messages at once, each at its slot.
+async fn send_group(
+    notifications: &NotificationActivities,
+    ctx: &ActivityContext,
+    group: Vec<Prepared<'_>>,
+) -> Vec<(usize, Result<RoundOutcome, ActivityError>)> {
+    let booked = match book(notifications, &group).await {
+        Ok(booked) => booked,
+        Err(e) => {
+            let reason = format!("booking the round's rate-limit slots: {e:#}");
+            return group
+                .iter()
+                .map(|p| (p.i, Err(anyhow::anyhow!("{reason}").into())))
+                .collect();
+        }
+    };
+    let sends = group
+        .into_iter()
+        .zip(booked)
+        .map(|(p, reservation)| async move {
+            let Some(message) = p.message else {
+                return (
+                    p.i,
+                    Err(anyhow::anyhow!("message {} vanished after it was queued", p.id).into()),
+                );
+            };
+            let outcome = if message.status == MessageStatus::Queued {
+                notifications
+                    .dispatch(
+                        ctx,
+                        message,
+                        p.account,
+                        p.contact,
+                        Pacing::Booked(reservation),
+                    )
+                    .await
+            } else {
+                Ok(outcome_of(message))
+            };
+            (
+                p.i,
+                outcome.map(|outcome| RoundOutcome::Dispatched {
+                    message_id: message.id,
+                    outcome,
+                }),
+            )
+        });
+    futures::future::join_all(sends).await
+}
+
+/// The rate-limit slot of each of the group's queued messages that can be
+/// sent, booked together per account; the others book nothing (their
+/// dispatch turns them away before it would send).
+async fn book(
+    notifications: &NotificationActivities,
+    group: &[Prepared<'_>],
+) -> anyhow::Result<Vec<Reservation>> {
+    let mut booked = vec![Reservation::Go(std::time::Duration::ZERO); group.len()];
+    let mut by_account: HashMap<ChannelAccountId, (&ChannelAccount, Vec<usize>, Vec<String>)> =
+        HashMap::new();
+    for (k, p) in group.iter().enumerate() {
+        let (Some(message), Some(account), Some(contact)) = (p.message, p.account, p.contact)
+        else {
+            continue;
+        };
+        if message.status != MessageStatus::Queued || account.status != ChannelAccountStatus::Active
+        {
+            continue;
+        }
+        let Some(recipient) = recipient_address(contact, message.channel) else {
+            continue;
+        };
+        let entry = by_account
+            .entry(account.id)
+            .or_insert_with(|| (account, Vec::new(), Vec::new()));
+        entry.1.push(k);
+        entry.2.push(recipient);
+    }
+    for (account, members, recipients) in by_account.into_values() {
+        let sends: Vec<rate_limit::Send<'_>> = members
+            .iter()
+            .zip(&recipients)
+            .filter_map(|(&k, recipient)| {
+                let p = &group[k];
+                Some(rate_limited_send(
+                    p.message?,
+                    account.id,
+                    p.contact?.id,
+                    recipient,
+                ))
+            })
+            .collect();
+        let reservations = rate_limit::reserve_many(
+            &notifications.pool,
+            &account.limits,
+            &sends,
+            LONGEST_BOOKED_WAIT,
+        )
+        .await?;
+        for (k, reservation) in members.into_iter().zip(reservations) {
+            booked[k] = reservation;
+        }
+    }
+    Ok(booked)
+}
+
 struct Renderer<'a> {
     pool: &'a sqlx::PgPool,
     tenant_id: TenantId,

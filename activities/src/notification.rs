@@ -551,9 +551,28 @@ pub(crate) enum Pacing {
     /// One message per activity: a short wait is an activity retry, a long
     /// one the workflow's durable timer.
     Ask,
-    /// Many messages per activity (a fan-out chunk): the send books its slot
-    /// and sleeps until it, up to [`LONGEST_BOOKED_WAIT`].
-    Book,
+    /// Many messages per activity (a fan-out chunk): the caller booked the
+    /// send's slot with its group's ([`rate_limit::reserve_many`], up to
+    /// [`LONGEST_BOOKED_WAIT`] ahead); the send sleeps until it.
+    Booked(rate_limit::Reservation),
+}
+
+/// What a send costs its account's rate limit.
+pub(crate) fn rate_limited_send<'a>(
+    message: &store::messages::OutboundMessage,
+    account_id: ChannelAccountId,
+    contact_id: ContactId,
+    recipient: &'a str,
+) -> rate_limit::Send<'a> {
+    rate_limit::Send {
+        tenant_id: message.tenant_id,
+        account_id,
+        channel: message.channel,
+        contact_id,
+        recipient,
+        cost: providers::adapter(message.channel).rate_cost(&message.body),
+        business_initiated: message.whatsapp_template.is_some(),
+    }
 }
 
 /// The furthest ahead a fan-out send books its rate-limit slot; a later slot
@@ -616,39 +635,30 @@ impl NotificationActivities {
                 return self.reject(message, None, reason, None).await;
             }
         }
-        let send = rate_limit::Send {
-            tenant_id: input.tenant_id,
-            account_id: account.id,
-            channel: message.channel,
-            contact_id: contact.id,
-            recipient: &recipient,
-            cost: providers::adapter(message.channel).rate_cost(&message.body),
-            business_initiated: whatsapp_template.is_some(),
-        };
         let wait = match pacing {
-            Pacing::Ask => rate_limit::acquire(pool, &account.limits, &send).await?,
-            Pacing::Book => {
-                match rate_limit::reserve(pool, &account.limits, &send, LONGEST_BOOKED_WAIT).await?
-                {
-                    rate_limit::Reservation::Go(wait) if wait.is_zero() => None,
-                    rate_limit::Reservation::Go(wait) => {
-                        metrics::global().rate_limited(message.channel, wait);
-                        if unless_cancelled(ctx, tokio::time::sleep(wait))
-                            .await
-                            .is_none()
-                        {
-                            return Err(ActivityError::cancelled());
-                        }
-                        None
-                    }
-                    rate_limit::Reservation::Held(wait) => Some(wait),
-                }
+            Pacing::Ask => {
+                let send = rate_limited_send(message, account.id, contact.id, &recipient);
+                rate_limit::acquire(pool, &account.limits, &send).await?
             }
+            Pacing::Booked(reservation) => match reservation {
+                rate_limit::Reservation::Go(wait) if wait.is_zero() => None,
+                rate_limit::Reservation::Go(wait) => {
+                    metrics::global().rate_limited(message.channel, wait);
+                    if unless_cancelled(ctx, tokio::time::sleep(wait))
+                        .await
+                        .is_none()
+                    {
+                        return Err(ActivityError::cancelled());
+                    }
+                    None
+                }
+                rate_limit::Reservation::Held(wait) => Some(wait),
+            },
         };
         if let Some(wait) = wait {
             metrics::global().rate_limited(message.channel, wait);
             tracing::debug!(tenant.id = %input.tenant_id, message.id = %message.id, "rate limited for {wait:?}");
-            if wait > LONGEST_RETRY_WAIT || pacing == Pacing::Book {
+            if wait > LONGEST_RETRY_WAIT || matches!(pacing, Pacing::Booked(_)) {
                 return Ok(DispatchOutcome::Held {
                     wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                 });

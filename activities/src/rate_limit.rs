@@ -1,6 +1,7 @@
 //! Per-tenant send-rate limits, checked before every provider call and shared
 //! by every worker through Postgres (`rate_limit_take`, a GCRA over
-//! `rate_limit_buckets`, one statement per send).
+//! `rate_limit_buckets`, one statement per send; a fan-out round books a
+//! group of sends in one, `rate_limit_reserve_many`).
 //!
 //! Per channel account: messages per second (SMS: message parts per second)
 //! with a burst; on WhatsApp also the pair limit (one message per 6 s to the
@@ -9,6 +10,7 @@
 //! error: the caller waits the returned time and tries again.
 
 use crate::model::{Channel, ChannelAccountId, ContactId, TenantId};
+use anyhow::Context;
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -115,7 +117,7 @@ pub async fn acquire(
 }
 
 /// What booking a send's slot gave.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
     /// Booked: send once this wait has passed (zero: now).
     Go(Duration),
@@ -123,39 +125,82 @@ pub enum Reservation {
     Held(Duration),
 }
 
-/// Books the send's slot (see `rate_limit_reserve`): a sender of many
-/// messages waits once per message, never asks twice.
+/// Books the send's slot (see [`reserve_many`]): a sender of many messages
+/// waits once per message, never asks twice.
 pub async fn reserve(
     pool: &PgPool,
     limits: &AccountLimits,
     send: &Send<'_>,
     longest_wait: Duration,
 ) -> anyhow::Result<Reservation> {
-    if let Some(wait) = tier_wait(pool, limits, send).await? {
-        return Ok(if wait <= longest_wait {
+    let mut booked = reserve_many(pool, limits, std::slice::from_ref(send), longest_wait).await?;
+    Ok(booked.pop().unwrap_or(Reservation::Go(Duration::ZERO)))
+}
+
+/// Books the slots of `sends`, in order, all on one account with `limits`:
+/// one statement for all of them (`rate_limit_reserve_many`), plus one
+/// per send that counts against a WhatsApp messaging tier.
+pub async fn reserve_many(
+    pool: &PgPool,
+    limits: &AccountLimits,
+    sends: &[Send<'_>],
+    longest_wait: Duration,
+) -> anyhow::Result<Vec<Reservation>> {
+    let held_or_go = |wait: Duration| {
+        if wait <= longest_wait {
             Reservation::Go(wait)
         } else {
             Reservation::Held(wait)
-        });
+        }
+    };
+    let mut booked = vec![Reservation::Go(Duration::ZERO); sends.len()];
+    // Rows of (send, bucket): the sends that draw from a bucket, numbered 1…
+    let mut booking = Vec::new();
+    let mut rows: Vec<(i32, Bucket)> = Vec::new();
+    for (i, send) in sends.iter().enumerate() {
+        if let Some(wait) = tier_wait(pool, limits, send).await? {
+            booked[i] = held_or_go(wait);
+            continue;
+        }
+        let buckets = buckets(limits, send);
+        if buckets.is_empty() {
+            continue;
+        }
+        booking.push(i);
+        let number = i32::try_from(booking.len()).context("too many sends to book at once")?;
+        rows.extend(buckets.into_iter().map(|b| (number, b)));
     }
-    let buckets = buckets(limits, send);
-    if buckets.is_empty() {
-        return Ok(Reservation::Go(Duration::ZERO));
+    let Some(tenant_id) = sends.first().map(|s| s.tenant_id) else {
+        return Ok(booked);
+    };
+    if booking.is_empty() {
+        return Ok(booked);
     }
-    let wait: f64 = sqlx::query_scalar("select rate_limit_reserve($1, $2, $3, $4, $5, $6)")
-        .bind(send.tenant_id)
-        .bind(buckets.iter().map(|b| b.key.clone()).collect::<Vec<_>>())
-        .bind(buckets.iter().map(|b| b.per_second).collect::<Vec<_>>())
-        .bind(buckets.iter().map(|b| b.burst).collect::<Vec<_>>())
-        .bind(buckets.iter().map(|b| b.cost).collect::<Vec<_>>())
-        .bind(longest_wait.as_secs_f64())
-        .fetch_one(pool)
-        .await?;
-    Ok(if wait < 0.0 {
-        Reservation::Held(Duration::from_secs_f64(-wait))
-    } else {
-        Reservation::Go(positive(wait).unwrap_or_default())
-    })
+    let waits: Vec<f64> =
+        sqlx::query_scalar("select rate_limit_reserve_many($1, $2, $3, $4, $5, $6, $7)")
+            .bind(tenant_id)
+            .bind(rows.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, b)| b.key.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, b)| b.per_second).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, b)| b.burst).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, b)| b.cost).collect::<Vec<_>>())
+            .bind(longest_wait.as_secs_f64())
+            .fetch_one(pool)
+            .await?;
+    anyhow::ensure!(
+        waits.len() == booking.len(),
+        "rate_limit_reserve_many booked {} of {} sends",
+        waits.len(),
+        booking.len()
+    );
+    for (i, wait) in booking.into_iter().zip(waits) {
+        booked[i] = if wait < 0.0 {
+            Reservation::Held(Duration::from_secs_f64(-wait))
+        } else {
+            Reservation::Go(positive(wait).unwrap_or_default())
+        };
+    }
+    Ok(booked)
 }
 
 fn positive(wait_secs: f64) -> Option<Duration> {
