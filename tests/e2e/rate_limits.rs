@@ -196,3 +196,87 @@ async fn a_spent_whatsapp_tier_holds_new_recipients_and_lets_known_ones_through(
     );
     assert_eq!(take(first).await, 0.0, "a recipient of the window is free");
 }
+
+/// A fan-out round books a group's slots in one statement: each send waits
+/// exactly as long as if the group had booked one by one, and a send held
+/// past the longest wait books nothing, so the next one takes its slot.
+#[tokio::test]
+async fn sends_booked_together_wait_as_if_booked_one_by_one() {
+    use busflow_activities::model::{Channel, ChannelAccountId, ContactId, TenantId};
+    use busflow_activities::rate_limit::{self, AccountLimits, Reservation, Send};
+
+    let url = crate::support::services::fresh_database()
+        .await
+        .expect("db");
+    let pool = busflow_comms::database::connect(&url, 2)
+        .await
+        .expect("connect");
+    // 10 a second with a burst of 2; one message per 6 s to the same user.
+    let limits = AccountLimits {
+        max_send_rate: Some(10.0),
+        send_burst: Some(2),
+        messaging_tier: None,
+        pair_burst: Some(1),
+    };
+    let group = |tenant: TenantId| -> Vec<Send<'static>> {
+        let account = ChannelAccountId(Uuid::from_u128(7));
+        [
+            "+34600000001",
+            "+34600000002",
+            "+34600000001",
+            "+34600000003",
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, recipient)| Send {
+            tenant_id: tenant,
+            account_id: account,
+            channel: Channel::WhatsApp,
+            contact_id: ContactId(Uuid::from_u128(i as u128)),
+            recipient,
+            cost: 1,
+            business_initiated: false,
+        })
+        .collect()
+    };
+    let longest = Duration::from_secs(1);
+    let together =
+        rate_limit::reserve_many(&pool, &limits, &group(TenantId(Uuid::new_v4())), longest)
+            .await
+            .expect("book the group");
+    let mut one_by_one = Vec::new();
+    for send in group(TenantId(Uuid::new_v4())) {
+        one_by_one.push(
+            rate_limit::reserve(&pool, &limits, &send, longest)
+                .await
+                .expect("book one"),
+        );
+    }
+
+    let secs = |r: &Reservation| match r {
+        Reservation::Go(wait) => wait.as_secs_f64(),
+        Reservation::Held(wait) => -wait.as_secs_f64(),
+    };
+    for (i, (a, b)) in together.iter().zip(&one_by_one).enumerate() {
+        assert!(
+            (secs(a) - secs(b)).abs() < 0.05,
+            "send {i}: {a:?} together, {b:?} one by one"
+        );
+    }
+    assert!(
+        matches!(together[0], Reservation::Go(w) if w.is_zero()),
+        "{together:?}"
+    );
+    assert!(
+        matches!(together[1], Reservation::Go(w) if w.is_zero()),
+        "{together:?}"
+    );
+    assert!(
+        matches!(together[2], Reservation::Held(w) if w > Duration::from_secs(5)),
+        "the same user again within 6 s is held: {together:?}"
+    );
+    assert!(
+        matches!(together[3], Reservation::Go(w) if w > Duration::ZERO && w <= Duration::from_millis(100)),
+        "the held send left its slot to the next: {together:?}"
+    );
+}
