@@ -491,8 +491,6 @@ impl FanoutActivities {
     }
 }
 
-/// Renders a round's messages, reading each template once per channel,
-/// audience and locale.
 /// A queued message of a round, with what its send needs.
 struct Prepared<'a> {
     i: usize,
@@ -553,6 +551,15 @@ async fn send_group(
     futures::future::join_all(sends).await
 }
 
+/// A message of a group that books a slot: its place in the group and whom
+/// it goes to.
+struct Bookable<'a> {
+    k: usize,
+    message: &'a store::messages::OutboundMessage,
+    contact_id: ContactId,
+    recipient: String,
+}
+
 /// The rate-limit slot of each of the group's queued messages that can be
 /// sent, booked together per account; the others book nothing (their
 /// dispatch turns them away before it would send).
@@ -561,7 +568,7 @@ async fn book(
     group: &[Prepared<'_>],
 ) -> anyhow::Result<Vec<Reservation>> {
     let mut booked = vec![Reservation::Go(std::time::Duration::ZERO); group.len()];
-    let mut by_account: HashMap<ChannelAccountId, (&ChannelAccount, Vec<usize>, Vec<String>)> =
+    let mut by_account: HashMap<ChannelAccountId, (&ChannelAccount, Vec<Bookable<'_>>)> =
         HashMap::new();
     for (k, p) in group.iter().enumerate() {
         let (Some(message), Some(account), Some(contact)) = (p.message, p.account, p.contact)
@@ -575,25 +582,21 @@ async fn book(
         let Some(recipient) = recipient_address(contact, message.channel) else {
             continue;
         };
-        let entry = by_account
+        by_account
             .entry(account.id)
-            .or_insert_with(|| (account, Vec::new(), Vec::new()));
-        entry.1.push(k);
-        entry.2.push(recipient);
+            .or_insert_with(|| (account, Vec::new()))
+            .1
+            .push(Bookable {
+                k,
+                message,
+                contact_id: contact.id,
+                recipient,
+            });
     }
-    for (account, members, recipients) in by_account.into_values() {
+    for (account, members) in by_account.into_values() {
         let sends: Vec<rate_limit::Send<'_>> = members
             .iter()
-            .zip(&recipients)
-            .filter_map(|(&k, recipient)| {
-                let p = &group[k];
-                Some(rate_limited_send(
-                    p.message?,
-                    account.id,
-                    p.contact?.id,
-                    recipient,
-                ))
-            })
+            .map(|m| rate_limited_send(m.message, account.id, m.contact_id, &m.recipient))
             .collect();
         let reservations = rate_limit::reserve_many(
             &notifications.pool,
@@ -602,13 +605,15 @@ async fn book(
             LONGEST_BOOKED_WAIT,
         )
         .await?;
-        for (k, reservation) in members.into_iter().zip(reservations) {
-            booked[k] = reservation;
+        for (m, reservation) in members.iter().zip(reservations) {
+            booked[m.k] = reservation;
         }
     }
     Ok(booked)
 }
 
+/// Renders a round's messages, reading each template once per channel,
+/// audience and locale.
 struct Renderer<'a> {
     pool: &'a sqlx::PgPool,
     tenant_id: TenantId,
