@@ -131,7 +131,7 @@ pub fn pool_size_for(slots: usize) -> u32 {
 
 fn tuner(slots: usize) -> TunerHolder {
     TunerHolder::builder()
-        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(100))
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(WORKFLOW_TASK_SLOTS))
         .activity_task_slot_supplier(FixedSizeSlotSupplier::new(slots))
         .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(slots))
         .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
@@ -143,7 +143,10 @@ fn tuner(slots: usize) -> TunerHolder {
 /// about 60 KB, so the SDK's 1,000 held 60 MB of parked reminders and
 /// snoozes. An evicted one replays its short history when its timer or
 /// signal wakes it.
-pub const MAX_CACHED_WORKFLOWS: usize = 300;
+pub const MAX_CACHED_WORKFLOWS: usize = 3 * WORKFLOW_TASK_SLOTS;
+
+/// Workflow tasks a worker runs at once.
+const WORKFLOW_TASK_SLOTS: usize = 100;
 
 /// Runs the worker until `shutdown` resolves, then drains and returns. Its
 /// activity slots follow the pool's size ([`slots_for`]).
