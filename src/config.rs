@@ -161,6 +161,22 @@ pub struct ApiArgs {
         value_delimiter = ','
     )]
     pub sns_inbound_sms_topics: Vec<String>,
+    /// How long a webchat visitor's token is valid (it is renewed after).
+    #[arg(long, env = "BUSFLOW_WEBCHAT_TOKEN_TTL_SECS", default_value_t = 24 * 3600)]
+    pub webchat_token_ttl_secs: u64,
+    /// New webchat sessions one client address may start: a burst of this
+    /// many, then one every 30 s.
+    #[arg(
+        long,
+        env = "BUSFLOW_WEBCHAT_SESSIONS_PER_ADDRESS",
+        default_value_t = 10
+    )]
+    pub webchat_sessions_per_address: i32,
+    /// The header a trusted proxy in front of the API puts the client's
+    /// address in (e.g. `x-forwarded-for`; its last entry counts). Unset:
+    /// the connection's peer address.
+    #[arg(long, env = "BUSFLOW_CLIENT_ADDRESS_HEADER")]
+    pub client_address_header: Option<axum::http::HeaderName>,
 }
 
 impl std::fmt::Debug for ApiArgs {
@@ -199,6 +215,12 @@ impl ApiArgs {
             firehose_access_key: self.firehose_access_key.clone(),
             stuck_threshold: Duration::from_secs(300),
             fanout_concurrency: self.fanout_concurrency,
+            webchat: busflow_api::webchat::WebchatSettings {
+                token_ttl: Duration::from_secs(self.webchat_token_ttl_secs),
+                sessions_per_address: (1.0 / 30.0, self.webchat_sessions_per_address),
+                client_address_header: self.client_address_header.clone(),
+                ..Default::default()
+            },
         })
     }
 }

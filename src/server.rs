@@ -15,10 +15,13 @@ pub async fn serve(
         .local_addr()
         .context("reading the listen address")?;
     tracing::info!(%address, "API listening on http://{address}");
-    axum::serve(listener, busflow_api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving the API")
+    axum::serve(
+        listener,
+        busflow_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving the API")
 }
 
 /// Serves a worker's own `GET /metrics` until shutdown.

@@ -2,11 +2,14 @@
 //! drifting apart: every event trigger Hasura fires is one the service routes
 //! (and the reverse), every action Hasura exposes is one the service serves
 //! (and the reverse), every webhook carries the shared secret, the inbox's
-//! computed field points at a function the migrations create, and no role can
-//! read a channel account's sealed secrets.
+//! computed field and badge function are functions the migrations create, no
+//! role can read a channel account's sealed secrets, and every inbox
+//! subscription the UI ships (`hasura/subscriptions/`) asks only for what the
+//! metadata lets the dispatcher read.
 //!
 //! Reads the files the way `hasura metadata apply` does: the table files are
-//! the ones `tables.yaml` includes. No Hasura is needed.
+//! the ones `tables.yaml` includes, the function files the ones
+//! `functions.yaml` includes. No Hasura is needed.
 
 use busflow_activities::model::ContactKind;
 use busflow_activities::triggers::{self, RecipientRule, Route, Trigger};
@@ -14,11 +17,16 @@ use busflow_api::auth::SECRET_HEADER;
 use busflow_api::hasura::actions::ACTIONS;
 #[path = "shared/hasura_metadata.rs"]
 mod metadata;
+#[path = "hasura_metadata/role_schema.rs"]
+mod role_schema;
 
+use async_graphql_parser::parse_schema;
+use async_graphql_parser::types::{BaseType, Type, TypeKind, TypeSystemDefinition};
 use metadata::{
-    include_target, metadata_dir, project_root, read, seq_at, str_at, table, table_files,
-    tables_dir, update_columns, yaml,
+    function_files, functions_dir, include_target, metadata_dir, project_root, read, seq_at,
+    str_at, table, table_files, tables_dir, update_columns, yaml,
 };
+use role_schema::{RoleSchema, SqlFunction, root_field_claims};
 use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -32,6 +40,15 @@ const ACTIONS_HANDLER: &str = "{{BUSFLOW_ACTIONS_URL}}";
 const SECRET_ENV: &str = "BUSFLOW_WEBHOOK_SECRET";
 
 const UNREAD_COUNT_FUNCTION: &str = "conversation_unread_count";
+const BADGE_FUNCTION: &str = "inbox_badge";
+/// The role of the inbox's agents; every inbox read is theirs.
+const DISPATCHER: &str = "dispatcher";
+/// The subscriptions the inbox UI runs, in `hasura/subscriptions/`.
+const INBOX_SUBSCRIPTIONS: [&str; 3] = [
+    "conversation_list.graphql",
+    "thread.graphql",
+    "badge.graphql",
+];
 const SEALED_COLUMN: &str = "provider_secrets";
 
 /// Fails with every problem at once, one per line.
@@ -488,17 +505,19 @@ fn conversations_unread_count_is_the_session_aware_sql_function_of_the_migration
         "unread_count counts per agent, so Hasura must pass the session as hasura_session"
     );
 
-    let signature = migration_function_signature(UNREAD_COUNT_FUNCTION).unwrap_or_else(|| {
+    let function = migration_function(UNREAD_COUNT_FUNCTION).unwrap_or_else(|| {
         panic!("no migration in migrations/*.sql creates function {UNREAD_COUNT_FUNCTION}")
     });
     assert!(
-        signature.contains("hasura_session json"),
-        "{UNREAD_COUNT_FUNCTION}({signature}) takes no `hasura_session json` argument"
+        function.has_argument("hasura_session", "json"),
+        "{UNREAD_COUNT_FUNCTION}{:?} takes no `hasura_session json` argument",
+        function.arguments
     );
     if let Some(table_argument) = str_at(definition, "table_argument") {
         assert!(
-            signature.contains(&format!("{table_argument} conversations")),
-            "{UNREAD_COUNT_FUNCTION}({signature}) has no argument `{table_argument} conversations`"
+            function.has_argument(table_argument, "conversations"),
+            "{UNREAD_COUNT_FUNCTION}{:?} has no argument `{table_argument} conversations`",
+            function.arguments
         );
     }
 
@@ -517,9 +536,9 @@ fn conversations_unread_count_is_the_session_aware_sql_function_of_the_migration
     );
 }
 
-/// The argument list of `create [or replace] function <name>(...)` in the
-/// migrations, lower-cased and with whitespace collapsed.
-fn migration_function_signature(name: &str) -> Option<String> {
+/// A function as the migrations leave it: the last `create [or replace]
+/// function <name>(…)` of the last migration that has one.
+fn migration_function(name: &str) -> Option<SqlFunction> {
     let dir = project_root().join("migrations");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
@@ -531,15 +550,82 @@ fn migration_function_signature(name: &str) -> Option<String> {
         .filter(|p| p.extension().is_some_and(|e| e == "sql"))
         .collect();
     files.sort();
-    files.iter().find_map(|file| {
+    files.iter().rev().find_map(|file| {
         let sql = read(file)
             .to_lowercase()
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        let start = sql.find(&format!("function {name}("))? + "function ".len() + name.len() + 1;
-        let end = start + sql[start..].find(')')?;
-        Some(sql[start..end].to_owned())
+        let heads = ["create function", "create or replace function"];
+        let names = [name.to_owned(), format!("public.{name}")];
+        let start = heads
+            .iter()
+            .flat_map(|head| names.iter().map(move |n| format!("{head} {n}(")))
+            .filter_map(|head| sql.rfind(&head).map(|at| at + head.len()))
+            .max()?;
+        parse_sql_function(&sql[start..])
+    })
+}
+
+/// `rest` follows the `(` of `create function name(`: the arguments, then
+/// `returns [setof] <table>`.
+fn parse_sql_function(rest: &str) -> Option<SqlFunction> {
+    let mut depth = 0usize;
+    let close = rest.char_indices().find_map(|(i, c)| match c {
+        '(' => {
+            depth += 1;
+            None
+        }
+        ')' if depth == 0 => Some(i),
+        ')' => {
+            depth -= 1;
+            None
+        }
+        _ => None,
+    })?;
+    let mut arguments = Vec::new();
+    let mut defaulted = BTreeSet::new();
+    let mut depth = 0usize;
+    let mut current = String::new();
+    for c in rest[..close].chars().chain([',']) {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                let words: Vec<&str> = current
+                    .split_whitespace()
+                    .skip_while(|w| matches!(*w, "in" | "inout" | "variadic"))
+                    .collect();
+                let declared = words
+                    .iter()
+                    .position(|w| *w == "default" || *w == "=")
+                    .unwrap_or(words.len());
+                if let [name, kind @ ..] = &words[..declared] {
+                    let kind = kind.join(" ");
+                    let kind = kind.strip_prefix("public.").unwrap_or(&kind).to_owned();
+                    if declared < words.len() {
+                        defaulted.insert((*name).to_owned());
+                    }
+                    arguments.push(((*name).to_owned(), kind));
+                }
+                current.clear();
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    let returns = rest[close + 1..].trim_start().strip_prefix("returns ")?;
+    let returns = returns.strip_prefix("setof ").unwrap_or(returns);
+    let returns = returns.split([' ', ';']).next()?;
+    let returns = returns
+        .strip_prefix("public.")
+        .unwrap_or(returns)
+        .to_owned();
+    Some(SqlFunction {
+        arguments,
+        defaulted,
+        returns,
     })
 }
 
@@ -603,157 +689,43 @@ struct RootField {
     output: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Token {
-    Name(String),
-    Punct(char),
-}
-
 impl Sdl {
     fn parse(sdl: &str) -> Self {
-        let tokens = tokenize(sdl);
+        let document = parse_schema(sdl)
+            .unwrap_or_else(|e| panic!("actions.graphql is not valid GraphQL SDL: {e}"));
         let mut sdl = Sdl {
             root_fields: BTreeMap::new(),
             object_types: BTreeSet::new(),
         };
-        let mut i = 0;
-        while i < tokens.len() {
-            let declares_type = tokens[i] == Token::Name("type".into());
-            let type_name = match tokens.get(i + 1) {
-                Some(Token::Name(name)) if declares_type => name.clone(),
-                _ => {
-                    i += 1;
-                    continue;
-                }
+        for definition in document.definitions {
+            let TypeSystemDefinition::Type(definition) = definition else {
+                continue;
             };
+            let TypeKind::Object(object) = definition.node.kind else {
+                continue;
+            };
+            let type_name = definition.node.name.node.to_string();
             sdl.object_types.insert(type_name.clone());
-            i += 2;
-            while i < tokens.len() && tokens[i] != Token::Punct('{') {
-                i += 1;
+            if type_name != "Mutation" && type_name != "Query" {
+                continue;
             }
-            i += 1;
-            let is_root = type_name == "Mutation" || type_name == "Query";
-            while i < tokens.len() && tokens[i] != Token::Punct('}') {
-                let Token::Name(field) = tokens[i].clone() else {
-                    panic!(
-                        "actions.graphql: unexpected {:?} in type {type_name}",
-                        tokens[i]
-                    );
-                };
-                i += 1;
-                if tokens.get(i) == Some(&Token::Punct('(')) {
-                    i = skip_balanced(&tokens, i);
-                }
-                assert_eq!(
-                    tokens.get(i),
-                    Some(&Token::Punct(':')),
-                    "actions.graphql: {type_name}.{field} has no `: Type`"
-                );
-                i += 1;
-                let output = parse_type(&tokens, &mut i);
-                while tokens.get(i) == Some(&Token::Punct('@')) {
-                    i += 2;
-                    if tokens.get(i) == Some(&Token::Punct('(')) {
-                        i = skip_balanced(&tokens, i);
-                    }
-                }
-                if is_root {
-                    let root = type_name.clone();
-                    sdl.root_fields.insert(field, RootField { root, output });
-                }
+            for field in object.fields {
+                let root = type_name.clone();
+                let output = named_type(&field.node.ty.node);
+                sdl.root_fields
+                    .insert(field.node.name.node.to_string(), RootField { root, output });
             }
-            i += 1;
         }
         sdl
     }
 }
 
-/// Names and punctuation of an SDL document; whitespace, commas, comments and
-/// descriptions dropped.
-fn tokenize(sdl: &str) -> Vec<Token> {
-    let chars: Vec<char> = sdl.chars().collect();
-    let starts_with = |i: usize, pattern: &str| {
-        chars
-            .get(i..i + pattern.len())
-            .is_some_and(|s| s.iter().copied().eq(pattern.chars()))
-    };
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while let Some(&c) = chars.get(i) {
-        if c == '#' {
-            while chars.get(i).is_some_and(|&c| c != '\n') {
-                i += 1;
-            }
-        } else if starts_with(i, "\"\"\"") {
-            i += 3;
-            while i < chars.len() && !starts_with(i, "\"\"\"") {
-                i += 1;
-            }
-            i += 3;
-        } else if c == '"' {
-            i += 1;
-            while chars.get(i).is_some_and(|&c| c != '"') {
-                i += if chars[i] == '\\' { 2 } else { 1 };
-            }
-            i += 1;
-        } else if c.is_ascii_alphabetic() || c == '_' {
-            let start = i;
-            while chars
-                .get(i)
-                .is_some_and(|&c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                i += 1;
-            }
-            tokens.push(Token::Name(chars[start..i].iter().collect()));
-        } else if c.is_whitespace() || c == ',' {
-            i += 1;
-        } else {
-            tokens.push(Token::Punct(c));
-            i += 1;
-        }
+/// The named type of a type reference (`T`, `T!`, `[T!]!`…).
+fn named_type(ty: &Type) -> String {
+    match &ty.base {
+        BaseType::Named(name) => name.to_string(),
+        BaseType::List(inner) => named_type(inner),
     }
-    tokens
-}
-
-/// Index just past the `)` matching the `(` at `open`.
-fn skip_balanced(tokens: &[Token], open: usize) -> usize {
-    let mut depth = 0usize;
-    for (i, token) in tokens.iter().enumerate().skip(open) {
-        match token {
-            Token::Punct('(') => depth += 1,
-            Token::Punct(')') => {
-                depth -= 1;
-                if depth == 0 {
-                    return i + 1;
-                }
-            }
-            _ => {}
-        }
-    }
-    panic!("actions.graphql: unbalanced parentheses");
-}
-
-/// A type reference (`T`, `T!`, `[T!]!`…): its named type.
-fn parse_type(tokens: &[Token], i: &mut usize) -> String {
-    let named = match tokens.get(*i) {
-        Some(Token::Punct('[')) => {
-            *i += 1;
-            let inner = parse_type(tokens, i);
-            assert_eq!(
-                tokens.get(*i),
-                Some(&Token::Punct(']')),
-                "actions.graphql: unclosed list type"
-            );
-            inner
-        }
-        Some(Token::Name(name)) => name.clone(),
-        other => panic!("actions.graphql: expected a type, found {other:?}"),
-    };
-    *i += 1;
-    if tokens.get(*i) == Some(&Token::Punct('!')) {
-        *i += 1;
-    }
-    named
 }
 
 #[test]
@@ -848,4 +820,301 @@ fn outage_problems(at: &str, retry_conf: Option<&Value>) -> Vec<String> {
         ));
     }
     problems
+}
+
+#[test]
+fn every_function_file_is_included_and_the_source_includes_functions_yaml() {
+    let databases = yaml(&metadata_dir().join("databases/databases.yaml"));
+    let default = databases
+        .as_sequence()
+        .and_then(|sources| {
+            sources
+                .iter()
+                .find(|s| str_at(s, "name") == Some("default"))
+        })
+        .unwrap_or_else(|| panic!("databases.yaml has no source `default`"));
+    assert_eq!(
+        default.get("functions").and_then(include_target).as_deref(),
+        Some("default/functions/functions.yaml"),
+        "source `default` must include default/functions/functions.yaml"
+    );
+    let included: BTreeSet<String> = function_files().into_iter().map(|f| f.file).collect();
+    let on_disk: BTreeSet<String> = std::fs::read_dir(functions_dir())
+        .unwrap_or_else(|e| panic!("list {}: {e}", functions_dir().display()))
+        .map(|entry| {
+            entry
+                .unwrap_or_else(|e| panic!("list functions dir: {e}"))
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|f| f.ends_with(".yaml") && f != "functions.yaml")
+        .collect();
+    // A file functions.yaml does not include is silently ignored by Hasura.
+    assert_same_names(
+        "function files",
+        "functions.yaml",
+        &included,
+        "the functions directory",
+        &on_disk,
+    );
+}
+
+#[test]
+fn every_tracked_function_is_one_the_migrations_create_over_a_table_its_roles_may_select() {
+    let tables = table_files();
+    let mut problems = Vec::new();
+    for function in function_files() {
+        let name = &function.name;
+        let Some(sql) = migration_function(name) else {
+            problems.push(format!("{name}: no migration creates it"));
+            continue;
+        };
+        let session_argument = function
+            .doc
+            .get("configuration")
+            .and_then(|c| str_at(c, "session_argument"));
+        if let Some(argument) = session_argument
+            && !sql.has_argument(argument, "json")
+        {
+            problems.push(format!(
+                "{name}: session_argument {argument} is not a `json` argument of {name}{:?}",
+                sql.arguments
+            ));
+        }
+        let Some(returns) = tables.iter().find(|t| t.name == sql.returns) else {
+            problems.push(format!(
+                "{name}: returns {}, which is not tracked (Hasura serves a function only over a tracked table)",
+                sql.returns
+            ));
+            continue;
+        };
+        let permissions = seq_at(&function.doc, "permissions");
+        if permissions.is_empty() {
+            problems.push(format!("{name}: no role may call it"));
+        }
+        for role in permissions.iter().filter_map(|p| str_at(p, "role")) {
+            let may_select = seq_at(&returns.doc, "select_permissions")
+                .iter()
+                .any(|p| str_at(p, "role") == Some(role));
+            if !may_select {
+                problems.push(format!(
+                    "{name}: {role} may call it but has no select permission on {}, which Hasura requires",
+                    sql.returns
+                ));
+            }
+        }
+    }
+    assert_no_problems("tracked functions Hasura cannot serve", &problems);
+}
+
+#[test]
+fn the_inbox_badge_is_the_session_aware_sql_function_the_dispatcher_may_call() {
+    let functions = function_files();
+    let badge = functions
+        .iter()
+        .find(|f| f.name == BADGE_FUNCTION)
+        .unwrap_or_else(|| panic!("{BADGE_FUNCTION} is not tracked in functions.yaml"));
+    assert_eq!(
+        badge
+            .doc
+            .get("configuration")
+            .and_then(|c| str_at(c, "session_argument")),
+        Some("hasura_session"),
+        "the badge counts the session's tenant and agent, so Hasura must pass the session as hasura_session"
+    );
+    let dispatcher_may_call = seq_at(&badge.doc, "permissions")
+        .iter()
+        .any(|p| str_at(p, "role") == Some(DISPATCHER));
+    assert!(
+        dispatcher_may_call,
+        "{BADGE_FUNCTION}: the dispatcher needs a function permission"
+    );
+    let sql = migration_function(BADGE_FUNCTION)
+        .unwrap_or_else(|| panic!("no migration creates function {BADGE_FUNCTION}"));
+    assert_eq!(
+        sql.arguments,
+        [("hasura_session".to_owned(), "json".to_owned())],
+        "{BADGE_FUNCTION} takes the session and nothing else"
+    );
+}
+
+#[test]
+fn no_two_tracked_objects_claim_the_same_root_field() {
+    let problems: Vec<String> = root_field_claims(&table_files(), &function_files())
+        .into_iter()
+        .filter(|(_, claims)| claims.len() > 1)
+        .map(|(field, claims)| {
+            let claims: Vec<String> = claims
+                .iter()
+                .map(|c| format!("{} ({})", c.object, c.kind))
+                .collect();
+            format!("{field} is claimed by {}", claims.join(" and "))
+        })
+        .collect();
+    assert_no_problems(
+        "root fields Hasura would refuse as duplicated (rename one with custom_root_fields)",
+        &problems,
+    );
+}
+
+fn dispatcher_schema() -> RoleSchema {
+    RoleSchema::new(
+        DISPATCHER,
+        &table_files(),
+        &function_files(),
+        migration_function,
+    )
+}
+
+/// `(file name, text)` of every document in `hasura/subscriptions/`.
+fn subscription_documents() -> Vec<(String, String)> {
+    let dir = project_root().join("hasura/subscriptions");
+    let mut documents: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap_or_else(|e| panic!("list subscriptions: {e}")))
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "graphql"))
+        .map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, read(&entry.path()))
+        })
+        .collect();
+    documents.sort();
+    documents
+}
+
+#[test]
+fn every_inbox_subscription_uses_only_what_the_dispatcher_may_read() {
+    let documents = subscription_documents();
+    let shipped: BTreeSet<&str> = documents.iter().map(|(name, _)| name.as_str()).collect();
+    let mut problems: Vec<String> = INBOX_SUBSCRIPTIONS
+        .iter()
+        .filter(|name| !shipped.contains(*name))
+        .map(|name| format!("hasura/subscriptions/{name} is missing"))
+        .collect();
+    let schema = dispatcher_schema();
+    for (name, text) in &documents {
+        problems.extend(schema.check_subscription(name, text));
+    }
+    assert_no_problems(
+        "inbox subscriptions ask for what the metadata does not let the dispatcher read",
+        &problems,
+    );
+}
+
+#[test]
+fn the_subscription_check_refuses_what_the_dispatcher_may_not_read() {
+    // (what the document does wrong, the document, a word its problem names)
+    let cases = [
+        (
+            "a column the select permission does not list",
+            "subscription S { channel_accounts { id provider_config } }",
+            "provider_config",
+        ),
+        (
+            "a relationship the metadata does not have",
+            "subscription S { conversations { id assignee { id } } }",
+            "`assignee`",
+        ),
+        (
+            "a relationship to a table the dispatcher may not select",
+            "subscription S { conversations { id booking { id } } }",
+            "bookings, which dispatcher may not select",
+        ),
+        (
+            "a root field nothing claims",
+            "subscription S { agents { id } }",
+            "no tracked table or function",
+        ),
+        (
+            "a root field the check does not model",
+            "subscription S { conversations_aggregate { aggregate { count } } }",
+            "not a root field this check knows",
+        ),
+        (
+            "a root field the permission hides",
+            "subscription S { inbox_badge_rows { unread_conversations } }",
+            "hides this root field",
+        ),
+        (
+            "a function argument the function does not take",
+            r#"subscription S { inbox_badge(args: { tenant: "t" }) { unread_conversations } }"#,
+            "takes no arguments",
+        ),
+        (
+            "a filter on a column the dispatcher may not read",
+            "subscription S { channel_accounts(where: { provider_config: { _is_null: false } }) { id } }",
+            "provider_config",
+        ),
+        (
+            "a filter across a relationship to a column it may not read",
+            "subscription S { messages(where: { channel_account: { provider_secrets: { _is_null: false } } }) { id } }",
+            "provider_secrets",
+        ),
+        (
+            "an order by a column it may not read",
+            "subscription S { messages(order_by: { content: asc }) { id } }",
+            "`content`",
+        ),
+        (
+            "an argument lists do not take",
+            "subscription S { messages(first: 10) { id } }",
+            "`first` is not an argument",
+        ),
+        (
+            "a whole filter passed as a variable",
+            "subscription S($w: messages_bool_exp) { messages(where: $w) { id } }",
+            "a variable hides what it filters on",
+        ),
+        (
+            "a variable it does not declare",
+            "subscription S { messages(where: { conversation_id: { _eq: $id } }) { id } }",
+            "`$id` is used but not declared",
+        ),
+        (
+            "an operator Hasura does not have",
+            r#"subscription S { messages(where: { body: { _matches: "x" } }) { id } }"#,
+            "`_matches`",
+        ),
+        (
+            "a query instead of a subscription",
+            "query S { messages { id } }",
+            "not a subscription",
+        ),
+        (
+            "two root fields",
+            "subscription S { messages { id } contacts { id } }",
+            "selects 2 root fields",
+        ),
+    ];
+    let schema = dispatcher_schema();
+    let mut missed = Vec::new();
+    for (what, document, expected) in cases {
+        let problems = schema.check_subscription("case.graphql", document);
+        if !problems.iter().any(|p| p.contains(expected)) {
+            missed.push(format!(
+                "{what}: expected a problem naming {expected:?}, got {problems:?}"
+            ));
+        }
+    }
+    assert_no_problems("the subscription check let these through", &missed);
+}
+
+#[test]
+fn the_migration_reader_finds_arguments_defaults_and_the_return_table() {
+    let function = parse_sql_function(
+        "conversation conversations, hasura_session json, since numeric(10, 2) default 0) \
+         returns setof public.inbox_badge language sql stable as $$ select 1 $$;",
+    )
+    .unwrap_or_else(|| panic!("the reader found no function"));
+    assert_eq!(
+        function.arguments,
+        [
+            ("conversation".to_owned(), "conversations".to_owned()),
+            ("hasura_session".to_owned(), "json".to_owned()),
+            ("since".to_owned(), "numeric(10, 2)".to_owned()),
+        ]
+    );
+    assert_eq!(function.defaulted, BTreeSet::from(["since".to_owned()]));
+    assert_eq!(function.returns, "inbox_badge");
 }

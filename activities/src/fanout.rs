@@ -304,6 +304,7 @@ impl FanoutActivities {
             }
         }
         let mut renderer = Renderer::new(pool, input.tenant_id).await?;
+        let about = store::conversations::ConversationRefs::of_variables(&input.variables);
 
         let mut outcomes: Vec<Option<RoundOutcome>> = vec![None; input.sends.len()];
         let mut queued = Vec::new();
@@ -352,6 +353,7 @@ impl FanoutActivities {
                 trigger_event: input.trigger_event,
                 template_key,
                 conversation_id: None,
+                about,
                 subject: rendered.subject,
                 body: rendered.body,
                 body_html: rendered.body_html,

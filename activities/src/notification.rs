@@ -507,6 +507,7 @@ impl NotificationActivities {
                 trigger_event: input.trigger_event,
                 template_key: template_key.clone(),
                 conversation_id: input.conversation_id,
+                about: store::conversations::ConversationRefs::of_variables(&input.variables),
                 subject: rendered.subject,
                 body: rendered.body,
                 body_html: rendered.body_html,
@@ -719,19 +720,8 @@ impl NotificationActivities {
             Ok(accepted) => {
                 faults::reached(faults::Point::ProviderAccepted, message.channel);
                 record(metrics::DispatchOutcome::Sent);
-                let mut status = record_acceptance(ctx, pool, message, &accepted).await?;
+                let status = record_acceptance(ctx, pool, message, &accepted).await?;
                 faults::reached(faults::Point::Recorded, message.channel);
-                if let Some(settled) = providers::adapter(message.channel).delivered_once_accepted()
-                {
-                    status = settle_on_acceptance(
-                        pool,
-                        input.tenant_id,
-                        message.channel,
-                        &accepted.external_message_id,
-                        settled,
-                    )
-                    .await?;
-                }
                 tracing::info!(
                     tenant.id = %input.tenant_id,
                     message.id = %message.id,
@@ -940,36 +930,6 @@ impl NotificationActivities {
             account_problem: broken_account.is_some(),
         })
     }
-}
-
-/// A channel whose accepted message is already delivered (webchat: the
-/// widget reads Postgres) records that as its own receipt.
-async fn settle_on_acceptance(
-    pool: &PgPool,
-    tenant_id: TenantId,
-    channel: Channel,
-    external_message_id: &str,
-    status: MessageStatus,
-) -> sqlx::Result<MessageStatus> {
-    let effect = store::messages::record_callback(
-        pool,
-        &store::messages::DeliveryCallback {
-            tenant_id: Some(tenant_id),
-            channel,
-            external_message_id: external_message_id.to_owned(),
-            status,
-            reason: None,
-            occurred_at: chrono::Utc::now(),
-            detail: serde_json::json!({"source": "settled on acceptance"}),
-            correlation: None,
-            configuration_set: None,
-        },
-    )
-    .await?;
-    Ok(match effect {
-        store::messages::CallbackEffect::Applied { status, .. } => status,
-        store::messages::CallbackEffect::Pending => MessageStatus::Sent,
-    })
 }
 
 /// The contact's address on a channel, if it has one.

@@ -101,12 +101,22 @@ pub async fn acquire(
     if let Some(wait) = tier_wait(pool, limits, send).await? {
         return Ok(Some(wait));
     }
-    let buckets = buckets(limits, send);
+    take(pool, send.tenant_id, &buckets(limits, send)).await
+}
+
+/// Takes one unit of `cost` from every bucket of the tenant at once, or from
+/// none: `None` = taken, else how long until all of them would allow it.
+/// Pass the buckets sorted by key (the lock order).
+pub async fn take(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    buckets: &[Bucket],
+) -> anyhow::Result<Option<Duration>> {
     if buckets.is_empty() {
         return Ok(None);
     }
     let wait: f64 = sqlx::query_scalar("select rate_limit_take($1, $2, $3, $4, $5)")
-        .bind(send.tenant_id)
+        .bind(tenant_id)
         .bind(buckets.iter().map(|b| b.key.clone()).collect::<Vec<_>>())
         .bind(buckets.iter().map(|b| b.per_second).collect::<Vec<_>>())
         .bind(buckets.iter().map(|b| b.burst).collect::<Vec<_>>())

@@ -126,6 +126,24 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     })
 }
 
+/// A caller's idempotency key for a message it sends (an agent's reply, a
+/// visitor's message): 1-64 letters, digits, `-` or `_`.
+pub fn check_client_message_id(id: &str) -> Result<(), ApiError> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "INVALID_INPUT",
+            "client_message_id must be 1-64 letters, digits, '-' or '_'",
+        ))
+    }
+}
+
 /// Postgres is away (not a bad query): the caller should come back later.
 fn database_away(err: &sqlx::Error) -> bool {
     matches!(

@@ -39,6 +39,8 @@ pub struct ApiConfig {
     pub fanout_concurrency: usize,
     /// The SNS topics each SNS endpoint accepts.
     pub sns_topics: webhooks::sns_topics::SnsTopics,
+    /// Webchat tokens and session limits.
+    pub webchat: webchat::WebchatSettings,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -67,6 +69,8 @@ pub struct AppState {
     pub config: ApiConfig,
     /// The tenants' Meta webhook keys, read lately.
     pub meta_signing: webhooks::meta_signing::SigningKeys,
+    /// The webchat long polls waiting on this replica.
+    pub webchat: Arc<webchat::hub::Hub>,
 }
 
 impl AppState {
@@ -86,6 +90,7 @@ impl AppState {
             temporal,
             config,
             meta_signing: Default::default(),
+            webchat: Default::default(),
         })
     }
 }
@@ -113,13 +118,41 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/webhooks/ses", post(webhooks::ses::receive))
         .route("/webhooks/sns", post(webhooks::sns_inbound::receive))
         .route("/webhooks/sms-status", post(webhooks::sms_status::receive))
+        .merge(webchat_routes())
+        .with_state(state)
+}
+
+/// The widget's routes: called from any site that embeds it, so open to
+/// every origin (a bearer token, never a cookie, admits the visitor).
+fn webchat_routes() -> Router<Arc<AppState>> {
+    use tower_http::cors::{Any, CorsLayer};
+    Router::new()
         .route(
             "/webchat/{tenant_id}/sessions",
             post(webchat::start_session),
         )
         .route(
-            "/webchat/{tenant_id}/messages",
-            post(webchat::receive_message),
+            "/webchat/{tenant_id}/sessions/renew",
+            post(webchat::renew_session),
         )
-        .with_state(state)
+        .route(
+            "/webchat/{tenant_id}/messages",
+            get(webchat::fetch_messages).post(webchat::receive_message),
+        )
+        .route("/webchat/{tenant_id}/read", post(webchat::mark_read))
+        .route(
+            "/webchat/{tenant_id}/widget.js",
+            get(webchat::assets::widget_js),
+        )
+        .route("/webchat/{tenant_id}/demo", get(webchat::assets::demo_page))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::header::CONTENT_TYPE,
+                ])
+                .max_age(Duration::from_secs(3600)),
+        )
 }

@@ -28,6 +28,7 @@ mod single;
 mod stack;
 mod stats;
 mod tenants;
+mod webchat;
 
 use anyhow::Context;
 use clap::Args;
@@ -39,6 +40,8 @@ use std::time::Duration;
 /// The uncapped fan-out account's limit: well above what one machine sends.
 const UNCAPPED_RATE: f64 = 1000.0;
 const UNCAPPED_BURST: i32 = 1000;
+/// Webchat visitors waiting for their reply at once.
+const WEBCHAT_IN_FLIGHT: usize = 20;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -68,6 +71,10 @@ pub struct BenchArgs {
     /// Trip reminders to park on their timers for the memory reading (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     pub reminders: usize,
+    /// Agent replies to webchat visitors whose arrival in the widget is
+    /// timed (0 skips it).
+    #[arg(long, default_value_t = 200)]
+    pub webchat_replies: usize,
     /// A database the benchmark drops and recreates.
     #[arg(
         long,
@@ -181,6 +188,17 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let webchat = if args.webchat_replies > 0 {
+        let measured =
+            webchat::measure(&stack, &http, args.webchat_replies, WEBCHAT_IN_FLIGHT).await?;
+        println!(
+            "webchat: {} agent replies, {} visitors waiting at once: reply in the widget after {}",
+            measured.replies, measured.in_flight, measured.latency
+        );
+        Some(measured)
+    } else {
+        None
+    };
     let reminders = if args.reminders > 0 {
         println!(
             "reminders: parking {} on a worker process of their own",
@@ -221,6 +239,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         paced_floor,
         floor_history,
         fanout,
+        webchat,
         reminders,
         eager,
     });

@@ -99,6 +99,7 @@ pub struct Summary {
     pub paced_floor: Measured,
     pub floor_history: History,
     pub fanout: Option<FanoutReport>,
+    pub webchat: Option<super::webchat::ReplyLatency>,
     pub reminders: Option<ReminderMemory>,
     pub eager: Option<EagerReport>,
 }
@@ -325,6 +326,21 @@ pub fn print(summary: &Summary) {
                 super::fanout::FLOOR_IN_FLIGHT,
                 f.floor.round_trips.total as f64 / f.floor.done.max(1) as f64,
                 cpu(&f.floor.cpu.per(f.floor.done, 1000.0))
+            ),
+        ]);
+    }
+    if let Some(w) = &summary.webchat {
+        t.row(&[
+            &format!(
+                "webchat: agent reply -> visitor's widget, p50/p95/p99 ({} replies)",
+                w.replies
+            ),
+            &w.latency.to_string(),
+            "-",
+            "-",
+            &format!(
+                "{} visitors waiting at once; from the action's answer to the long poll's",
+                w.in_flight
             ),
         ]);
     }

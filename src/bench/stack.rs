@@ -192,6 +192,12 @@ fn serve_api(
             stuck_threshold: Duration::from_secs(300),
             // As `busflow-comms dev` and the service's default.
             fanout_concurrency: FANOUT_CONCURRENCY,
+            // Every visitor of the benchmark comes from 127.0.0.1.
+            webchat: busflow_api::webchat::WebchatSettings {
+                sessions_per_tenant: (1e6, 1_000_000),
+                sessions_per_address: (1e6, 1_000_000),
+                ..Default::default()
+            },
         },
         busflow_api::sns_verifier()?,
     )?);

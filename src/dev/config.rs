@@ -63,7 +63,16 @@ pub struct DemoTenant {
     pub email: DemoEmail,
     pub whatsapp: DemoWhatsApp,
     pub sms: DemoSms,
+    pub webchat: DemoWebchat,
     pub passengers: Vec<DemoPassenger>,
+}
+
+/// The widget on the demo page (`/webchat/{tenant}/demo`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoWebchat {
+    /// Signs the visitors' tokens.
+    pub widget_secret: String,
 }
 
 /// An SMS account publishing through SNS (the AWS emulator on the dev stack).

@@ -133,6 +133,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             firehose_access_key: Some(stack.service.webhook_secret.clone()),
             stuck_threshold: Duration::from_secs(300),
             fanout_concurrency: 20,
+            webchat: Default::default(),
         },
         busflow_api::sns_verifier()?,
     )?);
@@ -180,13 +181,14 @@ async fn connect_with_patience(
 fn print_banner(stack: &DevStack) {
     let api = stack.service.listen;
     println!(
-        "\nbusflow-comms dev stack is up\n  API          http://{api}\n  Temporal UI  http://{}:{}\n  Temporal     {} (namespace {})\n  SES/SNS      {} (moto; sent mail at /moto-api/data.json)\n  demo tenant  {} ({})\nCtrl-C stops everything.\n",
+        "\nbusflow-comms dev stack is up\n  API          http://{api}\n  Temporal UI  http://{}:{}\n  Temporal     {} (namespace {})\n  SES/SNS      {} (moto; sent mail at /moto-api/data.json)\n  demo tenant  {} ({})\n  webchat demo http://{api}/webchat/{}/demo\nCtrl-C stops everything.\n",
         stack.temporal.ip,
         stack.temporal.ui_port,
         stack.temporal_address(),
         stack.temporal.namespace,
         stack.aws_endpoint(),
         stack.demo_tenant.display_name,
+        stack.demo_tenant.id,
         stack.demo_tenant.id,
     );
 }

@@ -1,6 +1,6 @@
 //! The demo tenant of the dev stack, seeded idempotently on every start.
 
-use super::config::{DemoTenant, DemoWhatsApp};
+use super::config::{DemoTenant, DemoWebchat, DemoWhatsApp};
 use anyhow::Context;
 use busflow_activities::crypto::KeyRing;
 use busflow_activities::identifiers::{EmailAddress, PhoneNumber};
@@ -167,6 +167,35 @@ async fn upsert_sandbox_whatsapp(
     Ok(())
 }
 
+/// An ACTIVE webchat account whose widget secret signs visitors' tokens.
+async fn upsert_webchat_account(
+    pool: &PgPool,
+    keys: &KeyRing,
+    tenant_id: TenantId,
+    webchat: &DemoWebchat,
+) -> anyhow::Result<()> {
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "insert into channel_accounts
+            (tenant_id, channel, provider, display_name, status, mode, external_account_id)
+         values ($1, 'WEBCHAT', 'WEBCHAT', 'Demo webchat', 'ACTIVE', 'LIVE', 'demo-widget')
+         on conflict (tenant_id, channel, external_account_id) do update
+            set status = 'ACTIVE', updated_at = now()
+         returning id",
+    )
+    .bind(tenant_id)
+    .fetch_one(pool)
+    .await
+    .context("seeding the webchat channel account")?;
+    let secrets = ProviderSecrets {
+        widget_secret: Some(webchat.widget_secret.clone()),
+        ..ProviderSecrets::default()
+    };
+    busflow_activities::secrets::store(pool, keys, tenant_id, ChannelAccountId(id), &secrets)
+        .await
+        .context("sealing the webchat widget secret")?;
+    Ok(())
+}
+
 /// Seeds the demo tenant declared in `temporal-dev.yml`.
 pub async fn seed_demo_tenant(
     pool: &PgPool,
@@ -192,6 +221,7 @@ pub async fn seed_demo_tenant(
     .await?;
     upsert_sandbox_whatsapp(pool, keys, tenant_id, &demo.whatsapp).await?;
     upsert_sms_account(pool, tenant_id, &demo.sms.origination_number).await?;
+    upsert_webchat_account(pool, keys, tenant_id, &demo.webchat).await?;
     for passenger in &demo.passengers {
         let contact = PersonContact {
             tenant_id,

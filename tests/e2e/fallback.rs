@@ -7,7 +7,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 async fn give_webchat_visitor(app: &TestApp, contact: ContactId) {
-    sqlx::query("update contacts set identifiers = identifiers || '{\"webchat\": \"visitor-1\"}' where id = $1")
+    sqlx::query("update contacts set identifiers = identifiers || '{\"webchat\": \"visitor1\"}' where id = $1")
         .bind(contact.0)
         .execute(&app.pool)
         .await
@@ -24,6 +24,10 @@ async fn an_email_without_a_receipt_within_its_timeout_falls_back_to_webchat() {
         .await;
     give_webchat_visitor(&app, contact).await;
     let workflow_id = app.confirm_booking(profile, contact, "BF-FB").await;
+
+    // The visitor has the widget open: its long poll fetches the message.
+    let widget = app.visitor_fetches("visitor1").await;
+    assert_eq!(widget["messages"][0]["direction"], "OUTBOUND");
 
     let outcome = app
         .workflow_result(&workflow_id)

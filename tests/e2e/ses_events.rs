@@ -11,7 +11,7 @@ async fn email_sent(app: &TestApp) -> (String, String) {
     let contact = app
         .upsert_passenger(profile, "Ana López", &app.recipient("ana"), "es-MX")
         .await;
-    sqlx::query("update contacts set identifiers = identifiers || '{\"webchat\": \"visitor-9\"}' where id = $1")
+    sqlx::query("update contacts set identifiers = identifiers || '{\"webchat\": \"visitor9\"}' where id = $1")
         .bind(contact.0)
         .execute(&app.pool)
         .await
@@ -93,6 +93,7 @@ async fn a_permanent_bounce_fails_the_email_and_falls_back_to_webchat() {
             .status(),
         200
     );
+    app.visitor_fetches("visitor9").await;
 
     let outcome = app
         .workflow_result(&workflow_id)

@@ -1,40 +1,25 @@
 //! The webchat widget: a visitor gets a token and writes into the inbox.
 
 use crate::support::TestApp;
-use crate::support::app::test_keys;
-use busflow_activities::model::ChannelAccountId;
-use busflow_activities::secrets::{self, ProviderSecrets};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-async fn widget_tenant() -> TestApp {
+pub use crate::support::app::WIDGET_SECRET;
+
+/// A test app (no worker) whose tenant has a webchat widget.
+pub async fn widget_tenant() -> TestApp {
     let app = TestApp::spawn_with(crate::support::TestOptions {
         start_worker: false,
         ..Default::default()
     })
     .await;
-    let id: Uuid = sqlx::query_scalar(
-        "insert into channel_accounts (tenant_id, channel, provider, status, external_account_id)
-         values ($1, 'WEBCHAT', 'WEBCHAT', 'ACTIVE', 'widget') returning id",
-    )
-    .bind(app.tenant_id)
-    .fetch_one(&app.pool)
-    .await
-    .expect("webchat account");
-    let secrets = ProviderSecrets {
-        widget_secret: Some("widget-secret-for-tests".to_owned()),
-        ..ProviderSecrets::default()
-    };
-    secrets::store(
-        &app.pool,
-        &test_keys(),
-        app.tenant_id,
-        ChannelAccountId(id),
-        &secrets,
-    )
-    .await
-    .expect("seal the widget secret");
+    app.add_widget_account().await;
     app
+}
+
+/// Gives the app's tenant an ACTIVE webchat account with a sealed widget secret.
+pub async fn add_widget_account(app: &TestApp) {
+    app.add_widget_account().await;
 }
 
 async fn visitor_says(

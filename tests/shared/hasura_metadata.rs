@@ -1,7 +1,8 @@
 //! Reads the shipped Hasura metadata (`hasura/metadata`) the way `hasura
 //! metadata apply` does: the table files are the ones `tables.yaml`
-//! includes. Shared by the metadata drift test and the e2e harness that
-//! plays Hasura (`tests/e2e/support/hasura.rs`). No Hasura is needed.
+//! includes, the function files the ones `functions.yaml` includes. Shared
+//! by the metadata drift test and the e2e harness that plays Hasura
+//! (`tests/e2e/support/hasura.rs`). No Hasura is needed.
 
 #![allow(dead_code)]
 
@@ -19,6 +20,10 @@ pub fn metadata_dir() -> PathBuf {
 
 pub fn tables_dir() -> PathBuf {
     metadata_dir().join("databases/default/tables")
+}
+
+pub fn functions_dir() -> PathBuf {
+    metadata_dir().join("databases/default/functions")
 }
 
 pub fn read(path: &Path) -> String {
@@ -92,6 +97,47 @@ pub fn table_files() -> Vec<TableFile> {
                 "{file}: every table lives in schema public"
             );
             TableFile { file, name, doc }
+        })
+        .collect()
+}
+
+/// One tracked SQL function's file (`public_<function>.yaml`) as Hasura applies it.
+pub struct FunctionFile {
+    pub file: String,
+    pub name: String,
+    pub doc: Value,
+}
+
+/// The function files `functions.yaml` includes, in its order; none when the
+/// source tracks no function.
+pub fn function_files() -> Vec<FunctionFile> {
+    let dir = functions_dir();
+    let list_file = dir.join("functions.yaml");
+    if !list_file.exists() {
+        return Vec::new();
+    }
+    let list = yaml(&list_file);
+    let entries = list
+        .as_sequence()
+        .unwrap_or_else(|| panic!("functions.yaml must be a list of `!include` entries"));
+    entries
+        .iter()
+        .map(|entry| {
+            let file = include_target(entry)
+                .unwrap_or_else(|| panic!("functions.yaml: {entry:?} is not an `!include <file>`"));
+            let doc = yaml(&dir.join(&file));
+            let function = doc
+                .get("function")
+                .unwrap_or_else(|| panic!("{file}: no `function:`"));
+            let name = str_at(function, "name")
+                .unwrap_or_else(|| panic!("{file}: no `function.name`"))
+                .to_owned();
+            assert_eq!(
+                str_at(function, "schema"),
+                Some("public"),
+                "{file}: every function lives in schema public"
+            );
+            FunctionFile { file, name, doc }
         })
         .collect()
 }

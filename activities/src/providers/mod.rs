@@ -19,7 +19,7 @@ pub mod whatsapp;
 pub use router::Providers;
 
 use crate::crypto::KeyRing;
-use crate::model::{Channel, MessageId, MessageStatus};
+use crate::model::{Channel, MessageId};
 use crate::store::channel_accounts::ChannelAccount;
 use crate::store::contacts::Identifiers;
 use crate::triggers::Urgency;
@@ -50,12 +50,6 @@ pub trait ChannelAdapter: Sync {
     /// Where the provider's receipts carry our message id back, so a send
     /// whose answer was lost is still matched; `None`: it cannot be.
     fn correlation(&self) -> Option<&'static str>;
-
-    /// The status a message has as soon as it is accepted, when that is
-    /// already the end (webchat: stored is delivered).
-    fn delivered_once_accepted(&self) -> Option<MessageStatus> {
-        None
-    }
 
     /// Sends one message from `account` with this channel's provider client.
     fn send<'a>(

@@ -76,15 +76,15 @@ pub async fn get(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct ActiveChannel {
     pub channel: Channel,
-    /// WhatsApp always does; email when the account publishes SES events
+    /// WhatsApp and webchat always do; email when the account publishes SES events
     /// through a configuration set; SMS when delivery-status logging is on.
     pub receipts: bool,
 }
 
 impl ChannelAccount {
-    /// Whether its provider reports delivery: WhatsApp always; email when
-    /// the account publishes SES events through a configuration set; SMS
-    /// when delivery-status logging is on.
+    /// Whether its provider reports delivery: WhatsApp and webchat always;
+    /// email when the account publishes SES events through a configuration
+    /// set; SMS when delivery-status logging is on.
     pub fn reports_delivery(&self) -> bool {
         let config = &self.provider_config.0;
         match self.channel {
@@ -97,7 +97,8 @@ impl ChannelAccount {
                 serde_json::Value::String(on) => on.eq_ignore_ascii_case("true"),
                 _ => false,
             },
-            Channel::Webchat => false,
+            // The widget reports each fetch and each read.
+            Channel::Webchat => true,
         }
     }
 }

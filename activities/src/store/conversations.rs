@@ -1,7 +1,46 @@
 //! Conversations: the inbox threads between a contact and a channel account.
+//!
+//! A thread holds everything said on that account: what the contact wrote,
+//! agents' replies and the automated notifications. A notification joins the
+//! contact's live (OPEN or SNOOZED) conversation without changing it, or
+//! starts one RESOLVED, since nobody needs to act on it until the contact
+//! answers ([`crate::store::messages::insert_outbound_queued`]).
 
 use crate::model::{Channel, ContactId, TenantId};
+use serde_json::Value;
 use sqlx::PgPool;
+use uuid::Uuid;
+
+/// What a conversation is about: its soft links to the other contexts' rows
+/// that the inbox sidebar shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConversationRefs {
+    pub booking_id: Option<Uuid>,
+    pub trip_id: Option<Uuid>,
+    pub invoice_id: Option<Uuid>,
+}
+
+impl ConversationRefs {
+    /// What a notification's variables name: the booking (`booking.id`, or
+    /// the booking a payment is for), the trip (`trip.id`, or the trip of the
+    /// booking or incident) and the invoice (`invoice.id`). Anything absent
+    /// or not a uuid is no link.
+    pub fn of_variables(variables: &Value) -> Self {
+        let id = |path: &[&str]| {
+            path.iter()
+                .try_fold(variables, |value, key| value.get(key))
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse::<Uuid>().ok())
+        };
+        Self {
+            booking_id: id(&["booking", "id"]).or_else(|| id(&["payment", "booking_id"])),
+            trip_id: id(&["trip", "id"])
+                .or_else(|| id(&["booking", "trip_id"]))
+                .or_else(|| id(&["incident", "trip_id"])),
+            invoice_id: id(&["invoice", "id"]),
+        }
+    }
+}
 
 /// When the contact last wrote to the tenant on `channel` (any account):
 /// the start of WhatsApp's 24 h customer service window.
@@ -60,6 +99,10 @@ pub enum ConversationError {
         conversation: uuid::Uuid,
         assignee: String,
     },
+    #[error(
+        "conversation {0} is resolved: nobody needs to work it; a new message from the customer reopens it"
+    )]
+    Resolved(uuid::Uuid),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -77,7 +120,8 @@ const STATE: &str = "id, status, assigned_to, snoozed_until";
 
 /// Claims an unassigned conversation for `agent`. The row lock makes
 /// concurrent claims queue: exactly one wins; claiming one's own again is a
-/// no-op.
+/// no-op. A RESOLVED conversation is nobody's work (a notification's thread
+/// starts so) and is refused unchanged: the contact's next message reopens it.
 pub async fn claim(
     pool: &PgPool,
     tenant_id: TenantId,
@@ -85,8 +129,9 @@ pub async fn claim(
     agent: &str,
 ) -> Result<ConversationState, ConversationError> {
     let mut tx = pool.begin().await?;
-    let current: Option<Option<String>> = sqlx::query_scalar(
-        "select assigned_to from conversations where tenant_id = $1 and id = $2 for update",
+    let current: Option<(bool, Option<String>)> = sqlx::query_as(
+        "select status = 'RESOLVED', assigned_to from conversations
+          where tenant_id = $1 and id = $2 for update",
     )
     .bind(tenant_id)
     .bind(conversation)
@@ -94,7 +139,10 @@ pub async fn claim(
     .await?;
     match current {
         None => return Err(ConversationError::NotFound(conversation)),
-        Some(Some(assignee)) if assignee != agent => {
+        Some((true, _)) => {
+            return Err(ConversationError::Resolved(conversation));
+        }
+        Some((_, Some(assignee))) if assignee != agent => {
             return Err(ConversationError::AlreadyClaimed {
                 conversation,
                 assignee,
@@ -151,37 +199,55 @@ pub async fn resolve(
     .ok_or(ConversationError::NotFound(conversation))
 }
 
-/// Moves `agent`'s read cursor forward to `read_at` (never back).
+/// Marks what `agent` has seen of the conversation as read, and returns the
+/// cursor's provider time (`last_read_at`).
+///
+/// The cursor is two watermarks over the INBOUND messages present at this
+/// moment — those sent up to `read_at` when given (the provider time of the
+/// last message the agent's screen showed), else all of them: the greatest
+/// provider time (`sent_at`) and the greatest arrival here (`created_at`).
+/// `conversation_unread_count` counts a message unread when it is newer on
+/// either clock, so a message that arrives after this read stays unread even
+/// when its provider time is older than what was read (a late delivery, or
+/// the same provider second). A cursor at `now()` would instead swallow any
+/// message already sent but not yet arrived. Both watermarks only move
+/// forward. Nothing seen yet (no INBOUND message): the provider watermark is
+/// `read_at` or now, and every later arrival counts.
 pub async fn mark_read(
     pool: &PgPool,
     tenant_id: TenantId,
     conversation: uuid::Uuid,
     agent: &str,
-    read_at: chrono::DateTime<chrono::Utc>,
+    read_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<chrono::DateTime<chrono::Utc>, ConversationError> {
-    let exists: bool = sqlx::query_scalar(
-        "select exists(select 1 from conversations where tenant_id = $1 and id = $2)",
-    )
-    .bind(tenant_id)
-    .bind(conversation)
-    .fetch_one(pool)
-    .await?;
-    if !exists {
-        return Err(ConversationError::NotFound(conversation));
-    }
-    Ok(sqlx::query_scalar(
-        "insert into conversation_read_cursors (tenant_id, conversation_id, agent_id, last_read_at)
-         values ($1, $2, $3, $4)
+    // Arrivals within one conversation commit in `created_at` order (the
+    // inbound path stamps them under the conversation's row lock), so what
+    // this statement's snapshot does not see arrived after its watermark.
+    sqlx::query_scalar(
+        "with seen as (
+             select max(m.sent_at) as sent_at, max(m.created_at) as created_at
+               from messages m
+              where m.tenant_id = $1 and m.conversation_id = $2 and m.direction = 'INBOUND'
+                and ($4::timestamptz is null or m.sent_at <= $4))
+         insert into conversation_read_cursors as r
+             (tenant_id, conversation_id, agent_id, last_read_at, last_read_created_at)
+         select c.tenant_id, c.id, $3, coalesce($4, s.sent_at, now()),
+                coalesce(s.created_at, '-infinity')
+           from conversations c cross join seen s
+          where c.tenant_id = $1 and c.id = $2
          on conflict (tenant_id, conversation_id, agent_id)
-         do update set last_read_at = greatest(conversation_read_cursors.last_read_at, excluded.last_read_at)
+         do update set last_read_at = greatest(r.last_read_at, excluded.last_read_at),
+                       last_read_created_at = greatest(coalesce(r.last_read_created_at, r.last_read_at),
+                                                       excluded.last_read_created_at)
          returning last_read_at",
     )
     .bind(tenant_id)
     .bind(conversation)
     .bind(agent)
     .bind(read_at)
-    .fetch_one(pool)
-    .await?)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(ConversationError::NotFound(conversation))
 }
 
 /// Snoozes until `until` (a new time replaces the old one).
@@ -255,4 +321,50 @@ pub async fn overdue_snoozes(
     .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_notification_links_the_booking_trip_and_invoice_its_variables_name() {
+        let (booking, trip, invoice) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let booking_confirmed = json!({"booking": {"id": booking, "trip_id": trip}, "trip": {}});
+        assert_eq!(
+            ConversationRefs::of_variables(&booking_confirmed),
+            ConversationRefs {
+                booking_id: Some(booking),
+                trip_id: Some(trip),
+                invoice_id: None,
+            },
+            "a trip not known yet (`trip: {{}}`) is the booking's"
+        );
+        let stored_trip = Uuid::new_v4();
+        let incident = json!({"incident": {"id": Uuid::new_v4(), "trip_id": trip}, "trip": {"id": stored_trip}});
+        assert_eq!(
+            ConversationRefs::of_variables(&incident).trip_id,
+            Some(stored_trip)
+        );
+        let payment = json!({"payment": {"id": Uuid::new_v4(), "booking_id": booking}});
+        assert_eq!(
+            ConversationRefs::of_variables(&payment).booking_id,
+            Some(booking)
+        );
+        let invoice_issued = json!({"invoice": {"id": invoice, "number": "F-1"}});
+        assert_eq!(
+            ConversationRefs::of_variables(&invoice_issued),
+            ConversationRefs {
+                invoice_id: Some(invoice),
+                ..ConversationRefs::default()
+            }
+        );
+        let agent_reply = json!({"agent": "agent-1", "booking": {"id": "BF-7Q2K"}});
+        assert_eq!(
+            ConversationRefs::of_variables(&agent_reply),
+            ConversationRefs::default(),
+            "nothing named, or not an id: no link"
+        );
+    }
 }

@@ -94,11 +94,15 @@ pub async fn record_inbound(
     let contact_id = resolve_contact(&mut tx, inbound).await?;
     let (conversation_id, reopened_from) =
         resolve_conversation(&mut tx, inbound, contact_id).await?;
+    // `sent_at` is the provider's time of sending (what unread counts
+    // compare); `created_at` is stamped now, under the conversation's row
+    // lock, so a conversation's arrivals commit in `created_at` order and a
+    // read cursor's arrival watermark never passes one not yet committed.
     let inserted: Option<MessageId> = sqlx::query_scalar(
         "insert into messages
             (tenant_id, conversation_id, contact_id, channel_account_id, direction, channel, status,
-             external_message_id, subject, body, content, sent_at, delivered_at)
-         values ($1, $2, $3, $4, 'INBOUND', $5, 'DELIVERED', $6, $7, $8, $9, $10, now())
+             external_message_id, subject, body, content, sent_at, delivered_at, created_at)
+         values ($1, $2, $3, $4, 'INBOUND', $5, 'DELIVERED', $6, $7, $8, $9, $10, now(), clock_timestamp())
          on conflict (tenant_id, channel, external_message_id) where external_message_id is not null
          do nothing
          returning id",

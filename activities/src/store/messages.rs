@@ -11,6 +11,7 @@
 
 use crate::model::{Channel, ChannelAccountId, ContactId, MessageId, MessageStatus, TenantId};
 use crate::providers::WhatsAppTemplate;
+use crate::store::conversations::ConversationRefs;
 use crate::triggers::Trigger;
 use sqlx::PgPool;
 
@@ -31,38 +32,108 @@ pub struct NewOutboundMessage {
     pub replaces_message_id: Option<MessageId>,
     pub trigger_event: Trigger,
     pub template_key: String,
+    /// The conversation it answers in (agent replies); `None`: the contact's
+    /// thread on the account, found or started by the insert.
     pub conversation_id: Option<uuid::Uuid>,
+    /// What the notification is about, linked from its conversation.
+    pub about: ConversationRefs,
     pub subject: Option<String>,
     pub body: String,
     pub body_html: Option<String>,
     pub whatsapp_template: Option<WhatsAppTemplate>,
 }
 
-/// Inserts the message QUEUED, or returns the one this workflow step already
-/// created (activity retries, workflow replays, a repeated Hasura event).
+/// Where a new outbound message goes in the inbox, in SQL over a relation
+/// `given` of the messages (tenant_id, contact_id, channel_account_id,
+/// workflow_id, attempt, conversation_id, booking_id, trip_id, invoice_id):
+/// `placed` adds `fresh` (this step has no message yet), `joins` (the
+/// conversation it was given, else the contact's live one on the account)
+/// and `starts` (the conversation it starts when it joins none, named after
+/// the message's idempotency key: `notification_conversation_id`).
+/// `started` creates those RESOLVED — nobody has to act on a notification
+/// until the contact answers, and the answer reopens it — and `joined` moves
+/// a joined conversation's last message on and fills the links it lacks,
+/// leaving its status and assignee alone. Only a fresh message does either,
+/// so a retried or replayed insert creates and touches nothing. `joined`
+/// locks its conversations in id order first: two fan-outs to the same
+/// passengers then queue instead of deadlocking.
+const PLACE_IN_CONVERSATION: &str = "
+     placed as (
+         select g.*,
+                not exists (select 1 from messages m
+                             where m.tenant_id = g.tenant_id and m.workflow_id = g.workflow_id
+                               and m.attempt = g.attempt) as fresh,
+                coalesce(g.conversation_id, live.id) as joins,
+                notification_conversation_id(g.tenant_id, g.workflow_id, g.attempt) as starts
+           from given g
+           left join conversations live
+             on g.conversation_id is null
+            and live.tenant_id = g.tenant_id and live.contact_id = g.contact_id
+            and live.channel_account_id = g.channel_account_id
+            and live.status in ('OPEN', 'SNOOZED')),
+     started as (
+         insert into conversations
+             (id, tenant_id, contact_id, channel_account_id, status,
+              booking_id, trip_id, invoice_id, last_message_at)
+         select starts, tenant_id, contact_id, channel_account_id, 'RESOLVED',
+                booking_id, trip_id, invoice_id, now()
+           from placed
+          where fresh and joins is null
+         on conflict do nothing),
+     locked as materialized (
+         select c.tenant_id, c.id
+           from conversations c
+           join placed p on p.fresh and c.tenant_id = p.tenant_id and c.id = p.joins
+          order by c.id
+            for no key update of c),
+     joined as (
+         update conversations c
+            set last_message_at = greatest(coalesce(c.last_message_at, now()), now()),
+                booking_id = coalesce(c.booking_id, p.booking_id),
+                trip_id = coalesce(c.trip_id, p.trip_id),
+                invoice_id = coalesce(c.invoice_id, p.invoice_id),
+                updated_at = now()
+           from locked l
+           join placed p on p.fresh and p.tenant_id = l.tenant_id and p.joins = l.id
+          where c.tenant_id = l.tenant_id and c.id = l.id)";
+
+/// Inserts the message QUEUED in its conversation, or returns the one this
+/// workflow step already created (activity retries, workflow replays, a
+/// repeated Hasura event). An agent's reply goes in the conversation it was
+/// given; a notification joins the contact's live conversation on the
+/// account or starts a RESOLVED one of its own (see
+/// `PLACE_IN_CONVERSATION`). One statement, one round trip.
 pub async fn insert_outbound_queued(
     pool: &PgPool,
     message: &NewOutboundMessage,
     request: Option<&crate::store::requests::NotificationRequestRow>,
 ) -> sqlx::Result<MessageId> {
     // A notification's first message records its request in the same
-    // statement: one round trip, and never a message without its request.
+    // statement: never a message without its request.
     let record_request = match request {
         Some(_) => {
-            "with request as (
+            "request as (
                  insert into notification_requests
                      (tenant_id, workflow_id, contact_id, trigger_event, source_event_id, variables)
-                 values ($2, $6, $3, $17, $18, $19)
-                 on conflict (tenant_id, workflow_id) do nothing) "
+                 values ($2, $6, $3, $20, $21, $22)
+                 on conflict (tenant_id, workflow_id) do nothing),"
         }
         None => "",
     };
     let sql = format!(
-        "{record_request}insert into messages
+        "with {record_request}
+         given as (
+             select $2::uuid as tenant_id, $3::uuid as contact_id, $4::uuid as channel_account_id,
+                    $6::text as workflow_id, $7::smallint as attempt, $15::uuid as conversation_id,
+                    $17::uuid as booking_id, $18::uuid as trip_id, $19::uuid as invoice_id),
+         {PLACE_IN_CONVERSATION}
+         insert into messages
             (id, tenant_id, contact_id, channel_account_id, direction, channel, status,
              workflow_id, attempt, replaces_message_id, trigger_event, template_key, subject, body, body_html, whatsapp_template, conversation_id,
              batch_workflow_id)
-         values ($1, $2, $3, $4, 'OUTBOUND', $5, 'QUEUED', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         select $1, $2, $3, $4, 'OUTBOUND', $5, 'QUEUED', $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                coalesce(p.joins, p.starts), $16
+           from placed p
          on conflict (tenant_id, workflow_id, attempt) where workflow_id is not null
          do update set updated_at = messages.updated_at
          returning id"
@@ -83,32 +154,24 @@ pub async fn insert_outbound_queued(
         .bind(&message.body_html)
         .bind(message.whatsapp_template.as_ref().map(sqlx::types::Json))
         .bind(message.conversation_id)
-        .bind(&message.batch_workflow_id);
+        .bind(&message.batch_workflow_id)
+        .bind(message.about.booking_id)
+        .bind(message.about.trip_id)
+        .bind(message.about.invoice_id);
     if let Some(request) = request {
         insert = insert
             .bind(request.trigger_event)
             .bind(&request.source_event_id)
             .bind(&request.variables);
     }
-    let id = insert.fetch_one(pool).await?;
-    if let Some(conversation) = message.conversation_id {
-        sqlx::query(
-            "update conversations set last_message_at = greatest(coalesce(last_message_at, now()), now()),
-                    updated_at = now()
-              where tenant_id = $1 and id = $2",
-        )
-        .bind(message.tenant_id)
-        .bind(conversation)
-        .execute(pool)
-        .await?;
-    }
-    Ok(id)
+    insert.fetch_one(pool).await
 }
 
 /// Inserts many messages QUEUED in one statement (a fan-out chunk's round);
 /// like [`insert_outbound_queued`], a message this step already created is
-/// returned instead. Returns each message's id in the order given. No
-/// conversation is touched: fan-out messages belong to none.
+/// returned instead, and each new one joins its contact's live conversation
+/// or starts one, all in the same statement. Returns each message's id in
+/// the order given.
 pub async fn insert_outbound_queued_many(
     pool: &PgPool,
     messages: &[NewOutboundMessage],
@@ -133,6 +196,10 @@ pub async fn insert_outbound_queued_many(
                 "replaces_message_id": m.replaces_message_id,
                 "trigger_event": m.trigger_event,
                 "template_key": m.template_key,
+                "conversation_id": m.conversation_id,
+                "booking_id": m.about.booking_id,
+                "trip_id": m.about.trip_id,
+                "invoice_id": m.about.invoice_id,
                 "subject": m.subject,
                 "body": m.body,
                 "body_html": m.body_html,
@@ -140,30 +207,33 @@ pub async fn insert_outbound_queued_many(
             })
         })
         .collect();
-    let stored: Vec<(i32, MessageId)> = sqlx::query_as(
+    let stored: Vec<(i32, MessageId)> = sqlx::query_as(&format!(
         "with given as (
              select * from jsonb_to_recordset($1) as r(
                  ordinal int, id uuid, tenant_id uuid, contact_id uuid, channel_account_id uuid,
                  channel text, workflow_id text, batch_workflow_id text, attempt smallint,
-                 replaces_message_id uuid, trigger_event text, template_key text, subject text,
-                 body text, body_html text, whatsapp_template jsonb)),
+                 replaces_message_id uuid, trigger_event text, template_key text,
+                 conversation_id uuid, booking_id uuid, trip_id uuid, invoice_id uuid,
+                 subject text, body text, body_html text, whatsapp_template jsonb)),
+         {PLACE_IN_CONVERSATION},
          inserted as (
              insert into messages
                  (id, tenant_id, contact_id, channel_account_id, direction, channel, status,
                   workflow_id, batch_workflow_id, attempt, replaces_message_id, trigger_event,
-                  template_key, subject, body, body_html, whatsapp_template)
+                  template_key, subject, body, body_html, whatsapp_template, conversation_id)
              select id, tenant_id, contact_id, channel_account_id, 'OUTBOUND', channel, 'QUEUED',
                     workflow_id, batch_workflow_id, attempt, replaces_message_id, trigger_event,
-                    template_key, subject, body, body_html, whatsapp_template
-               from given
+                    template_key, subject, body, body_html, whatsapp_template,
+                    coalesce(joins, starts)
+               from placed
              on conflict (tenant_id, workflow_id, attempt) where workflow_id is not null
              do update set updated_at = messages.updated_at
              returning workflow_id, id)
          select g.ordinal, i.id
            from given g
            join inserted i on i.workflow_id = g.workflow_id
-          order by g.ordinal",
-    )
+          order by g.ordinal"
+    ))
     .bind(sqlx::types::Json(rows))
     .fetch_all(pool)
     .await?;

@@ -13,6 +13,7 @@ pub mod requests;
 pub mod templates;
 pub mod tenants;
 pub mod trips;
+pub mod webchat;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

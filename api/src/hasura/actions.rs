@@ -204,13 +204,12 @@ pub async fn receive(
             session.require_role(AGENTS)?;
             let input: MarkReadInput = input("markConversationRead", payload.input)?;
             let agent = session.agent()?;
-            let read_at = input.read_at.unwrap_or_else(chrono::Utc::now);
             let last_read_at = conversations::mark_read(
                 &app.pool,
                 session.tenant_id,
                 input.conversation_id,
                 agent,
-                read_at,
+                input.read_at,
             )
             .await
             .map_err(conversation_error)?;
@@ -345,17 +344,7 @@ async fn send_reply(
     message: DirectMessage,
 ) -> Result<Json<Value>, ApiError> {
     let id = client_message_id;
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(ApiError::bad_request(
-            "INVALID_INPUT",
-            "client_message_id must be 1-64 letters, digits, '-' or '_'",
-        ));
-    }
+    crate::error::check_client_message_id(id)?;
     let target = conversations::reply_target(&app.pool, session.tenant_id, conversation_id)
         .await
         .map_err(anyhow::Error::from)?
@@ -441,6 +430,9 @@ fn conversation_error(e: ConversationError) -> ApiError {
         ),
         ConversationError::AlreadyClaimed { .. } => {
             ApiError::conflict("ALREADY_CLAIMED", e.to_string())
+        }
+        ConversationError::Resolved(_) => {
+            ApiError::conflict("CONVERSATION_RESOLVED", e.to_string())
         }
         ConversationError::Database(db) => ApiError::Unexpected(db.into()),
     }

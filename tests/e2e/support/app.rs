@@ -29,6 +29,9 @@ use uuid::Uuid;
 pub const SECRET: &str = "test-webhook-secret";
 pub const FIREHOSE_KEY: &str = "test-firehose-access-key";
 
+/// The widget secret of the webchat accounts tests make.
+pub const WIDGET_SECRET: &str = "widget-secret-for-tests";
+
 /// The keys of the test key ring, in `BUSFLOW_SECRET_KEYS` form.
 pub const TEST_KEY_SPEC: &str = "test-1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=,test-2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 
@@ -193,6 +196,7 @@ impl TestApp {
                     firehose_access_key: Some(FIREHOSE_KEY.to_owned()),
                     stuck_threshold: Duration::from_secs(300),
                     fanout_concurrency: options.fanout_concurrency,
+                    webchat: Default::default(),
                 },
                 sns,
             )
@@ -506,20 +510,70 @@ impl TestApp {
         .execute(&self.pool)
         .await
         .expect("configuration set");
-        sqlx::query(
-            "insert into channel_accounts (tenant_id, channel, provider, status, external_account_id)
-             values ($1, 'WEBCHAT', 'WEBCHAT', 'ACTIVE', 'widget')",
-        )
-        .bind(self.tenant_id)
-        .execute(&self.pool)
-        .await
-        .expect("webchat account");
+        self.add_widget_account().await;
         sqlx::query("update tenant_settings set trigger_overrides = $2 where tenant_id = $1")
             .bind(self.tenant_id)
             .bind(json!({"booking_confirmed": {"chain": ["EMAIL", "WEBCHAT"], "timeouts": {"EMAIL": email_timeout_secs}}}))
             .execute(&self.pool)
             .await
             .expect("override");
+    }
+
+    /// Gives the tenant an ACTIVE webchat account with a sealed widget secret.
+    pub async fn add_widget_account(&self) {
+        let id: Uuid = sqlx::query_scalar(
+            "insert into channel_accounts (tenant_id, channel, provider, status, external_account_id)
+             values ($1, 'WEBCHAT', 'WEBCHAT', 'ACTIVE', 'widget') returning id",
+        )
+        .bind(self.tenant_id)
+        .fetch_one(&self.pool)
+        .await
+        .expect("webchat account");
+        let secrets = busflow_activities::secrets::ProviderSecrets {
+            widget_secret: Some(WIDGET_SECRET.to_owned()),
+            ..Default::default()
+        };
+        busflow_activities::secrets::store(
+            &self.pool,
+            &test_keys(),
+            self.tenant_id,
+            busflow_activities::model::ChannelAccountId(id),
+            &secrets,
+        )
+        .await
+        .expect("seal the widget secret");
+    }
+
+    /// The visitor's widget (of `email_with_receipts_then_webchat`'s
+    /// account) long-polls until it receives a message, and returns the answer.
+    pub async fn visitor_fetches(&self, visitor: &str) -> Value {
+        let token = busflow_api::webchat::token::issue(
+            WIDGET_SECRET,
+            self.tenant_id,
+            visitor,
+            chrono::Utc::now() + chrono::Duration::hours(1),
+        );
+        self.eventually(
+            "the widget fetches a message",
+            Duration::from_secs(90),
+            || async {
+                let answer: Value = self
+                    .http()
+                    .get(format!(
+                        "{}/webchat/{}/messages?wait=25",
+                        self.base_url, self.tenant_id
+                    ))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (!answer["messages"].as_array()?.is_empty()).then_some(answer)
+            },
+        )
+        .await
     }
 
     /// A Temporal gateway like the CLI's (`busflow-comms dead-letters replay`).

@@ -1,6 +1,7 @@
 //! Test harness: real Postgres, a real Temporal dev server, moto.
 
 pub mod app;
+pub mod browser;
 pub mod hasura;
 #[path = "../../shared/hasura_metadata.rs"]
 pub mod hasura_metadata;
