@@ -100,6 +100,19 @@ impl IntoResponse for ApiError {
             )
             .into_response(),
             ApiError::Database(err) => ApiError::Unexpected(err.into()).into_response(),
+            // Postgres away or saturated deep inside a handler: the caller
+            // should come back (providers and Hasura retry a 503).
+            ApiError::Unexpected(err)
+                if err
+                    .chain()
+                    .any(|e| e.downcast_ref::<sqlx::Error>().is_some_and(database_away)) =>
+            {
+                ApiError::unavailable(
+                    "DATABASE_UNAVAILABLE",
+                    format!("Postgres is unreachable: {err:#}"),
+                )
+                .into_response()
+            }
             ApiError::Unexpected(err) => {
                 tracing::error!(error = format!("{err:#}"), "unexpected error");
                 (

@@ -200,15 +200,32 @@ async fn play_meta_receipts(
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let sent = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("x-hub-signature-256", format!("sha256={signature}"))
-            .body(body)
-            .send()
-            .await;
-        if let Err(e) = sent {
-            tracing::warn!(tenant.id = %tenant_id, "sandbox receipt {status} for {wamid} not delivered: {e}");
+        // As Meta does, a webhook that is not answered 2xx is sent again,
+        // backing off (Meta keeps trying for days; the sandbox for minutes).
+        let mut backoff = Duration::from_secs(1);
+        for attempt in 1..=SANDBOX_RECEIPT_ATTEMPTS {
+            let sent = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", format!("sha256={signature}"))
+                .body(body.clone())
+                .send()
+                .await;
+            let problem = match sent {
+                Ok(answer) if answer.status().is_success() => break,
+                Ok(answer) => answer.status().to_string(),
+                Err(e) => e.to_string(),
+            };
+            if attempt == SANDBOX_RECEIPT_ATTEMPTS {
+                tracing::warn!(tenant.id = %tenant_id, "sandbox receipt {status} for {wamid} given up after {attempt} attempts: {problem}");
+            } else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
         }
     }
 }
+
+/// How often the sandbox posts one receipt before it gives up (about five
+/// minutes of backing off).
+const SANDBOX_RECEIPT_ATTEMPTS: u32 = 14;
