@@ -24,6 +24,13 @@ pub struct VisitorMessage {
     pub external_message_id: Option<String>,
 }
 
+/// A visitor's messages (`v`: their row, `m`: their messages) as the widget shows them.
+const VISITOR_MESSAGES: &str = "select m.id, m.direction, m.body, m.subject,
+            coalesce(m.sent_at, m.created_at) as sent_at, m.status, m.webchat_seq as seq,
+            m.external_message_id
+       from webchat_visitors v
+       join messages m on m.tenant_id = v.tenant_id and m.contact_id = v.contact_id";
+
 /// The visitor's messages after `cursor`, oldest first, at most `limit`.
 pub async fn after(
     pool: &PgPool,
@@ -32,16 +39,13 @@ pub async fn after(
     cursor: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<VisitorMessage>> {
-    sqlx::query_as(
-        "select m.id, m.direction, m.body, m.subject, coalesce(m.sent_at, m.created_at) as sent_at,
-                m.status, m.webchat_seq as seq, m.external_message_id
-           from webchat_visitors v
-           join messages m on m.tenant_id = v.tenant_id and m.contact_id = v.contact_id
+    sqlx::query_as(&format!(
+        "{VISITOR_MESSAGES}
           where v.tenant_id = $1 and v.visitor_id = $2
             and m.channel = 'WEBCHAT' and m.webchat_seq > $3
           order by m.webchat_seq
-          limit $4",
-    )
+          limit $4"
+    ))
     .bind(tenant_id)
     .bind(visitor)
     .bind(cursor)
@@ -57,15 +61,12 @@ pub async fn sent_to_visitor(
     visitor: &str,
     ids: &[MessageId],
 ) -> sqlx::Result<Vec<VisitorMessage>> {
-    sqlx::query_as(
-        "select m.id, m.direction, m.body, m.subject, coalesce(m.sent_at, m.created_at) as sent_at,
-                m.status, m.webchat_seq as seq, m.external_message_id
-           from webchat_visitors v
-           join messages m on m.tenant_id = v.tenant_id and m.contact_id = v.contact_id
+    sqlx::query_as(&format!(
+        "{VISITOR_MESSAGES}
           where v.tenant_id = $1 and v.visitor_id = $2 and m.id = any($3)
             and m.channel = 'WEBCHAT' and m.direction = 'OUTBOUND' and m.webchat_seq is not null
-          order by m.webchat_seq",
-    )
+          order by m.webchat_seq"
+    ))
     .bind(tenant_id)
     .bind(visitor)
     .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
