@@ -43,12 +43,8 @@ async fn a_visitor_writes_into_the_inbox_once_per_message_with_a_token_of_this_t
     let app = widget_tenant().await;
     let tenant = app.tenant_id.0.to_string();
     let session: Value = app
-        .http()
-        .post(format!("{}/webchat/{tenant}/sessions", app.base_url))
-        .json(&json!({}))
-        .send()
+        .start_webchat_session()
         .await
-        .expect("session")
         .json()
         .await
         .expect("json");

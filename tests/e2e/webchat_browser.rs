@@ -131,12 +131,8 @@ async fn a_returning_visitor_with_an_expired_token_keeps_the_thread_and_reads_re
 
     // Yesterday the visitor asked; their token has expired since.
     let session: Value = app
-        .http()
-        .post(format!("{}/webchat/{tenant}/sessions", app.base_url))
-        .json(&json!({}))
-        .send()
+        .start_webchat_session()
         .await
-        .expect("session")
         .json()
         .await
         .expect("json");

@@ -87,15 +87,7 @@ impl<'a> Widget<'a> {
 }
 
 async fn new_session(app: &TestApp) -> reqwest::Response {
-    app.http()
-        .post(format!(
-            "{}/webchat/{}/sessions",
-            app.base_url, app.tenant_id
-        ))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("POST sessions")
+    app.start_webchat_session().await
 }
 
 async fn status_of(app: &TestApp, message: &str) -> String {

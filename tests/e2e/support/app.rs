@@ -544,6 +544,19 @@ impl TestApp {
         .expect("seal the widget secret");
     }
 
+    /// A new webchat visitor's session, as the widget asks for one.
+    pub async fn start_webchat_session(&self) -> reqwest::Response {
+        self.http()
+            .post(format!(
+                "{}/webchat/{}/sessions",
+                self.base_url, self.tenant_id
+            ))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("POST /webchat/sessions")
+    }
+
     /// The visitor's widget (of `email_with_receipts_then_webchat`'s
     /// account) long-polls until it receives a message, and returns the answer.
     pub async fn visitor_fetches(&self, visitor: &str) -> Value {
