@@ -6,6 +6,8 @@
 use busflow_activities::crypto::KeyRing;
 use busflow_activities::providers::aws::AwsSettings;
 use busflow_activities::providers::whatsapp::meta::MetaSettings;
+use busflow_activities::providers::whatsapp::onboarding::MetaApp;
+use busflow_activities::sms_pool::SmsPool;
 use busflow_api::temporal::TemporalSettings;
 use busflow_workflows::names::TASK_QUEUE;
 use clap::Args;
@@ -18,7 +20,13 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/busfl
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// Postgres URL of the communications database.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    /// (Its value, which may carry a password, is never shown by `--help`.)
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = DEFAULT_DATABASE_URL,
+        hide_env_values = true
+    )]
     pub database_url: String,
     /// Connections in the pool.
     #[arg(long, env = "BUSFLOW_DB_MAX_CONNECTIONS", default_value_t = 10)]
@@ -48,7 +56,7 @@ impl TemporalArgs {
 }
 
 /// What the worker's activities need.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ProviderArgs {
     /// AWS region of SES and SNS.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
@@ -73,6 +81,30 @@ pub struct ProviderArgs {
     /// How long one WhatsApp send may wait for the Graph API's answer.
     #[arg(long, env = "BUSFLOW_META_SEND_TIMEOUT_MS", default_value_t = 15_000)]
     pub meta_send_timeout_ms: u64,
+    /// The platform's Meta app id, through which tenants connect their
+    /// WhatsApp numbers (Embedded Signup). Unset: connecting is refused.
+    #[arg(long, env = "BUSFLOW_META_APP_ID")]
+    pub meta_app_id: Option<String>,
+    /// The platform's Meta app secret (with BUSFLOW_META_APP_ID).
+    #[arg(long, env = "BUSFLOW_META_APP_SECRET", hide_env_values = true)]
+    pub meta_app_secret: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderArgs")
+            .field("aws_region", &self.aws_region)
+            .field("aws_endpoint_url", &self.aws_endpoint_url)
+            .field("meta_graph_url", &self.meta_graph_url)
+            .field("meta_api_version", &self.meta_api_version)
+            .field("public_url", &self.public_url)
+            .field("meta_app_id", &self.meta_app_id)
+            .field(
+                "meta_app_secret",
+                &self.meta_app_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl ProviderArgs {
@@ -81,6 +113,13 @@ impl ProviderArgs {
             graph_base_url: self.meta_graph_url.clone(),
             api_version: self.meta_api_version.clone(),
             send_timeout: Duration::from_millis(self.meta_send_timeout_ms),
+            app: match (&self.meta_app_id, &self.meta_app_secret) {
+                (Some(app_id), Some(app_secret)) => Some(MetaApp {
+                    app_id: app_id.clone(),
+                    app_secret: app_secret.clone(),
+                }),
+                _ => None,
+            },
         }
     }
 
@@ -177,6 +216,18 @@ pub struct ApiArgs {
     /// the connection's peer address.
     #[arg(long, env = "BUSFLOW_CLIENT_ADDRESS_HEADER")]
     pub client_address_header: Option<axum::http::HeaderName>,
+    /// The platform's SMS senders for tenants without a number of their own:
+    /// `COUNTRY=sender[|sender…],…`, each sender an E.164 number or an
+    /// alphanumeric sender id (e.g. `MX=+525500000100,ES=Busflow`).
+    #[arg(long, env = "BUSFLOW_SMS_POOL", default_value = "")]
+    pub sms_pool: String,
+    /// SMS a tenant may send a day from the platform's senders.
+    #[arg(long, env = "BUSFLOW_SMS_PLATFORM_DAILY_LIMIT", default_value_t = 1000)]
+    pub sms_platform_daily_limit: u32,
+    /// Bearer token `/metrics` requires (`Authorization: Bearer …`). Unset:
+    /// `/metrics` is open, for a scraper on a private network.
+    #[arg(long, env = "BUSFLOW_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for ApiArgs {
@@ -221,6 +272,12 @@ impl ApiArgs {
                 client_address_header: self.client_address_header.clone(),
                 ..Default::default()
             },
+            platform_sms: busflow_api::PlatformSms {
+                pool: SmsPool::parse(&self.sms_pool)?,
+                daily_limit: self.sms_platform_daily_limit,
+            },
+            email_verification: Default::default(),
+            metrics_token: self.metrics_token.clone().filter(|t| !t.is_empty()),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! the task that owns the runtime (main, or a dedicated thread in tests).
 
 use anyhow::Context;
+use busflow_activities::email_domains::EmailDomainActivities;
 use busflow_activities::fanout::FanoutActivities;
 use busflow_activities::inbox::InboxActivities;
 use busflow_activities::notification::NotificationActivities;
@@ -11,13 +12,17 @@ use busflow_activities::providers::email::ses::SesEmail;
 use busflow_activities::providers::router::Providers;
 use busflow_activities::providers::sms::sns::SnsSms;
 use busflow_activities::providers::whatsapp::meta::{MetaCloud, MetaSettings};
+use busflow_activities::provisioning::ProvisioningActivities;
 use busflow_activities::trips::TripActivities;
 use busflow_activities::watchdog::{SweepInput, WatchdogActivities};
-use busflow_workflows::names::{WATCHDOG_SCHEDULE_ID, WATCHDOG_WORKFLOW_ID};
+use busflow_workflows::names::{
+    TEMPLATE_SYNC_SCHEDULE_ID, TEMPLATE_SYNC_WORKFLOW_ID, WATCHDOG_SCHEDULE_ID,
+    WATCHDOG_WORKFLOW_ID,
+};
 use busflow_workflows::watchdog::StuckMessageWatchdog;
 use busflow_workflows::{
-    BatchNotificationWorkflow, FanoutChunkWorkflow, NotificationWorkflow, SnoozeWorkflow,
-    TripReminderWorkflow,
+    BatchNotificationWorkflow, ConnectWhatsAppWorkflow, FanoutChunkWorkflow, NotificationWorkflow,
+    SnoozeWorkflow, TemplateSyncWorkflow, TripReminderWorkflow, VerifyEmailDomainWorkflow,
 };
 use sqlx::PgPool;
 use std::collections::HashSet;
@@ -59,42 +64,72 @@ pub struct WatchdogSettings {
     pub alert_url: Option<String>,
 }
 
-/// Creates the watchdog's Temporal Schedule unless it exists. An existing
-/// schedule is left as it is (ops may have paused or tuned it in the UI).
+/// Creates the watchdog's Temporal Schedule unless it exists.
 pub async fn ensure_watchdog_schedule(
     client: &Client,
     task_queue: &str,
     watchdog: &WatchdogSettings,
 ) -> anyhow::Result<()> {
+    let action = ScheduleAction::start_workflow(
+        StuckMessageWatchdog::run,
+        SweepInput {
+            threshold_secs: watchdog.threshold.as_secs(),
+        },
+        task_queue,
+        WATCHDOG_WORKFLOW_ID,
+    );
+    ensure_schedule(client, WATCHDOG_SCHEDULE_ID, action, watchdog.interval).await
+}
+
+/// How often every connected WhatsApp account's templates are read again.
+pub const TEMPLATE_SYNC_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
+/// Creates the template-sync Schedule unless it exists.
+pub async fn ensure_template_sync_schedule(
+    client: &Client,
+    task_queue: &str,
+) -> anyhow::Result<()> {
+    let action = ScheduleAction::start_workflow(
+        TemplateSyncWorkflow::run,
+        (),
+        task_queue,
+        TEMPLATE_SYNC_WORKFLOW_ID,
+    );
+    ensure_schedule(
+        client,
+        TEMPLATE_SYNC_SCHEDULE_ID,
+        action,
+        TEMPLATE_SYNC_INTERVAL,
+    )
+    .await
+}
+
+/// Creates the Schedule `id` running `action` every `interval` unless it
+/// exists. An existing schedule is left as it is (ops may have paused or
+/// tuned it in the UI).
+async fn ensure_schedule(
+    client: &Client,
+    id: &str,
+    action: ScheduleAction,
+    interval: Duration,
+) -> anyhow::Result<()> {
     let created = client
         .create_schedule(
-            WATCHDOG_SCHEDULE_ID,
+            id,
             CreateScheduleOptions::builder()
-                .action(ScheduleAction::start_workflow(
-                    StuckMessageWatchdog::run,
-                    SweepInput {
-                        threshold_secs: watchdog.threshold.as_secs(),
-                    },
-                    task_queue,
-                    WATCHDOG_WORKFLOW_ID,
-                ))
-                .spec(ScheduleSpec::from_interval(watchdog.interval))
+                .action(action)
+                .spec(ScheduleSpec::from_interval(interval))
                 .overlap_policy(ScheduleOverlapPolicy::Skip)
                 .build(),
         )
         .await;
     match created {
         Ok(_) => {
-            tracing::info!(
-                "created schedule {WATCHDOG_SCHEDULE_ID} (every {:?})",
-                watchdog.interval
-            );
+            tracing::info!("created schedule {id} (every {interval:?})");
             Ok(())
         }
         Err(ScheduleError::Rpc(status)) if status.code() == tonic::Code::AlreadyExists => Ok(()),
-        Err(e) => {
-            Err(anyhow::Error::new(e).context(format!("creating schedule {WATCHDOG_SCHEDULE_ID}")))
-        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("creating schedule {id}"))),
     }
 }
 
@@ -184,6 +219,9 @@ pub async fn run_cached(
         .context("creating the Temporal runtime")?;
     let slots = slots_for(&pool);
     ensure_watchdog_schedule(&client, task_queue, watchdog).await?;
+    ensure_template_sync_schedule(&client, task_queue).await?;
+    let provisioning = ProvisioningActivities::new(&activities);
+    let email_domains = EmailDomainActivities::new(&activities);
     let fanout = FanoutActivities::new(activities.clone());
     let inbox = InboxActivities::new(pool.clone());
     let trips = TripActivities::new(pool.clone());
@@ -207,6 +245,14 @@ pub async fn run_cached(
         .register_activities(inbox)
         .register_activities(trips)
         .register_activities(watchdog_activities)
+        .register_workflow::<ConnectWhatsAppWorkflow>()
+        .context("registering ConnectWhatsAppWorkflow")?
+        .register_workflow::<TemplateSyncWorkflow>()
+        .context("registering TemplateSyncWorkflow")?
+        .register_activities(provisioning)
+        .register_workflow::<VerifyEmailDomainWorkflow>()
+        .context("registering VerifyEmailDomainWorkflow")?
+        .register_activities(email_domains)
         .max_cached_workflows(max_cached_workflows)
         .tuner(tuner(slots))
         .workflow_task_poller_behavior(pollers())

@@ -51,6 +51,25 @@ const INBOX_SUBSCRIPTIONS: [&str; 3] = [
 ];
 const SEALED_COLUMN: &str = "provider_secrets";
 
+/// Event triggers on this service's own tables that tell other contexts
+/// what happened here (trigger, table, env var of the receiver's URL, env var
+/// of its secret): they do not call this service.
+const OUTBOUND_TRIGGERS: &[(&str, &str, &str, &str)] = &[(
+    "channel_account_status_changed",
+    "channel_account_status_history",
+    "OPERATOR_INTEGRATIONS_WEBHOOK_URL",
+    "OPERATOR_INTEGRATIONS_WEBHOOK_SECRET",
+)];
+
+fn is_outbound(trigger: &Value) -> bool {
+    str_at(trigger, "name").is_some_and(|name| OUTBOUND_TRIGGERS.iter().any(|t| t.0 == name))
+}
+
+/// The event triggers that call this service's `POST /hasura/events`.
+fn inbound_triggers(table: &metadata::TableFile) -> impl Iterator<Item = &Value> {
+    table.event_triggers().iter().filter(|t| !is_outbound(t))
+}
+
 /// Fails with every problem at once, one per line.
 fn assert_no_problems(what: &str, problems: &[String]) {
     assert!(problems.is_empty(), "{what}:\n  {}", problems.join("\n  "));
@@ -124,7 +143,7 @@ fn every_table_file_is_included_and_the_source_includes_tables_yaml() {
 fn event_triggers_are_exactly_the_triggers_the_service_routes() {
     let mut declared = BTreeMap::<String, Vec<String>>::new();
     for table in table_files() {
-        for trigger in table.event_triggers() {
+        for trigger in inbound_triggers(&table) {
             let name = str_at(trigger, "name")
                 .unwrap_or_else(|| panic!("{}: an event trigger without a name", table.file));
             declared
@@ -155,7 +174,7 @@ fn event_triggers_are_exactly_the_triggers_the_service_routes() {
 fn every_event_trigger_posts_to_the_events_endpoint_with_the_shared_secret() {
     let mut problems = Vec::new();
     for table in table_files() {
-        for trigger in table.event_triggers() {
+        for trigger in inbound_triggers(&table) {
             let name = str_at(trigger, "name").unwrap_or("<unnamed>");
             let at = format!("{}.{name}", table.name);
             if str_at(trigger, "webhook_from_env") != Some(EVENTS_URL_ENV) {
@@ -186,6 +205,51 @@ fn every_event_trigger_posts_to_the_events_endpoint_with_the_shared_secret() {
     assert_no_problems("event triggers not wired to the service", &problems);
 }
 
+#[test]
+fn status_changes_reach_operator_integrations_once_per_move_and_survive_their_outages() {
+    let tables = table_files();
+    let mut problems = Vec::new();
+    for &(name, on, url_env, secret_env) in OUTBOUND_TRIGGERS {
+        let trigger = table(&tables, on)
+            .event_triggers()
+            .iter()
+            .find(|t| str_at(t, "name") == Some(name));
+        let Some(trigger) = trigger else {
+            problems.push(format!("{on} has no event trigger {name}"));
+            continue;
+        };
+        let at = format!("{on}.{name}");
+        if str_at(trigger, "webhook_from_env") != Some(url_env) {
+            problems.push(format!("{at}: webhook_from_env must be {url_env}"));
+        }
+        let secret = seq_at(trigger, "headers")
+            .iter()
+            .find(|h| str_at(h, "name").is_some_and(|n| n.eq_ignore_ascii_case(SECRET_HEADER)));
+        if secret.and_then(|h| str_at(h, "value_from_env")) != Some(secret_env) {
+            problems.push(format!(
+                "{at}: {SECRET_HEADER} must take value_from_env: {secret_env}"
+            ));
+        }
+        let definition = trigger.get("definition");
+        let fires = |op: &str| definition.and_then(|d| d.get(op)).is_some();
+        if !fires("insert") || fires("update") || fires("delete") {
+            problems.push(format!(
+                "{at}: one event per move means insert only (history rows never change)"
+            ));
+        }
+        problems.extend(outage_problems(&at, trigger.get("retry_conf")));
+    }
+    let documented = read(&project_root().join("hasura/README.md"));
+    for &(name, _, url_env, secret_env) in OUTBOUND_TRIGGERS {
+        for word in [name, url_env, secret_env] {
+            if !documented.contains(word) {
+                problems.push(format!("hasura/README.md does not document {word}"));
+            }
+        }
+    }
+    assert_no_problems("the status contract", &problems);
+}
+
 /// The header list must send `x-busflow-secret` from `BUSFLOW_WEBHOOK_SECRET`
 /// (never as a literal in the metadata).
 fn secret_header_problems(at: &str, headers: &[Value]) -> Vec<String> {
@@ -212,7 +276,7 @@ fn event_triggers_sit_on_the_registry_table_and_fire_on_the_columns_their_condit
     let table_of: BTreeMap<&str, (&str, &Value)> = tables
         .iter()
         .flat_map(|t| {
-            t.event_triggers().iter().filter_map(move |trigger| {
+            inbound_triggers(t).filter_map(move |trigger| {
                 Some((str_at(trigger, "name")?, (t.name.as_str(), trigger)))
             })
         })
@@ -969,7 +1033,12 @@ fn dispatcher_schema() -> RoleSchema {
 
 /// `(file name, text)` of every document in `hasura/subscriptions/`.
 fn subscription_documents() -> Vec<(String, String)> {
-    let dir = project_root().join("hasura/subscriptions");
+    documents_in("hasura/subscriptions")
+}
+
+/// `(file name, text)` of every `.graphql` document in `folder`.
+fn documents_in(folder: &str) -> Vec<(String, String)> {
+    let dir = project_root().join(folder);
     let mut documents: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
         .map(|entry| entry.unwrap_or_else(|e| panic!("list subscriptions: {e}")))
@@ -998,6 +1067,43 @@ fn every_inbox_subscription_uses_only_what_the_dispatcher_may_read() {
     }
     assert_no_problems(
         "inbox subscriptions ask for what the metadata does not let the dispatcher read",
+        &problems,
+    );
+}
+
+/// The role of a tenant's administrators (channel accounts, their history).
+const TENANT_ADMIN: &str = "tenant_admin";
+/// What the backoffice's channel pages subscribe to, in
+/// `hasura/subscriptions/tenant_admin/`.
+const TENANT_ADMIN_SUBSCRIPTIONS: [&str; 2] = ["channel_accounts.graphql", "dns_records.graphql"];
+
+#[test]
+fn the_channel_pages_subscriptions_use_only_what_the_tenant_admin_may_read() {
+    let documents = documents_in("hasura/subscriptions/tenant_admin");
+    let shipped: BTreeSet<&str> = documents.iter().map(|(name, _)| name.as_str()).collect();
+    let mut problems: Vec<String> = TENANT_ADMIN_SUBSCRIPTIONS
+        .iter()
+        .filter(|name| !shipped.contains(*name))
+        .map(|name| format!("hasura/subscriptions/tenant_admin/{name} is missing"))
+        .collect();
+    let schema = RoleSchema::new(
+        TENANT_ADMIN,
+        &table_files(),
+        &function_files(),
+        migration_function,
+    );
+    for (name, text) in &documents {
+        problems.extend(schema.check_subscription(name, text));
+    }
+    // The history is what the backoffice may not miss.
+    let uses_history = documents
+        .iter()
+        .any(|(_, text)| text.contains("status_history"));
+    if !uses_history {
+        problems.push("no channel page subscribes to the accounts' status_history".into());
+    }
+    assert_no_problems(
+        "channel pages ask for what the metadata does not let the tenant_admin read",
         &problems,
     );
 }

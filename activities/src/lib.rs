@@ -4,20 +4,24 @@
 //! by their definitions; nothing here is deterministic-only.
 
 pub mod crypto;
+pub mod email_domains;
 pub mod fanout;
 pub mod faults;
 pub mod floor;
 pub mod http;
 pub mod identifiers;
 pub mod inbox;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod notification;
 pub mod planning;
 pub mod providers;
+pub mod provisioning;
 pub mod quiet_hours;
 pub mod rate_limit;
 pub mod secrets;
+pub mod sms_pool;
 pub mod store;
 pub mod templates;
 pub mod triggers;

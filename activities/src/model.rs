@@ -160,9 +160,16 @@ text_enum!(
 text_enum!(
     /// A channel account's lifecycle.
     ChannelAccountStatus {
+        /// Created; provisioning has not got through its first step.
         Pending => "PENDING",
+        /// Provisioning or re-verification is running.
+        Verifying => "VERIFYING",
+        /// The only status in which the account is planned for a send.
         Active => "ACTIVE",
-        Suspended => "SUSPENDED",
+        /// The provider refused the account itself: sends fall back until it
+        /// is fixed and verified again.
+        Attention => "ATTENTION",
+        /// Taken away by the operator; it owns nothing any more.
         Disconnected => "DISCONNECTED",
     }
 );

@@ -8,6 +8,7 @@
 //! personal data beyond the event's own variables.
 
 use crate::crypto::KeyRing;
+use crate::lifecycle::StatusActor;
 use crate::model::{
     Channel, ChannelAccountId, ChannelAccountStatus, ContactId, MessageId, MessageStatus, TenantId,
 };
@@ -216,6 +217,11 @@ impl NotificationActivities {
             providers,
             keys,
         }
+    }
+
+    /// What other activity groups built on these share with them.
+    pub(crate) fn parts(&self) -> (&PgPool, &KeyRing, &Providers) {
+        (&self.pool, &self.keys, &self.providers)
     }
 }
 
@@ -916,8 +922,15 @@ impl NotificationActivities {
             None => store::messages::mark_failed(&self.pool, tenant_id, message_id, reason).await?,
         }
         if let Some(account_id) = broken_account {
-            store::channel_accounts::flag_attention(&self.pool, tenant_id, account_id, reason)
-                .await?;
+            store::channel_accounts::move_to(
+                &self.pool,
+                tenant_id,
+                account_id,
+                ChannelAccountStatus::Attention,
+                Some(reason),
+                &StatusActor::Dispatch,
+            )
+            .await?;
             tracing::error!(
                 tenant.id = %tenant_id,
                 channel_account.id = %account_id,

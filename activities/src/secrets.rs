@@ -26,6 +26,13 @@ pub struct ProviderSecrets {
     /// Signs webchat visitor tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub widget_secret: Option<String>,
+    /// Meta Embedded Signup's single-use code, kept only until it is
+    /// exchanged for the business token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signup_code: Option<String>,
+    /// The two-step verification PIN the number was registered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_pin: Option<String>,
 }
 
 impl fmt::Debug for ProviderSecrets {
@@ -36,6 +43,8 @@ impl fmt::Debug for ProviderSecrets {
             .field("app_secret", &shown(&self.app_secret))
             .field("verify_token", &shown(&self.verify_token))
             .field("widget_secret", &shown(&self.widget_secret))
+            .field("signup_code", &shown(&self.signup_code))
+            .field("registration_pin", &shown(&self.registration_pin))
             .finish()
     }
 }
@@ -92,6 +101,51 @@ pub async fn store(
     Ok(())
 }
 
+/// Opens the account's secrets under a row lock, lets `change` edit them,
+/// and seals them back under the active key: concurrent editors of one
+/// account's secrets never lose each other's changes. Returns what `change`
+/// returned, or `None` when the account does not exist.
+pub async fn modify<T>(
+    pool: &PgPool,
+    keys: &KeyRing,
+    tenant_id: TenantId,
+    account_id: ChannelAccountId,
+    change: impl FnOnce(&mut ProviderSecrets) -> T,
+) -> Result<Option<T>, SecretsError> {
+    let mut tx = pool.begin().await?;
+    let sealed: Option<Option<Json<SealedSecret>>> = sqlx::query_scalar(
+        "select provider_secrets from channel_accounts where tenant_id = $1 and id = $2 for update",
+    )
+    .bind(tenant_id)
+    .bind(account_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    let mut secrets = match sealed {
+        Some(Json(sealed)) => {
+            let plaintext = keys
+                .open(&sealed, &secret_context(tenant_id, account_id))
+                .map_err(|e| SecretsError::Crypto(account_id, e))?;
+            serde_json::from_slice(&plaintext).map_err(|_| SecretsError::Malformed(account_id))?
+        }
+        None => ProviderSecrets::default(),
+    };
+    let result = change(&mut secrets);
+    let resealed = seal(keys, tenant_id, account_id, &secrets)?;
+    sqlx::query(
+        "update channel_accounts set provider_secrets = $3, updated_at = now() where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(account_id)
+    .bind(Json(&resealed))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(result))
+}
+
 /// Re-seals every secret not under the active key; returns how many moved.
 /// Each account is re-sealed in its own short transaction with a row lock, so
 /// a concurrent writer is never overwritten with stale secrets.
@@ -145,6 +199,7 @@ mod tests {
             app_secret: Some("app-secret-value".into()),
             verify_token: None,
             widget_secret: None,
+            ..Default::default()
         };
         let shown = format!("{secrets:?}");
         assert!(

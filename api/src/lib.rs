@@ -41,6 +41,29 @@ pub struct ApiConfig {
     pub sns_topics: webhooks::sns_topics::SnsTopics,
     /// Webchat tokens and session limits.
     pub webchat: webchat::WebchatSettings,
+    /// The platform's SMS senders for tenants without a number of their own.
+    pub platform_sms: PlatformSms,
+    /// How long and how often a sending domain's verification asks SES.
+    pub email_verification: busflow_activities::email_domains::VerifyPatience,
+    /// The bearer token `/metrics` requires; `None`: open.
+    pub metrics_token: Option<String>,
+}
+
+/// The platform's SMS senders, and how many SMS a day a tenant may send
+/// through them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformSms {
+    pub pool: busflow_activities::sms_pool::SmsPool,
+    pub daily_limit: u32,
+}
+
+impl Default for PlatformSms {
+    fn default() -> Self {
+        Self {
+            pool: Default::default(),
+            daily_limit: 1000,
+        }
+    }
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -51,6 +74,10 @@ impl std::fmt::Debug for ApiConfig {
             .field(
                 "firehose_access_key",
                 &self.firehose_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
             .finish()
     }

@@ -1,4 +1,5 @@
-//! `GET /metrics`: Prometheus text exposition. The gauges are read from
+//! `GET /metrics`: Prometheus text exposition, behind a bearer token when
+//! `BUSFLOW_METRICS_TOKEN` is set. The gauges are read from
 //! Postgres at scrape time, so every API replica reports the same truth
 //! whichever worker did the work. The process's own counters (provider
 //! calls, latency, rate-limit waits) follow when a worker runs in it.
@@ -6,12 +7,28 @@
 use crate::AppState;
 use crate::error::ApiError;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use std::fmt::Write;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
-pub async fn metrics(State(app): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
+pub async fn metrics(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(token) = &app.config.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+            return Err(ApiError::unauthorized(
+                "/metrics needs Authorization: Bearer <BUSFLOW_METRICS_TOKEN>",
+            ));
+        }
+    }
     let threshold = app.config.stuck_threshold.as_secs_f64();
     let stuck: i64 = sqlx::query_scalar(
         "select count(*) from messages where status = 'QUEUED' and created_at < now() - make_interval(secs => $1)",

@@ -3,7 +3,9 @@
 //! starters for each workflow.
 
 use anyhow::Context;
+use busflow_activities::email_domains::DomainConnection;
 use busflow_activities::model::TenantId;
+use busflow_activities::provisioning::ConnectRequest;
 use busflow_activities::store::trips::TripSchedule;
 use busflow_activities::workflow_state::{WorkflowState, workflow_state};
 use busflow_workflows::names::{memo, search_attributes as sa, workflow_types};
@@ -13,11 +15,12 @@ use busflow_workflows::{
     BatchNotificationWorkflow, BatchRequest, BookingChange, NotificationRequest,
     NotificationWorkflow, SnoozeRequest, SnoozeWorkflow, TripReminderRequest, TripReminderWorkflow,
 };
+use busflow_workflows::{ConnectOutcome, ConnectWhatsAppWorkflow, VerifyEmailDomainWorkflow};
 use std::time::Duration;
 use temporalio_client::{
-    Client, ClientOptions, Connection, Url, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
-    WorkflowSignalOptions, WorkflowStartOptions, envconfig::LoadClientConfigProfileOptions,
-    errors::WorkflowStartError,
+    Client, ClientOptions, Connection, Url, WorkflowGetResultOptions, WorkflowIdConflictPolicy,
+    WorkflowIdReusePolicy, WorkflowSignalOptions, WorkflowStartOptions,
+    envconfig::LoadClientConfigProfileOptions, errors::WorkflowStartError,
 };
 use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_common::{HasWorkflowDefinition, MemoValues, SignalDefinition};
@@ -349,6 +352,67 @@ impl TemporalGateway {
             labels.summary,
         )
         .await
+    }
+
+    /// Starts the connection of a WhatsApp number under `workflow_id` (one
+    /// per signup: a second start of the same id is `AlreadyStarted`).
+    pub async fn start_connect_whatsapp(
+        &self,
+        workflow_id: &str,
+        connection: ConnectRequest,
+    ) -> Result<StartResult, StartError> {
+        let account = connection.account;
+        let search_attributes =
+            SearchAttributes::new([sa::TENANT_ID.value_set(account.tenant_id.to_string())]);
+        self.start_once(
+            ConnectWhatsAppWorkflow::run,
+            workflow_types::CONNECT_WHATSAPP,
+            connection,
+            workflow_id,
+            search_attributes,
+            format!(
+                "connect WhatsApp account {} of tenant {}",
+                account.channel_account_id, account.tenant_id
+            ),
+        )
+        .await
+    }
+
+    /// Starts the verification of a sending domain under `workflow_id`.
+    pub async fn start_verify_email_domain(
+        &self,
+        workflow_id: &str,
+        connection: DomainConnection,
+    ) -> Result<StartResult, StartError> {
+        let account = connection.account;
+        let search_attributes =
+            SearchAttributes::new([sa::TENANT_ID.value_set(account.tenant_id.to_string())]);
+        self.start_once(
+            VerifyEmailDomainWorkflow::run,
+            workflow_types::VERIFY_EMAIL_DOMAIN,
+            connection,
+            workflow_id,
+            search_attributes,
+            format!(
+                "verify the email domain of account {} of tenant {}",
+                account.channel_account_id, account.tenant_id
+            ),
+        )
+        .await
+    }
+
+    /// The connection's outcome, if it ends within `wait`.
+    pub async fn connect_outcome(
+        &self,
+        workflow_id: &str,
+        wait: Duration,
+    ) -> Option<ConnectOutcome> {
+        let client = self.client().await.ok()?;
+        let handle = client.get_workflow_handle::<ConnectWhatsAppWorkflow>(workflow_id);
+        tokio::time::timeout(wait, handle.get_result(WorkflowGetResultOptions::default()))
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Starts `workflow` under `workflow_id` unless that id ever ran (the id

@@ -198,6 +198,9 @@ fn serve_api(
                 sessions_per_address: (1e6, 1_000_000),
                 ..Default::default()
             },
+            platform_sms: Default::default(),
+            email_verification: Default::default(),
+            metrics_token: None,
         },
         busflow_api::sns_verifier()?,
     )?);

@@ -89,6 +89,7 @@ pub async fn whatsapp(
         app_secret: Some(format!("bench-app-secret-{}", Uuid::new_v4().simple())),
         verify_token: Some("bench-verify-token".to_owned()),
         widget_secret: None,
+        ..Default::default()
     };
     busflow_activities::secrets::store(pool, keys, id, ChannelAccountId(account), &secrets)
         .await

@@ -11,6 +11,7 @@ use uuid::Uuid;
 pub struct DevStack {
     pub temporal: TemporalDev,
     pub aws_emulator: AwsEmulator,
+    pub meta_graph: MetaGraphDev,
     pub service: ServiceDev,
     pub demo_tenant: DemoTenant,
 }
@@ -41,6 +42,17 @@ pub struct AwsEmulator {
     pub secret_access_key: String,
 }
 
+/// The Graph API stand-in (`src/dev/graph.rs`) and the platform Meta app
+/// it plays Meta for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaGraphDev {
+    pub ip: String,
+    pub port: u16,
+    pub app_id: String,
+    pub app_secret: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceDev {
@@ -50,6 +62,9 @@ pub struct ServiceDev {
     pub task_queue: String,
     /// Development-only key ring for channel account secrets.
     pub secret_keys: String,
+    /// The platform's SMS senders (`BUSFLOW_SMS_POOL`'s form).
+    #[serde(default)]
+    pub sms_pool: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

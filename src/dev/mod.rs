@@ -4,6 +4,7 @@
 //! API running together until Ctrl-C stops everything.
 
 pub mod config;
+pub mod graph;
 pub mod processes;
 pub mod seed;
 
@@ -14,6 +15,7 @@ use busflow_activities::crypto::KeyRing;
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
 use busflow_activities::providers::whatsapp::meta::MetaSettings;
+use busflow_activities::providers::whatsapp::onboarding::MetaApp;
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use busflow_api::{ApiConfig, AppState};
 use config::DevStack;
@@ -101,12 +103,35 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             stack.aws_emulator.secret_access_key.clone(),
         )),
     };
-    let providers = worker::providers(
-        &aws,
-        MetaSettings::default(),
-        Some(format!("http://{}", stack.service.listen)),
-    )
-    .await?;
+    let graph_address = format!("{}:{}", stack.meta_graph.ip, stack.meta_graph.port);
+    let graph_listener = tokio::net::TcpListener::bind(&graph_address)
+        .await
+        .with_context(|| format!("binding the Graph API stand-in on {graph_address}"))?;
+    let standin_app = graph::StandInApp {
+        app_id: stack.meta_graph.app_id.clone(),
+        app_secret: stack.meta_graph.app_secret.clone(),
+    };
+    let approved = busflow_activities::templates::platform::catalog()
+        .map_err(|e| anyhow::anyhow!("platform templates: {e}"))?
+        .whatsapp_template_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let graph_task = tokio::spawn(async move {
+        if let Err(e) = graph::serve(graph_listener, standin_app, approved).await {
+            tracing::error!("{e:#}");
+        }
+    });
+    let meta = MetaSettings {
+        graph_base_url: format!("http://{graph_address}"),
+        app: Some(MetaApp {
+            app_id: stack.meta_graph.app_id.clone(),
+            app_secret: stack.meta_graph.app_secret.clone(),
+        }),
+        ..MetaSettings::default()
+    };
+    let providers =
+        worker::providers(&aws, meta, Some(format!("http://{}", stack.service.listen))).await?;
     let demo_domain = stack
         .demo_tenant
         .email
@@ -134,6 +159,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             stuck_threshold: Duration::from_secs(300),
             fanout_concurrency: 20,
             webchat: Default::default(),
+            platform_sms: busflow_api::PlatformSms {
+                pool: busflow_activities::sms_pool::SmsPool::parse(&stack.service.sms_pool)
+                    .context("service.sms_pool in temporal-dev.yml")?,
+                ..Default::default()
+            },
+            email_verification: Default::default(),
+            metrics_token: None,
         },
         busflow_api::sns_verifier()?,
     )?);
@@ -157,6 +189,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     )
     .await;
     shutdown.trigger();
+    graph_task.abort();
     let api_result = api.await.context("API task")?;
     moto.stop(Duration::from_secs(5));
     temporal.stop(Duration::from_secs(10));
@@ -181,12 +214,14 @@ async fn connect_with_patience(
 fn print_banner(stack: &DevStack) {
     let api = stack.service.listen;
     println!(
-        "\nbusflow-comms dev stack is up\n  API          http://{api}\n  Temporal UI  http://{}:{}\n  Temporal     {} (namespace {})\n  SES/SNS      {} (moto; sent mail at /moto-api/data.json)\n  demo tenant  {} ({})\n  webchat demo http://{api}/webchat/{}/demo\nCtrl-C stops everything.\n",
+        "\nbusflow-comms dev stack is up\n  API          http://{api}\n  Temporal UI  http://{}:{}\n  Temporal     {} (namespace {})\n  SES/SNS      {} (moto; sent mail at /moto-api/data.json)\n  Graph API    http://{}:{} (stand-in: connectWhatsApp works against it)\n  demo tenant  {} ({})\n  webchat demo http://{api}/webchat/{}/demo\nCtrl-C stops everything.\n",
         stack.temporal.ip,
         stack.temporal.ui_port,
         stack.temporal_address(),
         stack.temporal.namespace,
         stack.aws_endpoint(),
+        stack.meta_graph.ip,
+        stack.meta_graph.port,
         stack.demo_tenant.display_name,
         stack.demo_tenant.id,
         stack.demo_tenant.id,

@@ -1,4 +1,7 @@
 //! The demo tenant of the dev stack, seeded idempotently on every start.
+//! Accounts are created ACTIVE; seeding again leaves an existing account's
+//! status alone (only the lifecycle moves it: an account in ATTENTION comes
+//! back through `reverifyChannelAccount`).
 
 use super::config::{DemoTenant, DemoWebchat, DemoWhatsApp};
 use anyhow::Context;
@@ -51,7 +54,7 @@ pub async fn upsert_email_account(
             (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
          values ($1, 'EMAIL', 'AWS_SES', $2, 'ACTIVE', 'LIVE', $3, $4)
          on conflict (tenant_id, channel, external_account_id) do update
-            set provider_config = excluded.provider_config, status = 'ACTIVE', updated_at = now()
+            set provider_config = excluded.provider_config, updated_at = now()
          returning id",
     )
     .bind(tenant_id)
@@ -76,7 +79,7 @@ pub async fn upsert_sms_account(
             (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
          values ($1, 'SMS', 'AWS_SNS', 'Demo SMS', 'ACTIVE', 'LIVE', $2, $3)
          on conflict (tenant_id, channel, external_account_id) do update
-            set provider_config = excluded.provider_config, status = 'ACTIVE', updated_at = now()
+            set provider_config = excluded.provider_config, updated_at = now()
          returning id",
     )
     .bind(tenant_id)
@@ -118,7 +121,7 @@ async fn upsert_sandbox_whatsapp(
             (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
          values ($1, 'WHATSAPP', 'META_CLOUD', 'Demo WhatsApp (sandbox)', 'ACTIVE', 'SANDBOX', $2, $3)
          on conflict (tenant_id, channel, external_account_id) do update
-            set provider_config = excluded.provider_config, status = 'ACTIVE', mode = 'SANDBOX', updated_at = now()
+            set provider_config = excluded.provider_config, mode = 'SANDBOX', updated_at = now()
          returning id",
     )
     .bind(tenant_id)
@@ -132,6 +135,7 @@ async fn upsert_sandbox_whatsapp(
         app_secret: Some(whatsapp.app_secret.clone()),
         verify_token: Some(whatsapp.verify_token.clone()),
         widget_secret: None,
+        ..Default::default()
     };
     busflow_activities::secrets::store(pool, keys, tenant_id, ChannelAccountId(id), &secrets)
         .await
@@ -179,7 +183,7 @@ async fn upsert_webchat_account(
             (tenant_id, channel, provider, display_name, status, mode, external_account_id)
          values ($1, 'WEBCHAT', 'WEBCHAT', 'Demo webchat', 'ACTIVE', 'LIVE', 'demo-widget')
          on conflict (tenant_id, channel, external_account_id) do update
-            set status = 'ACTIVE', updated_at = now()
+            set updated_at = now()
          returning id",
     )
     .bind(tenant_id)

@@ -138,7 +138,7 @@ async fn a_recipient_no_channel_can_reach_is_recorded_as_not_sent() {
 }
 
 #[tokio::test]
-async fn a_broken_whatsapp_account_is_flagged_for_attention_and_email_takes_over() {
+async fn a_broken_whatsapp_account_moves_to_attention_and_is_not_tried_again() {
     let app = TestApp::spawn().await;
     app.add_email_account(true).await;
     // A WhatsApp account whose secrets were never stored (no access token).
@@ -177,15 +177,55 @@ async fn a_broken_whatsapp_account_is_flagged_for_attention_and_email_takes_over
         "{:?}",
         outcome.attempts
     );
-    let attention: Option<String> =
-        sqlx::query_scalar("select attention_reason from channel_accounts where tenant_id = $1 and channel = 'WHATSAPP'")
-            .bind(app.tenant_id)
-            .fetch_one(&app.pool)
-            .await
-            .expect("account");
+    let (status, reason): (String, Option<String>) = sqlx::query_as(
+        "select status, status_reason from channel_accounts where tenant_id = $1 and channel = 'WHATSAPP'",
+    )
+    .bind(app.tenant_id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("account");
+    assert_eq!(status, "ATTENTION");
     assert!(
-        attention.is_some_and(|r| r.contains("no access token")),
-        "the account needs attention"
+        reason.is_some_and(|r| r.contains("no access token")),
+        "the account says why it needs attention"
+    );
+    let moves: Vec<(Option<String>, String, String)> = sqlx::query_as(
+        "select from_status, to_status, changed_by from channel_account_status_history
+          where tenant_id = $1 order by id",
+    )
+    .bind(app.tenant_id)
+    .fetch_all(&app.pool)
+    .await
+    .expect("history");
+    assert!(
+        moves.contains(&(
+            Some("ACTIVE".to_owned()),
+            "ATTENTION".to_owned(),
+            "dispatch".to_owned()
+        )),
+        "{moves:?}"
     );
     assert_eq!(app.sent_emails().await.len(), 1);
+
+    // The next notification does not try the account at all.
+    let workflow_id = app.confirm_booking(profile, contact, "BF-ATT-2").await;
+    let outcome = app
+        .workflow_result(&workflow_id)
+        .await
+        .expect("email again");
+    assert_eq!(
+        outcome.delivered.expect("delivered").channel.as_str(),
+        "EMAIL"
+    );
+    assert!(
+        outcome.attempts.iter().all(|a| !a.starts_with("WHATSAPP")),
+        "{:?}",
+        outcome.attempts
+    );
+    assert_eq!(
+        app.count("select count(*) from messages where channel = 'WHATSAPP'")
+            .await,
+        1
+    );
+    assert_eq!(app.sent_emails().await.len(), 2);
 }

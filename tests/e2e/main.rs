@@ -4,7 +4,11 @@
 //! command does).
 
 mod agent_replies;
+mod channel_accounts;
+mod connect_whatsapp;
 mod demo;
+mod edge;
+mod email_domains;
 mod fallback;
 mod fanout;
 mod hasura_events;
@@ -14,6 +18,7 @@ mod lifecycles;
 mod notifications;
 mod outages;
 mod people;
+mod platform_sms;
 mod quiet_hours;
 mod rate_limits;
 mod retry;

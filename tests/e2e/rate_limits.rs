@@ -81,7 +81,7 @@ async fn two_workers_sharing_a_limit_never_exceed_it_and_send_everything() {
 /// Two passengers with a phone and an email each; the first booking's SMS
 /// takes the account's only slot. Returns the second notification's
 /// workflow id.
-async fn second_booking_behind_the_limit(app: &TestApp) -> String {
+pub(crate) async fn second_booking_behind_the_limit(app: &TestApp) -> String {
     let passengers = app.insert_passengers(2).await;
     sqlx::query(
         "update contacts set identifiers = identifiers || jsonb_build_object('email', 'p' || id || '@example.com')

@@ -22,3 +22,24 @@ fn serve_without_sns_topics_refuses_to_start_and_names_the_setting() {
         "{stderr}"
     );
 }
+
+#[test]
+fn help_never_shows_the_database_urls_password() {
+    for command in ["serve", "worker", "migrate"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_busflow-comms"))
+            .args([command, "--help"])
+            .env(
+                "DATABASE_URL",
+                "postgres://app:s3cret-db-password@db.internal/comms",
+            )
+            .env("BUSFLOW_METRICS_TOKEN", "s3cret-metrics-token")
+            .output()
+            .expect("run busflow-comms");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(help.contains("DATABASE_URL"), "{command} --help: {help}");
+        assert!(
+            !help.contains("s3cret"),
+            "{command} --help shows a secret: {help}"
+        );
+    }
+}

@@ -10,18 +10,15 @@ use crate::support::meta::{
     status_webhook, wamid,
 };
 use crate::support::{TestApp, TestOptions};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use busflow_activities::crypto::KeyRing;
 use busflow_activities::model::{Channel, ContactId, MessageId, MessageStatus, TenantId};
 use busflow_activities::secrets::{self, ProviderSecrets};
 use busflow_activities::store::messages::{self, DeliveryCallback};
 use busflow_comms::dev::seed;
-use busflow_workflows::{NotificationOutcome, NotificationWorkflow};
+use busflow_workflows::NotificationOutcome;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use std::time::Duration;
-use temporalio_client::WorkflowFetchHistoryOptions;
 use uuid::Uuid;
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer};
@@ -706,19 +703,7 @@ async fn meta_credentials_never_reach_temporal_and_only_the_verify_token_answers
     let outcome = app.workflow_result(&workflow_id).await.expect("delivered");
     assert_ended_on_whatsapp(&outcome, "DELIVERED", &wamid);
 
-    let client = app.temporal().await;
-    let handle = client.get_workflow_handle::<NotificationWorkflow>(&workflow_id);
-    let events = handle
-        .fetch_history(WorkflowFetchHistoryOptions::default())
-        .into_events()
-        .await
-        .expect("history");
-    let json = handle
-        .fetch_history(WorkflowFetchHistoryOptions::default())
-        .to_json()
-        .await
-        .expect("history as JSON");
-    let history = readable_history(&format!("{events:?}"), &json);
+    let history = app.readable_history(&workflow_id).await;
 
     // The rendering shows what the payloads carry...
     assert!(history.contains(&reference), "the event's booking");
@@ -756,30 +741,6 @@ async fn meta_credentials_never_reach_temporal_and_only_the_verify_token_answers
         .verify_meta_webhook(TenantId(Uuid::new_v4()), verify_token, "1158201444")
         .await;
     assert_eq!(no_whatsapp.status(), 404);
-}
-
-/// Everything a person or a tool could read in a history: its Debug and JSON
-/// renderings, plus every base64 field (payload data and metadata) decoded.
-fn readable_history(debug: &str, json: &[u8]) -> String {
-    fn decode_all(value: &Value, out: &mut String) {
-        match value {
-            Value::String(s) => {
-                if let Ok(bytes) = B64.decode(s) {
-                    out.push('\n');
-                    out.push_str(&String::from_utf8_lossy(&bytes));
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|v| decode_all(v, out)),
-            Value::Object(fields) => fields.values().for_each(|v| decode_all(v, out)),
-            _ => {}
-        }
-    }
-    let mut text = format!("{debug}\n{}", String::from_utf8_lossy(json));
-    decode_all(
-        &serde_json::from_slice(json).expect("history JSON"),
-        &mut text,
-    );
-    text
 }
 
 #[tokio::test]

@@ -15,7 +15,37 @@ pub mod workflow_types {
     pub const BATCH_NOTIFICATION: &str = "BatchNotificationWorkflow";
     pub const FANOUT_CHUNK: &str = "FanoutChunkWorkflow";
     pub const TRIP_REMINDER: &str = "TripReminderWorkflow";
+    pub const CONNECT_WHATSAPP: &str = "ConnectWhatsAppWorkflow";
+    pub const TEMPLATE_SYNC: &str = "TemplateSyncWorkflow";
+    pub const VERIFY_EMAIL_DOMAIN: &str = "VerifyEmailDomainWorkflow";
 }
+
+/// `verify-email-domain/{tenant}/{account}/{n}`: one verification of the
+/// account per state it starts from (`n`: its number of recorded moves), so
+/// a repeated call while one runs finds it.
+pub fn verify_email_domain_workflow_id(
+    tenant: TenantId,
+    account: busflow_activities::model::ChannelAccountId,
+    moves: usize,
+) -> String {
+    format!("verify-email-domain/{tenant}/{account}/{moves}")
+}
+
+/// `connect-whatsapp/{tenant}/{account}/{signup}`: one connection per
+/// Embedded Signup (`signup`: the first 16 hex digits of its code's
+/// SHA-256), so the same signup again finds the same workflow.
+pub fn connect_whatsapp_workflow_id(
+    tenant: TenantId,
+    account: busflow_activities::model::ChannelAccountId,
+    signup: &str,
+) -> String {
+    format!("connect-whatsapp/{tenant}/{account}/{signup}")
+}
+
+/// The Temporal Schedule that reads every connected WhatsApp account's
+/// templates again, and the id of the workflow it starts.
+pub const TEMPLATE_SYNC_SCHEDULE_ID: &str = "busflow-whatsapp-template-sync";
+pub const TEMPLATE_SYNC_WORKFLOW_ID: &str = "whatsapp-template-sync";
 
 /// `notify/{tenant}/{source event id}/{contact}`: one notification per event
 /// and recipient, so a replayed Hasura event finds the same workflow.

@@ -1,6 +1,7 @@
 //! Channel accounts: a tenant's sender on one provider.
 
 use crate::crypto::SealedSecret;
+use crate::lifecycle::{self, StatusActor};
 use crate::model::{
     Channel, ChannelAccountId, ChannelAccountMode, ChannelAccountStatus, Provider, TenantId,
 };
@@ -218,21 +219,146 @@ pub async fn by_address(
     .await
 }
 
-/// Marks the account as needing attention (expired token, suspended sender…);
-/// it keeps its status: ops decide whether to suspend it.
-pub async fn flag_attention(
+/// How a move of an account's status went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Move {
+    Moved {
+        from: ChannelAccountStatus,
+    },
+    /// It was in that status already; nothing changed.
+    AlreadyThere,
+    /// The lifecycle does not allow that move from where the account is.
+    Refused {
+        current: ChannelAccountStatus,
+    },
+    /// No such account for this tenant.
+    Missing,
+}
+
+/// Moves the account to `to` if the lifecycle allows it from its current
+/// status, recording `reason` and `actor` (the history row is written by the
+/// database's trigger, in the same transaction).
+pub async fn move_to(
     pool: &PgPool,
     tenant_id: TenantId,
     id: ChannelAccountId,
-    reason: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "update channel_accounts set attention_reason = $3, updated_at = now() where tenant_id = $1 and id = $2",
+    to: ChannelAccountStatus,
+    reason: Option<&str>,
+    actor: &StatusActor,
+) -> sqlx::Result<Move> {
+    let mut tx = pool.begin().await?;
+    let current: Option<ChannelAccountStatus> = sqlx::query_scalar(
+        "select status from channel_accounts where tenant_id = $1 and id = $2 for update",
     )
     .bind(tenant_id)
     .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(current) = current else {
+        return Ok(Move::Missing);
+    };
+    if current == to {
+        return Ok(Move::AlreadyThere);
+    }
+    if !lifecycle::may_move(current, to) {
+        return Ok(Move::Refused { current });
+    }
+    sqlx::query("select set_config('busflow.status_actor', $1, true)")
+        .bind(actor.to_string())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "update channel_accounts set status = $3, status_reason = $4, updated_at = now()
+          where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(to)
     .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Move::Moved { from: current })
+}
+
+/// One recorded move of an account's status.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct StatusChange {
+    /// `None`: the account was created in `to_status`.
+    pub from_status: Option<ChannelAccountStatus>,
+    pub to_status: ChannelAccountStatus,
+    pub reason: Option<String>,
+    pub changed_by: String,
+    pub changed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The account's moves, oldest first.
+pub async fn history(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    id: ChannelAccountId,
+) -> sqlx::Result<Vec<StatusChange>> {
+    sqlx::query_as(
+        "select from_status, to_status, reason, changed_by, changed_at
+           from channel_account_status_history
+          where tenant_id = $1 and channel_account_id = $2
+          order by id",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records the number's profile as Meta shows it (`provider_config.profile`)
+/// and names the account after it unless the operator named it.
+pub async fn set_profile(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    id: ChannelAccountId,
+    profile: &serde_json::Value,
+    name: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update channel_accounts
+            set provider_config = provider_config || jsonb_build_object('profile', $3::jsonb),
+                display_name = case when display_name = '' then coalesce($4, '') else display_name end,
+                updated_at = now()
+          where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(profile)
+    .bind(name)
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Every tenant's ACTIVE, live WhatsApp accounts that name their WABA.
+pub async fn connected_whatsapp(pool: &PgPool) -> sqlx::Result<Vec<(TenantId, ChannelAccountId)>> {
+    sqlx::query_as(
+        "select tenant_id, id from channel_accounts
+          where channel = 'WHATSAPP' and status = 'ACTIVE' and mode = 'LIVE'
+            and provider_config ? 'waba_id'
+          order by tenant_id, id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Why the account is in its status, if it says.
+pub async fn status_reason(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    id: ChannelAccountId,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "select status_reason from channel_accounts where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map(Option::flatten)
 }

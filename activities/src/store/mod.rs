@@ -6,14 +6,18 @@ pub mod channel_accounts;
 pub mod contacts;
 pub mod conversations;
 pub mod dead_letters;
+pub mod email_domains;
 pub mod inbox;
 pub mod messages;
 pub mod planning_view;
+pub mod platform_sms;
 pub mod requests;
 pub mod templates;
 pub mod tenants;
 pub mod trips;
 pub mod webchat;
+pub mod whatsapp_signups;
+pub mod whatsapp_templates;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

@@ -2,6 +2,7 @@
 //! acting user, role and tenant come only from `session_variables`; errors use
 //! Hasura's action error shape (4xx, `{message, extensions: {code}}`).
 
+use super::provisioning;
 use crate::AppState;
 use crate::auth::require_shared_secret;
 use crate::error::{ApiError, parse_json};
@@ -38,6 +39,12 @@ pub const ACTIONS: &[&str] = &[
     "unsnoozeConversation",
     "sendAgentMessage",
     "sendAgentTemplate",
+    "connectWhatsApp",
+    "connectPlatformSms",
+    "connectEmailDomain",
+    "disconnectChannelAccount",
+    "reverifyChannelAccount",
+    "rotateChannelAccountCredentials",
 ];
 
 /// Roles that work the inbox.
@@ -95,7 +102,7 @@ impl Session {
             .ok_or_else(|| forbidden("the session has no x-hasura-user-id"))
     }
 
-    fn require_role(&self, allowed: &[&str]) -> Result<(), ApiError> {
+    pub(super) fn require_role(&self, allowed: &[&str]) -> Result<(), ApiError> {
         if allowed.contains(&self.role.as_str()) {
             Ok(())
         } else {
@@ -112,7 +119,7 @@ fn forbidden(message: &str) -> ApiError {
     ApiError::client(StatusCode::FORBIDDEN, "FORBIDDEN", message)
 }
 
-fn input<T: DeserializeOwned>(action: &str, value: Value) -> Result<T, ApiError> {
+pub(super) fn input<T: DeserializeOwned>(action: &str, value: Value) -> Result<T, ApiError> {
     serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request("INVALID_INPUT", format!("{action}: input: {e}")))
 }
@@ -188,6 +195,18 @@ pub async fn receive(
         }
         "sendAgentMessage" => send_agent_message(&app, &session, payload.input).await,
         "sendAgentTemplate" => send_agent_template(&app, &session, payload.input).await,
+        "connectWhatsApp" => provisioning::connect_whatsapp(&app, &session, payload.input).await,
+        "connectEmailDomain" => {
+            provisioning::connect_email_domain(&app, &session, payload.input).await
+        }
+        "connectPlatformSms" => {
+            provisioning::connect_platform_sms(&app, &session, payload.input).await
+        }
+        "disconnectChannelAccount" => provisioning::disconnect(&app, &session, payload.input).await,
+        "reverifyChannelAccount" => provisioning::reverify(&app, &session, payload.input).await,
+        "rotateChannelAccountCredentials" => {
+            provisioning::rotate(&app, &session, payload.input).await
+        }
         "unsnoozeConversation" => {
             session.require_role(AGENTS)?;
             let input: ConversationInput = input("unsnoozeConversation", payload.input)?;

@@ -5,3 +5,4 @@ pub mod actions;
 pub mod cron;
 pub mod events;
 pub mod payload;
+pub mod provisioning;

@@ -89,6 +89,15 @@ impl SnsTopics {
         }
     }
 
+    /// The topic a new sending domain's configuration set publishes its
+    /// events to: the first SES events topic (none on the dev stack).
+    pub fn ses_events_topic(&self) -> Option<&str> {
+        match self {
+            SnsTopics::AnyForDev => None,
+            SnsTopics::Only { ses_events, .. } => ses_events.first().map(String::as_str),
+        }
+    }
+
     pub fn allows(&self, feed: SnsFeed, topic_arn: &str) -> bool {
         match self {
             SnsTopics::AnyForDev => true,

@@ -3,11 +3,14 @@
 //! one helper per thing a test does.
 
 use super::services::{self, AWS_KEYS, AWS_REGION};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use busflow_activities::crypto::KeyRing;
 use busflow_activities::model::{ContactId, TenantId};
 use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
 use busflow_activities::providers::whatsapp::meta::MetaSettings;
+use busflow_activities::providers::whatsapp::onboarding::MetaApp;
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use busflow_api::testing::StaticCertFetcher;
 use busflow_api::webhooks::sns::SnsVerifier;
@@ -23,7 +26,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use temporalio_client::{Client, WorkflowGetResultOptions};
+use temporalio_client::{
+    Client, UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
+};
 use uuid::Uuid;
 
 pub const SECRET: &str = "test-webhook-secret";
@@ -57,6 +62,14 @@ pub struct TestOptions {
     pub sns_topics: Option<SnsTopics>,
     /// Activity slots of the test's worker (its pool follows).
     pub worker_slots: usize,
+    /// The platform's Meta app (Embedded Signup).
+    pub meta_app: Option<MetaApp>,
+    /// The platform's SMS senders.
+    pub platform_sms: busflow_api::PlatformSms,
+    /// How a sending domain's verification waits for SES.
+    pub email_verification: busflow_activities::email_domains::VerifyPatience,
+    /// The bearer token `/metrics` requires.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -72,6 +85,10 @@ impl Default for TestOptions {
             meta_timeout: busflow_activities::providers::whatsapp::meta::SEND_TIMEOUT,
             sns_topics: None,
             worker_slots: 8,
+            meta_app: None,
+            platform_sms: Default::default(),
+            email_verification: Default::default(),
+            metrics_token: None,
         }
     }
 }
@@ -169,6 +186,7 @@ impl TestApp {
                     .unwrap_or_else(|| "http://127.0.0.1:9".to_owned()),
                 api_version: "v21.0".to_owned(),
                 send_timeout: options.meta_timeout,
+                app: options.meta_app.clone(),
             },
             sandbox_webhook_base: base_url.clone(),
             alert_url: options.alert_url.clone(),
@@ -197,6 +215,9 @@ impl TestApp {
                     stuck_threshold: Duration::from_secs(300),
                     fanout_concurrency: options.fanout_concurrency,
                     webchat: Default::default(),
+                    platform_sms: options.platform_sms.clone(),
+                    email_verification: options.email_verification,
+                    metrics_token: options.metrics_token.clone(),
                 },
                 sns,
             )
@@ -446,6 +467,23 @@ impl TestApp {
         .await
         .expect("workflow finished within 120 s")
         .map_err(|e| format!("{e:#}"))
+    }
+
+    /// Everything a person or a tool could read in the workflow's history.
+    pub async fn readable_history(&self, workflow_id: &str) -> String {
+        let client = self.temporal().await;
+        let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
+        let events = handle
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .into_events()
+            .await
+            .expect("history");
+        let json = handle
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .to_json()
+            .await
+            .expect("history as JSON");
+        readable(&format!("{events:?}"), &json)
     }
 
     /// Emails moto recorded from this test's sender domain.
@@ -887,4 +925,38 @@ pub fn trip_booking_event(
             }
         }
     })
+}
+
+/// Everything a person or a tool could read in a history: its Debug and JSON
+/// renderings, plus every base64 field (payload data and metadata) decoded.
+fn readable(debug: &str, json: &[u8]) -> String {
+    fn decode_all(value: &Value, out: &mut String) {
+        match value {
+            Value::String(s) => {
+                if let Ok(bytes) = B64.decode(s) {
+                    out.push('\n');
+                    out.push_str(&String::from_utf8_lossy(&bytes));
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| decode_all(v, out)),
+            Value::Object(fields) => fields.values().for_each(|v| decode_all(v, out)),
+            _ => {}
+        }
+    }
+    let mut text = format!("{debug}\n{}", String::from_utf8_lossy(json));
+    decode_all(
+        &serde_json::from_slice(json).expect("history JSON"),
+        &mut text,
+    );
+    text
+}
+
+/// The `channel_account_id` of a provisioning action's answer.
+pub fn account_id(answer: &Value) -> busflow_activities::model::ChannelAccountId {
+    busflow_activities::model::ChannelAccountId(
+        answer["channel_account_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("no channel_account_id in {answer}")),
+    )
 }

@@ -38,6 +38,7 @@ pub fn meta_secrets() -> ProviderSecrets {
         app_secret: Some(format!("appsecret{tag}")),
         verify_token: Some(format!("verifytoken{tag}")),
         widget_secret: None,
+        ..Default::default()
     }
 }
 
@@ -334,5 +335,121 @@ impl TestApp {
             },
         )
         .await
+    }
+}
+
+/// The WhatsApp Business Account the signup tests connect.
+pub const WABA_ID: &str = "102290129340398";
+
+/// What Meta's Graph API knows of one Embedded Signup: the code it issued,
+/// the business token it gives for it, and the account's templates.
+pub struct SignupGraph {
+    pub code: String,
+    pub token: String,
+}
+
+impl SignupGraph {
+    /// A signup unique to the test.
+    pub fn new() -> Self {
+        let tag = Uuid::new_v4().simple().to_string();
+        Self {
+            code: format!("AQD{tag}"),
+            token: format!("EAAbusiness{tag}"),
+        }
+    }
+
+    /// Mounts the onboarding endpoints on the fake: the code exchange (this
+    /// code only), registration, `subscribed_apps`, two pages of templates
+    /// (one approved, one pending) and the number's profile.
+    pub async fn mount(&self, graph: &wiremock::MockServer) {
+        use wiremock::matchers::{header, method, path, query_param};
+        use wiremock::{Mock, ResponseTemplate};
+        let bearer = format!("Bearer {}", self.token);
+        let success = || ResponseTemplate::new(200).set_body_json(json!({"success": true}));
+        Mock::given(method("GET"))
+            .and(path("/v21.0/oauth/access_token"))
+            .and(query_param("client_id", META_APP_ID))
+            .and(query_param("client_secret", META_APP_SECRET))
+            .and(query_param("code", self.code.as_str()))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"access_token": self.token, "token_type": "bearer"})),
+            )
+            .mount(graph)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(format!("/v21.0/{PHONE_NUMBER_ID}/register")))
+            .and(header("authorization", bearer.as_str()))
+            .respond_with(success())
+            .mount(graph)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(format!("/v21.0/{WABA_ID}/subscribed_apps")))
+            .and(header("authorization", bearer.as_str()))
+            .respond_with(success())
+            .mount(graph)
+            .await;
+        // Meta's own example list (facebook/openapi, getTemplateByNameDefaultFields),
+        // with the tenant's booking template, over two pages.
+        Mock::given(method("GET"))
+            .and(path(format!("/v21.0/{WABA_ID}/message_templates")))
+            .and(query_param("after", "MjQZD"))
+            .and(header("authorization", bearer.as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "data": [{
+                    "category": "MARKETING",
+                    "components": [
+                        {"format": "TEXT", "text": "Fall Sale", "type": "HEADER"},
+                        {"example": {"body_text": [["Mark", "FALL25"]]},
+                         "text": "Hi {{1}}, our Fall Sale is on! Use promo code {{2}} Get an extra 25% off every order above $350!",
+                         "type": "BODY"},
+                        {"buttons": [{"text": "Stop promotions", "type": "QUICK_REPLY"}], "type": "BUTTONS"}
+                    ],
+                    "id": "920070352646140", "language": "en_US", "name": "2023_april_promo",
+                    "status": "PENDING"
+                }],
+                "paging": {"cursors": {"before": "MjQZD", "after": "MjUZD"}}
+            })))
+            .mount(graph)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/v21.0/{WABA_ID}/message_templates")))
+            .and(header("authorization", bearer.as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "data": [{
+                    "category": "UTILITY",
+                    "components": [
+                        {"example": {"body_text": [["Ana", "BF-1234"]]},
+                         "text": "Hola {{1}}, tu reserva {{2}} está confirmada", "type": "BODY"}
+                    ],
+                    "id": "1192339204654487", "language": WHATSAPP_LANGUAGE,
+                    "name": WHATSAPP_TEMPLATE, "parameter_format": "POSITIONAL",
+                    "status": "APPROVED"
+                }],
+                "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"},
+                           "next": format!("https://graph.facebook.com/v21.0/{WABA_ID}/message_templates?after=MjQZD")}
+            })))
+            .mount(graph)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/v21.0/{PHONE_NUMBER_ID}")))
+            .and(header("authorization", bearer.as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": PHONE_NUMBER_ID, "display_phone_number": "+52 55 5555 0100",
+                "verified_name": "Autobuses Prueba", "quality_rating": "GREEN"
+            })))
+            .mount(graph)
+            .await;
+    }
+}
+
+/// The platform's Meta app in the tests.
+pub const META_APP_ID: &str = "1390345048235418";
+pub const META_APP_SECRET: &str = "platform-app-secret-for-tests";
+
+pub fn meta_app() -> busflow_activities::providers::whatsapp::onboarding::MetaApp {
+    busflow_activities::providers::whatsapp::onboarding::MetaApp {
+        app_id: META_APP_ID.to_owned(),
+        app_secret: META_APP_SECRET.to_owned(),
     }
 }

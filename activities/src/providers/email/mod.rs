@@ -2,6 +2,7 @@
 //! the events its configuration set publishes are its receipts, and they
 //! carry our message id back in the message tag `busflow_message_id`.
 
+pub mod domains;
 pub mod ses;
 
 use super::{Accepted, ChannelAdapter, Failure, Providers, SendMessageCommand};

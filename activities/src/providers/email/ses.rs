@@ -2,7 +2,6 @@
 
 use crate::providers::aws::{classify_sdk_error, no_message_id};
 use crate::providers::{Accepted, ErrorRule, Failure, FailureClass, SendMessageCommand};
-use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
 use serde::Deserialize;
 
@@ -61,7 +60,7 @@ impl EmailAccountConfig {
 /// The SES adapter.
 #[derive(Clone, Debug)]
 pub struct SesEmail {
-    client: aws_sdk_sesv2::Client,
+    pub(super) client: aws_sdk_sesv2::Client,
 }
 
 impl SesEmail {
@@ -123,23 +122,11 @@ impl SesEmail {
 }
 
 impl SesEmail {
-    /// Registers a sending domain identity (verifies it at once on the moto
+    /// Registers a sending domain identity (verified at once on the moto
     /// emulator; on real SES verification follows the DNS records). An
     /// identity that already exists is fine.
     pub async fn create_domain_identity(&self, domain: &str) -> Result<(), Failure> {
-        match self
-            .client
-            .create_email_identity()
-            .email_identity(domain)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().code() == Some("AlreadyExistsException") => {
-                Ok(())
-            }
-            Err(e) => Err(classify_sdk_error(PROVIDER, SES_ERRORS, &e)),
-        }
+        self.create_domain_with_dkim(domain).await.map(|_| ())
     }
 }
 

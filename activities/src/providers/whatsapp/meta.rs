@@ -72,6 +72,9 @@ pub struct MetaSettings {
     pub api_version: String,
     /// Upper bound for one send, connection included.
     pub send_timeout: Duration,
+    /// The platform's Meta app, through which tenants connect their numbers
+    /// (Embedded Signup). `None`: connecting a number is refused.
+    pub app: Option<super::onboarding::MetaApp>,
 }
 
 impl Default for MetaSettings {
@@ -80,6 +83,7 @@ impl Default for MetaSettings {
             graph_base_url: "https://graph.facebook.com".into(),
             api_version: "v21.0".into(),
             send_timeout: SEND_TIMEOUT,
+            app: None,
         }
     }
 }
@@ -153,6 +157,23 @@ impl MetaCloud {
         } else {
             Err(rejection(status, retry_after, &body, access_token))
         }
+    }
+
+    /// The Graph API URL of `path` (no leading slash) in the configured version.
+    pub(super) fn graph_url(&self, path: &str) -> String {
+        format!(
+            "{}/{}/{path}",
+            self.settings.graph_base_url.trim_end_matches('/'),
+            self.settings.api_version.trim_matches('/'),
+        )
+    }
+
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(super) fn settings(&self) -> &MetaSettings {
+        &self.settings
     }
 
     fn messages_url(&self, account: &WhatsAppAccountConfig) -> Result<String, Failure> {
@@ -360,15 +381,19 @@ fn accepted(body: &[u8]) -> Result<Accepted, Failure> {
     }
 }
 
-/// `{"error":{"message","type","code","error_data":{"details"},"fbtrace_id"}}`
+/// `{"error":{"message","type","code","error_subcode","error_data":{"details"},"fbtrace_id"}}`
 #[derive(Deserialize)]
-struct ErrorEnvelope {
-    error: GraphError,
+pub(super) struct ErrorEnvelope {
+    pub(super) error: GraphError,
 }
 
 #[derive(Deserialize)]
-struct GraphError {
+pub(super) struct GraphError {
     code: GraphErrorCode,
+    #[serde(default)]
+    pub(super) error_subcode: Option<i64>,
+    #[serde(default)]
+    pub(super) is_transient: Option<bool>,
     #[serde(default)]
     message: String,
     #[serde(default)]
@@ -383,6 +408,16 @@ struct GraphError {
 enum GraphErrorCode {
     Number(i64),
     Text(String),
+}
+
+impl GraphError {
+    /// The numeric code, if it is one.
+    pub(super) fn code(&self) -> Option<i64> {
+        match &self.code {
+            GraphErrorCode::Number(code) => Some(*code),
+            GraphErrorCode::Text(code) => code.trim().parse().ok(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -400,13 +435,7 @@ fn rejection(
 ) -> Failure {
     let envelope = serde_json::from_slice::<ErrorEnvelope>(body)
         .ok()
-        .and_then(|envelope| {
-            let code = match &envelope.error.code {
-                GraphErrorCode::Number(code) => *code,
-                GraphErrorCode::Text(code) => code.trim().parse().ok()?,
-            };
-            Some((code, envelope.error))
-        });
+        .and_then(|envelope| Some((envelope.error.code()?, envelope.error)));
     let Some((code, error)) = envelope else {
         let class = classify_status(status);
         return Failure {
@@ -482,7 +511,7 @@ fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
-fn describe(error: &GraphError) -> String {
+pub(super) fn describe(error: &GraphError) -> String {
     let mut reason = error.message.clone();
     if let Some(details) = error
         .error_data
@@ -500,7 +529,7 @@ fn describe(error: &GraphError) -> String {
 }
 
 /// Meta echoes a malformed token back in its error message.
-fn scrub(text: &str, access_token: &str) -> String {
+pub(super) fn scrub(text: &str, access_token: &str) -> String {
     if access_token.is_empty() {
         text.to_owned()
     } else {
@@ -542,7 +571,7 @@ fn transport_failure(err: reqwest::Error) -> Failure {
 }
 
 /// The chain of causes (refused, reset, DNS…), without the URL.
-fn causes(err: &reqwest::Error) -> String {
+pub(super) fn causes(err: &reqwest::Error) -> String {
     let mut reason = String::new();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
@@ -607,6 +636,7 @@ mod tests {
             graph_base_url: server.uri(),
             api_version: "v21.0".into(),
             send_timeout: SEND_TIMEOUT,
+            app: None,
         })
         .expect("http client")
     }
@@ -920,6 +950,7 @@ mod tests {
             graph_base_url: format!("http://127.0.0.1:{port}"),
             api_version: "v21.0".into(),
             send_timeout: SEND_TIMEOUT,
+            app: None,
         })
         .expect("http client")
     }
@@ -948,6 +979,7 @@ mod tests {
             graph_base_url: server.uri(),
             api_version: "v21.0".into(),
             send_timeout: Duration::from_millis(200),
+            app: None,
         })
         .expect("http client");
 

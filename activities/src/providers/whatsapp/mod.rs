@@ -4,6 +4,7 @@
 //! back in `biz_opaque_callback_data`.
 
 pub mod meta;
+pub mod onboarding;
 
 use super::{Accepted, ChannelAdapter, Failure, Providers, SendMessageCommand};
 use crate::crypto::KeyRing;
