@@ -47,11 +47,13 @@ pub struct TemporalArgs {
 }
 
 impl TemporalArgs {
-    pub fn settings(&self) -> TemporalSettings {
-        TemporalSettings {
+    /// The client settings, sealing payloads with the key ring of `keys`.
+    pub fn settings(&self, keys: &KeyArgs) -> anyhow::Result<TemporalSettings> {
+        Ok(TemporalSettings {
             address: self.address.clone(),
             namespace: self.namespace.clone(),
-        }
+            payload_keys: Some(keys.key_ring()?),
+        })
     }
 }
 
@@ -132,7 +134,7 @@ impl ProviderArgs {
     }
 }
 
-/// The key ring that seals channel account secrets.
+/// The key ring that seals channel account secrets and Temporal payloads.
 #[derive(Clone, Args)]
 pub struct KeyArgs {
     /// `id:base64-32-byte-key[,id:key…]`; the last (or BUSFLOW_ACTIVE_KEY_ID) seals new secrets.
@@ -228,6 +230,68 @@ pub struct ApiArgs {
     /// `/metrics` is open, for a scraper on a private network.
     #[arg(long, env = "BUSFLOW_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    #[command(flatten)]
+    pub codec: CodecArgs,
+}
+
+/// The codec server (`/codec/decode`, `/codec/encode`), through which ops
+/// read the sealed payloads of Temporal's history.
+#[derive(Clone, Args)]
+pub struct CodecArgs {
+    /// Bearer token ops tools present to the codec server.
+    #[arg(long, env = "BUSFLOW_CODEC_TOKEN", hide_env_values = true)]
+    pub codec_token: Option<String>,
+    /// JWKS of the identity provider whose JWTs (e.g. the Web UI's SSO
+    /// access token) the codec server accepts.
+    #[arg(long, env = "BUSFLOW_CODEC_JWKS_URL")]
+    pub codec_jwks_url: Option<String>,
+    /// The `iss` those JWTs must carry.
+    #[arg(long, env = "BUSFLOW_CODEC_JWT_ISSUER")]
+    pub codec_jwt_issuer: Option<String>,
+    /// The `aud` those JWTs must carry.
+    #[arg(long, env = "BUSFLOW_CODEC_JWT_AUDIENCE")]
+    pub codec_jwt_audience: Option<String>,
+    /// Origins of the Temporal Web UI that may call the codec server from a
+    /// browser, comma-separated (e.g. `https://temporal.example.com`).
+    #[arg(long, env = "BUSFLOW_CODEC_UI_ORIGINS", value_delimiter = ',')]
+    pub codec_ui_origins: Vec<axum::http::HeaderValue>,
+}
+
+impl std::fmt::Debug for CodecArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodecArgs")
+            .field(
+                "codec_token",
+                &self.codec_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("codec_jwks_url", &self.codec_jwks_url)
+            .field("codec_jwt_issuer", &self.codec_jwt_issuer)
+            .field("codec_jwt_audience", &self.codec_jwt_audience)
+            .field("codec_ui_origins", &self.codec_ui_origins)
+            .finish()
+    }
+}
+
+impl CodecArgs {
+    /// The codec server's settings, for payloads of `namespace`.
+    pub fn settings(&self, namespace: Option<String>) -> busflow_api::codec::CodecSettings {
+        use busflow_api::codec::{OpsCredential, credential::JwtIssuer};
+        busflow_api::codec::CodecSettings {
+            credential: OpsCredential {
+                bearer: self.codec_token.clone().filter(|t| !t.is_empty()),
+                jwt: self.codec_jwks_url.clone().map(|url| {
+                    std::sync::Arc::new(JwtIssuer::new(
+                        url,
+                        self.codec_jwt_issuer.clone(),
+                        self.codec_jwt_audience.clone(),
+                    ))
+                }),
+                open: false,
+            },
+            namespace,
+            ui_origins: self.codec_ui_origins.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ApiArgs {
@@ -278,6 +342,7 @@ impl ApiArgs {
             },
             email_verification: Default::default(),
             metrics_token: self.metrics_token.clone().filter(|t| !t.is_empty()),
+            codec: self.codec.settings(None),
         })
     }
 }

@@ -85,6 +85,8 @@ enum Command {
         database: DatabaseArgs,
         #[command(flatten)]
         temporal: TemporalArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
     },
     /// Inbound messages nobody could be found for (`inbound_dead_letters`).
     DeadLetters {
@@ -114,6 +116,8 @@ enum DeadLettersCommand {
         database: DatabaseArgs,
         #[command(flatten)]
         temporal: TemporalArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
     },
 }
 
@@ -166,7 +170,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             api,
             keys,
         } => {
-            let config = api.config()?;
+            let mut config = api.config()?;
+            config.codec.namespace = temporal.namespace.clone();
+            let settings = temporal.settings(&keys)?;
             let keys = keys.key_ring()?;
             let pool =
                 database::connect(&database.database_url, database.db_max_connections).await?;
@@ -175,7 +181,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let state = Arc::new(AppState::new(
                 pool,
                 keys,
-                TemporalGateway::new(temporal.settings(), temporal.task_queue.clone()),
+                TemporalGateway::new(settings, temporal.task_queue.clone()),
                 config,
                 busflow_api::sns_verifier()?,
             )?);
@@ -192,14 +198,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             activity_slots,
             max_cached_workflows,
         } => {
+            let settings = temporal.settings(&keys)?;
             let keys = keys.key_ring()?;
             let connections =
                 worker::pool_size_for(activity_slots).max(database.db_max_connections);
             let pool = database::connect(&database.database_url, connections).await?;
-            let client =
-                busflow_api::temporal::connect(&temporal.settings(), "busflow-comms-worker")
-                    .await
-                    .context("the worker needs Temporal")?;
+            let client = busflow_api::temporal::connect(&settings, "busflow-comms-worker")
+                .await
+                .context("the worker needs Temporal")?;
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
             let providers = worker::providers(
@@ -230,9 +236,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             message_id,
             database,
             temporal,
+            keys,
         } => {
             let pool = database::connect(&database.database_url, 2).await?;
-            let gateway = TemporalGateway::new(temporal.settings(), temporal.task_queue.clone());
+            let gateway =
+                TemporalGateway::new(temporal.settings(&keys)?, temporal.task_queue.clone());
             let started = busflow_api::retry::retry_message(
                 &pool,
                 &gateway,
@@ -250,10 +258,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     id,
                     database,
                     temporal,
+                    keys,
                 },
         } => {
             let pool = database::connect(&database.database_url, 2).await?;
-            let gateway = TemporalGateway::new(temporal.settings(), temporal.task_queue.clone());
+            let gateway =
+                TemporalGateway::new(temporal.settings(&keys)?, temporal.task_queue.clone());
             let report = busflow_api::dead_letters::replay(&pool, &gateway, id).await?;
             for replayed in &report {
                 println!("dead letter {}: {}", replayed.id, replayed.result);

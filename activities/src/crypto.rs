@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// AES-GCM's 96-bit nonce.
+const NONCE_LEN: usize = 12;
+
 /// A secret as stored in `channel_accounts.provider_secrets`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedSecret {
@@ -96,6 +99,50 @@ impl KeyRing {
     /// Seals `plaintext` under the active key, bound to `context` (e.g. the
     /// tenant and channel account id).
     pub fn seal(&self, plaintext: &[u8], context: &str) -> Result<SealedSecret, CryptoError> {
+        let (nonce, ciphertext) = self.encrypt(plaintext, context)?;
+        Ok(SealedSecret {
+            kid: self.active.clone(),
+            nonce: B64.encode(nonce),
+            ciphertext: B64.encode(ciphertext),
+        })
+    }
+
+    pub fn open(&self, sealed: &SealedSecret, context: &str) -> Result<Vec<u8>, CryptoError> {
+        let nonce = B64.decode(&sealed.nonce).map_err(|_| CryptoError::Open)?;
+        let ciphertext = B64
+            .decode(&sealed.ciphertext)
+            .map_err(|_| CryptoError::Open)?;
+        self.decrypt(&sealed.kid, &nonce, &ciphertext, context)
+    }
+
+    /// Seals `plaintext` as one byte string, `nonce ‖ ciphertext`, for
+    /// binary carriers (Temporal payloads); the key id travels beside it.
+    pub fn seal_bytes(&self, plaintext: &[u8], context: &str) -> Result<Vec<u8>, CryptoError> {
+        let (nonce, ciphertext) = self.encrypt(plaintext, context)?;
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&ciphertext);
+        Ok(sealed)
+    }
+
+    /// Opens what `seal_bytes` sealed under the key `kid`.
+    pub fn open_bytes(
+        &self,
+        kid: &str,
+        sealed: &[u8],
+        context: &str,
+    ) -> Result<Vec<u8>, CryptoError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(CryptoError::Open);
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        self.decrypt(kid, nonce, ciphertext, context)
+    }
+
+    fn encrypt(
+        &self,
+        plaintext: &[u8],
+        context: &str,
+    ) -> Result<(aes_gcm::aead::Nonce<Aes256Gcm>, Vec<u8>), CryptoError> {
         let key = &self.keys[&self.active];
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let aad = associated_data(&self.active, context);
@@ -108,31 +155,29 @@ impl KeyRing {
                 },
             )
             .map_err(|_| CryptoError::Seal)?;
-        Ok(SealedSecret {
-            kid: self.active.clone(),
-            nonce: B64.encode(nonce),
-            ciphertext: B64.encode(ciphertext),
-        })
+        Ok((nonce, ciphertext))
     }
 
-    pub fn open(&self, sealed: &SealedSecret, context: &str) -> Result<Vec<u8>, CryptoError> {
+    fn decrypt(
+        &self,
+        kid: &str,
+        nonce: &[u8],
+        ciphertext: &[u8],
+        context: &str,
+    ) -> Result<Vec<u8>, CryptoError> {
         let key = self
             .keys
-            .get(&sealed.kid)
-            .ok_or_else(|| CryptoError::UnknownKey(sealed.kid.clone()))?;
-        let nonce = B64.decode(&sealed.nonce).map_err(|_| CryptoError::Open)?;
-        if nonce.len() != 12 {
+            .get(kid)
+            .ok_or_else(|| CryptoError::UnknownKey(kid.to_owned()))?;
+        if nonce.len() != NONCE_LEN {
             return Err(CryptoError::Open);
         }
-        let ciphertext = B64
-            .decode(&sealed.ciphertext)
-            .map_err(|_| CryptoError::Open)?;
-        let aad = associated_data(&sealed.kid, context);
+        let aad = associated_data(kid, context);
         Aes256Gcm::new(key)
             .decrypt(
-                Nonce::from_slice(&nonce),
+                Nonce::from_slice(nonce),
                 Payload {
-                    msg: &ciphertext,
+                    msg: ciphertext,
                     aad: &aad,
                 },
             )

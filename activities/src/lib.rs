@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod notification;
+pub mod payload_codec;
 pub mod planning;
 pub mod providers;
 pub mod provisioning;

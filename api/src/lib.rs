@@ -3,6 +3,7 @@
 //! is in `router`, so the API surface is visible in one place.
 
 pub mod auth;
+pub mod codec;
 pub mod dead_letters;
 pub mod error;
 pub mod hasura;
@@ -47,6 +48,8 @@ pub struct ApiConfig {
     pub email_verification: busflow_activities::email_domains::VerifyPatience,
     /// The bearer token `/metrics` requires; `None`: open.
     pub metrics_token: Option<String>,
+    /// The codec server: who may read payloads, for which namespace and UI.
+    pub codec: codec::CodecSettings,
 }
 
 /// The platform's SMS senders, and how many SMS a day a tenant may send
@@ -79,6 +82,7 @@ impl std::fmt::Debug for ApiConfig {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("codec", &self.codec)
             .finish()
     }
 }
@@ -146,7 +150,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/webhooks/sns", post(webhooks::sns_inbound::receive))
         .route("/webhooks/sms-status", post(webhooks::sms_status::receive))
         .merge(webchat_routes())
+        .merge(codec_routes(&state.config.codec))
         .with_state(state)
+}
+
+/// The codec server's routes, with CORS for the Web UI's origins.
+fn codec_routes(settings: &codec::CodecSettings) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/codec/decode", post(codec::decode))
+        .route("/codec/encode", post(codec::encode))
+        .layer(codec::cors(settings))
 }
 
 /// The widget's routes: called from any site that embeds it, so open to

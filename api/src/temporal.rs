@@ -3,8 +3,10 @@
 //! starters for each workflow.
 
 use anyhow::Context;
+use busflow_activities::crypto::KeyRing;
 use busflow_activities::email_domains::DomainConnection;
 use busflow_activities::model::TenantId;
+use busflow_activities::payload_codec::PayloadEncryption;
 use busflow_activities::provisioning::ConnectRequest;
 use busflow_activities::store::trips::TripSchedule;
 use busflow_activities::workflow_state::{WorkflowState, workflow_state};
@@ -35,6 +37,10 @@ pub struct TemporalSettings {
     /// `host:port` or a URL.
     pub address: Option<String>,
     pub namespace: Option<String>,
+    /// Seals every payload the client hands Temporal (`payload_codec`);
+    /// `None` only for tools that read raw histories or drive bare
+    /// workflows (the benchmark's floor).
+    pub payload_keys: Option<KeyRing>,
 }
 
 /// Connects a client per the settings and the Temporal environment.
@@ -59,6 +65,9 @@ pub async fn connect(settings: &TemporalSettings, identity: &str) -> anyhow::Res
     }
     if let Some(namespace) = &settings.namespace {
         client_options.namespace = namespace.clone();
+    }
+    if let Some(keys) = &settings.payload_keys {
+        client_options.data_converter = PayloadEncryption::new(keys.clone()).data_converter();
     }
     connection.identity = identity.to_owned();
     connection.connect_timeout = Some(Duration::from_secs(3));

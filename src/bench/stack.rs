@@ -74,14 +74,15 @@ pub async fn start(database_url: &str, temporal_cli: PathBuf) -> anyhow::Result<
     let counted_url = counter.url(database_url)?;
 
     let (temporal, address, temporal_metrics) = start_temporal(temporal_cli).await?;
+    let keys = KeyRing::parse(KEYS, None)?;
     let settings = TemporalSettings {
         address: Some(address),
         namespace: Some("default".to_owned()),
+        payload_keys: Some(keys.clone()),
     };
     let client = connect_patiently(&settings).await?;
 
     let shutdown = Shutdown::new();
-    let keys = KeyRing::parse(KEYS, None)?;
     let listener = server::bind("127.0.0.1:0".parse()?).await?;
     let api_base = format!("http://{}", listener.local_addr()?);
     spawn_workers(
@@ -153,6 +154,7 @@ async fn start_temporal(temporal_cli: PathBuf) -> anyhow::Result<(ManagedProcess
         ip: "127.0.0.1",
         port,
         ui_port: None,
+        ui_codec_endpoint: None,
         namespace: "default",
         db_filename: None,
         sqlite_pragmas: &[],
@@ -201,6 +203,7 @@ fn serve_api(
             platform_sms: Default::default(),
             email_verification: Default::default(),
             metrics_token: None,
+            codec: Default::default(),
         },
         busflow_api::sns_verifier()?,
     )?);

@@ -51,10 +51,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .clone()
         .into_iter()
         .collect();
+    let codec_endpoint = format!("http://{}/codec", stack.service.listen);
     let temporal_args = TemporalDevServer {
         ip: &stack.temporal.ip,
         port: stack.temporal.port,
         ui_port: Some(stack.temporal.ui_port),
+        ui_codec_endpoint: Some(&codec_endpoint),
         namespace: &stack.temporal.namespace,
         db_filename: Some(&stack.temporal.db_filename),
         sqlite_pragmas: &pragmas,
@@ -89,9 +91,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     .await?;
     wait_for_port(&mut moto, &aws_address, Duration::from_secs(30)).await?;
 
+    let keys = KeyRing::parse(&stack.service.secret_keys, None)
+        .context("service.secret_keys in temporal-dev.yml")?;
     let temporal_settings = TemporalSettings {
         address: Some(stack.temporal_address()),
         namespace: Some(stack.temporal.namespace.clone()),
+        payload_keys: Some(keys.clone()),
     };
     let client = connect_with_patience(&temporal_settings, Duration::from_secs(30)).await?;
 
@@ -144,8 +149,6 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .create_domain_identity(&demo_domain)
         .await
         .context("registering the demo sender domain on the emulator")?;
-    let keys = KeyRing::parse(&stack.service.secret_keys, None)
-        .context("service.secret_keys in temporal-dev.yml")?;
     seed::seed_demo_tenant(&pool, &keys, &stack.demo_tenant).await?;
     let state = Arc::new(AppState::new(
         pool.clone(),
@@ -166,6 +169,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             },
             email_verification: Default::default(),
             metrics_token: None,
+            codec: dev_codec(&stack),
         },
         busflow_api::sns_verifier()?,
     )?);
@@ -194,6 +198,26 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     moto.stop(Duration::from_secs(5));
     temporal.stop(Duration::from_secs(10));
     worker_result.and(api_result)
+}
+
+/// The dev UI has no login, so it cannot pass an ops credential: on the dev
+/// stack (loopback only) the codec server admits its UI without one.
+fn dev_codec(stack: &DevStack) -> busflow_api::codec::CodecSettings {
+    let port = stack.temporal.ui_port;
+    busflow_api::codec::CodecSettings {
+        credential: busflow_api::codec::OpsCredential {
+            open: true,
+            ..Default::default()
+        },
+        namespace: Some(stack.temporal.namespace.clone()),
+        ui_origins: [
+            format!("http://{}:{port}", stack.temporal.ip),
+            format!("http://localhost:{port}"),
+        ]
+        .iter()
+        .filter_map(|origin| origin.parse().ok())
+        .collect(),
+    }
 }
 
 /// The dev server accepts TCP before its frontend serves; retry the client.

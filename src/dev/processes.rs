@@ -176,6 +176,8 @@ pub struct TemporalDevServer<'a> {
     pub port: u16,
     /// `None` runs headless.
     pub ui_port: Option<u16>,
+    /// The codec server the UI decodes payloads with.
+    pub ui_codec_endpoint: Option<&'a str>,
     pub namespace: &'a str,
     /// `None` keeps state in memory.
     pub db_filename: Option<&'a Path>,
@@ -194,6 +196,9 @@ impl TemporalDevServer<'_> {
         match self.ui_port {
             Some(ui) => args.extend(["--ui-port".to_owned(), ui.to_string()]),
             None => args.push("--headless".to_owned()),
+        }
+        if let Some(endpoint) = self.ui_codec_endpoint {
+            args.extend(["--ui-codec-endpoint".to_owned(), endpoint.to_owned()]);
         }
         args.extend(["--namespace".to_owned(), self.namespace.to_owned()]);
         if let Some(db) = self.db_filename {

@@ -5,6 +5,7 @@
 
 mod agent_replies;
 mod channel_accounts;
+mod codec;
 mod connect_whatsapp;
 mod demo;
 mod edge;

@@ -703,12 +703,18 @@ async fn meta_credentials_never_reach_temporal_and_only_the_verify_token_answers
     let outcome = app.workflow_result(&workflow_id).await.expect("delivered");
     assert_ended_on_whatsapp(&outcome, "DELIVERED", &wamid);
 
+    // Without the key, Temporal holds neither the booking nor the send...
+    let raw = app.raw_history(&workflow_id).await;
+    assert!(
+        !raw.contains(&reference),
+        "the event's booking in plain text"
+    );
+    assert!(!raw.contains(&wamid), "the dispatch result in plain text");
+    // ...which ops read through the codec...
     let history = app.readable_history(&workflow_id).await;
-
-    // The rendering shows what the payloads carry...
     assert!(history.contains(&reference), "the event's booking");
     assert!(history.contains(&wamid), "the dispatch result");
-    // ...and none of the account's credentials.
+    // ...and even opened, none of the account's credentials.
     for (name, secret) in [
         ("access token", &secrets.access_token),
         ("app secret", &secrets.app_secret),

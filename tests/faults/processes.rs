@@ -46,6 +46,7 @@ impl DevServer {
             ip: "127.0.0.1",
             port: self.port,
             ui_port: None,
+            ui_codec_endpoint: None,
             namespace: "default",
             db_filename: Some(std::path::Path::new(&db)),
             sqlite_pragmas: &pragmas,
@@ -74,6 +75,7 @@ impl DevServer {
         let settings = busflow_api::temporal::TemporalSettings {
             address: Some(self.address.clone()),
             namespace: Some("default".to_owned()),
+            payload_keys: None,
         };
         let deadline = tokio::time::Instant::now() + within;
         loop {

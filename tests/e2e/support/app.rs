@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use temporalio_client::{
     Client, UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
 };
+use temporalio_common::protos::temporal::api::common::v1::Payload;
 use uuid::Uuid;
 
 pub const SECRET: &str = "test-webhook-secret";
@@ -70,6 +71,24 @@ pub struct TestOptions {
     pub email_verification: busflow_activities::email_domains::VerifyPatience,
     /// The bearer token `/metrics` requires.
     pub metrics_token: Option<String>,
+    /// Who the codec server admits (default: the bearer `CODEC_TOKEN`).
+    pub codec: busflow_api::codec::CodecSettings,
+}
+
+/// The ops credential of the test codec server.
+pub const CODEC_TOKEN: &str = "test-ops-codec-token";
+/// The Web UI origin the test codec server allows.
+pub const UI_ORIGIN: &str = "http://127.0.0.1:8233";
+
+fn test_codec() -> busflow_api::codec::CodecSettings {
+    busflow_api::codec::CodecSettings {
+        credential: busflow_api::codec::OpsCredential {
+            bearer: Some(CODEC_TOKEN.to_owned()),
+            ..Default::default()
+        },
+        namespace: Some("default".to_owned()),
+        ui_origins: vec![axum::http::HeaderValue::from_static(UI_ORIGIN)],
+    }
 }
 
 impl Default for TestOptions {
@@ -87,6 +106,7 @@ impl Default for TestOptions {
             worker_slots: 8,
             meta_app: None,
             platform_sms: Default::default(),
+            codec: test_codec(),
             email_verification: Default::default(),
             metrics_token: None,
         }
@@ -168,6 +188,7 @@ impl TestApp {
         let temporal_settings = TemporalSettings {
             address: Some(temporal_address.clone()),
             namespace: Some("default".to_owned()),
+            payload_keys: Some(test_keys()),
         };
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -218,6 +239,7 @@ impl TestApp {
                     platform_sms: options.platform_sms.clone(),
                     email_verification: options.email_verification,
                     metrics_token: options.metrics_token.clone(),
+                    codec: options.codec.clone(),
                 },
                 sns,
             )
@@ -446,6 +468,7 @@ impl TestApp {
             &TemporalSettings {
                 address: Some(self.temporal_address.clone()),
                 namespace: Some("default".to_owned()),
+                payload_keys: Some(test_keys()),
             },
             "busflow-comms-tests",
         )
@@ -469,21 +492,46 @@ impl TestApp {
         .map_err(|e| format!("{e:#}"))
     }
 
-    /// Everything a person or a tool could read in the workflow's history.
-    pub async fn readable_history(&self, workflow_id: &str) -> String {
+    /// The workflow's history as Temporal keeps and shows it: protobuf
+    /// JSON, the payloads as the codec sealed them.
+    pub async fn history_json(&self, workflow_id: &str) -> Value {
         let client = self.temporal().await;
-        let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
-        let events = handle
-            .fetch_history(WorkflowFetchHistoryOptions::default())
-            .into_events()
-            .await
-            .expect("history");
-        let json = handle
+        let json = client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
             .fetch_history(WorkflowFetchHistoryOptions::default())
             .to_json()
             .await
             .expect("history as JSON");
+        serde_json::from_slice(&json).expect("history JSON")
+    }
+
+    /// Everything anyone who reaches Temporal (its UI, `temporal workflow
+    /// show`) reads in the history without the key: every event, every
+    /// base64 string decoded.
+    pub async fn raw_history(&self, workflow_id: &str) -> String {
+        let client = self.temporal().await;
+        let events = client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .into_events()
+            .await
+            .expect("history");
+        let json = self.history_json(workflow_id).await;
         readable(&format!("{events:?}"), &json)
+    }
+
+    /// Everything ops read in the history through the codec server: the
+    /// raw history with every payload opened.
+    pub async fn readable_history(&self, workflow_id: &str) -> String {
+        let mut json = self.history_json(workflow_id).await;
+        let codec = busflow_activities::payload_codec::PayloadEncryption::new(test_keys());
+        for_each_payload(&mut json, &mut |payload| {
+            let opened = codec
+                .decrypt(payload.clone())
+                .expect("a payload the key ring opens");
+            *payload = opened;
+        });
+        readable("", &json)
     }
 
     /// Emails moto recorded from this test's sender domain.
@@ -633,6 +681,7 @@ impl TestApp {
             TemporalSettings {
                 address: Some(self.temporal_address.clone()),
                 namespace: Some("default".to_owned()),
+                payload_keys: Some(test_keys()),
             },
             self.task_queue.clone(),
         )
@@ -929,7 +978,7 @@ pub fn trip_booking_event(
 
 /// Everything a person or a tool could read in a history: its Debug and JSON
 /// renderings, plus every base64 field (payload data and metadata) decoded.
-fn readable(debug: &str, json: &[u8]) -> String {
+fn readable(debug: &str, json: &Value) -> String {
     fn decode_all(value: &Value, out: &mut String) {
         match value {
             Value::String(s) => {
@@ -943,12 +992,55 @@ fn readable(debug: &str, json: &[u8]) -> String {
             _ => {}
         }
     }
-    let mut text = format!("{debug}\n{}", String::from_utf8_lossy(json));
-    decode_all(
-        &serde_json::from_slice(json).expect("history JSON"),
-        &mut text,
-    );
+    let mut text = format!("{debug}\n{json}");
+    decode_all(json, &mut text);
     text
+}
+
+/// Calls `visit` with every payload (`{"metadata": {…}, "data": …}`) of a
+/// history's protobuf JSON, and writes back what it leaves.
+pub fn for_each_payload(json: &mut Value, visit: &mut dyn FnMut(&mut Payload)) {
+    match json {
+        Value::Object(fields) if fields.get("metadata").is_some_and(Value::is_object) => {
+            let mut payload = Payload {
+                metadata: fields["metadata"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            B64.decode(v.as_str().unwrap_or_default())
+                                .expect("base64 metadata"),
+                        )
+                    })
+                    .collect(),
+                data: B64
+                    .decode(
+                        fields
+                            .get("data")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default(),
+                    )
+                    .expect("base64 data"),
+                ..Default::default()
+            };
+            visit(&mut payload);
+            fields.insert(
+                "metadata".to_owned(),
+                payload
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(B64.encode(v))))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into(),
+            );
+            fields.insert("data".to_owned(), Value::String(B64.encode(&payload.data)));
+        }
+        Value::Object(fields) => fields.values_mut().for_each(|v| for_each_payload(v, visit)),
+        Value::Array(items) => items.iter_mut().for_each(|v| for_each_payload(v, visit)),
+        _ => {}
+    }
 }
 
 /// The `channel_account_id` of a provisioning action's answer.

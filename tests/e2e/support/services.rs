@@ -76,6 +76,7 @@ async fn start(temporal_address: Option<String>) -> anyhow::Result<SharedService
                 ip: "127.0.0.1",
                 port,
                 ui_port: None,
+                ui_codec_endpoint: None,
                 namespace: "default",
                 db_filename: None,
                 sqlite_pragmas: &[],

@@ -103,11 +103,6 @@ pub(super) async fn notify_one(
     if let Some(trip) = row.trip_id {
         entity_refs.push(format!("trip:{trip}"));
     }
-    let reference = ["booking_reference", "number", "reference"]
-        .iter()
-        .find_map(|key| data.get(*key).and_then(Value::as_str))
-        .map(str::to_owned)
-        .unwrap_or_else(|| row.id.to_string());
     let request = NotificationRequest {
         tenant_id,
         contact_id: recipient.contact,
@@ -121,9 +116,10 @@ pub(super) async fn notify_one(
     };
     let labels = NotificationLabels {
         entity_refs,
+        // The UI's summary is not a payload the codec seals: ids only.
         summary: format!(
-            "{} for {} {reference} → contact {}",
-            trigger.trigger, trigger.row_key, recipient.contact
+            "{} for {} {} → contact {}",
+            trigger.trigger, trigger.row_key, row.id, recipient.contact
         ),
     };
     let result = app
