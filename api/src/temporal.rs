@@ -346,12 +346,12 @@ impl TemporalGateway {
         request: NotificationRequest,
         labels: NotificationLabels,
     ) -> Result<StartResult, StartError> {
-        let search_attributes = SearchAttributes::new([
-            sa::TENANT_ID.value_set(request.tenant_id.to_string()),
-            sa::TRIGGER_EVENT.value_set(request.trigger_event.to_string()),
-            sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
-            sa::ENTITY_REFS.value_set(labels.entity_refs),
-        ]);
+        let search_attributes = busflow_workflows::labels::notification(
+            request.tenant_id,
+            request.trigger_event,
+            request.contact_id,
+            &labels.entity_refs,
+        );
         self.start_once(
             NotificationWorkflow::run,
             workflow_types::NOTIFICATION,

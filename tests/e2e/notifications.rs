@@ -7,7 +7,7 @@ use busflow_activities::providers::whatsapp::meta::MetaSettings;
 use busflow_comms::dev::processes::free_port;
 use busflow_comms::worker;
 use busflow_workflows::names::notification_workflow_id;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -107,58 +107,107 @@ async fn a_replayed_hasura_event_sends_nothing_twice() {
     assert_eq!(app.count("select count(*) from messages").await, 1);
 }
 
+/// The Temporal UI queries the README gives ops ("Try it"), as written there.
+fn readme_queries() -> Vec<String> {
+    let readme = include_str!("../../README.md");
+    let list = readme
+        .split_once("found by any of these queries in the search box:")
+        .expect("the README lists the queries")
+        .1;
+    list.lines()
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.trim_start().strip_prefix("- `"))
+        .filter_map(|line| line.split_once('`').map(|(query, _)| query.to_owned()))
+        .collect()
+}
+
 #[tokio::test]
-async fn an_operator_finds_the_email_by_tenant_message_and_booking_in_temporal() {
+async fn every_query_the_readme_gives_ops_finds_a_notification_that_fell_back() {
+    const DEMO_TENANT: &str = "00000000-0000-4000-8000-000000000001";
+    const DEMO_BOOKING: &str = "5b0f3c1e-1111-4c2d-8e3f-000000000001";
+    const DEMO_TRIP: &str = "9d9d9d9d-2222-4c2d-8e3f-000000000001";
+    let queries = readme_queries();
+    assert!(queries.len() >= 5, "the README's queries: {queries:?}");
+
     let app = TestApp::spawn().await;
-    app.add_email_account(true).await;
+    app.email_with_receipts_then_webchat(2).await;
     let profile = Uuid::new_v4();
     let contact = app
         .upsert_passenger(profile, "John Smith", &app.recipient("john"), "en-US")
         .await;
+    sqlx::query("update contacts set identifiers = identifiers || '{\"webchat\": \"visitor1\"}' where id = $1")
+        .bind(contact.0)
+        .execute(&app.pool)
+        .await
+        .expect("visitor");
+    let (booking, trip) = (Uuid::new_v4(), Uuid::new_v4());
     let event_id = Uuid::new_v4().to_string();
-    let event = booking_event(&event_id, app.tenant_id, profile, "BF-FIND");
-    let booking_id = event["event"]["data"]["new"]["id"]
-        .as_str()
-        .expect("booking id")
-        .to_owned();
+    let mut event = booking_event(&event_id, app.tenant_id, profile, "BF-FIND");
+    event["event"]["data"]["new"]["id"] = json!(booking);
+    event["event"]["data"]["new"]["trip_id"] = json!(trip);
     assert_eq!(app.post_event(&event).await.status(), 200);
     let workflow_id = notification_workflow_id(app.tenant_id, &event_id, contact);
-    let outcome = app.workflow_result(&workflow_id).await.expect("sent");
-    // en-US falls back to the platform "en" template.
+    app.visitor_fetches("visitor1").await;
+    let outcome = app.workflow_result(&workflow_id).await.expect("delivered");
     assert_eq!(
-        app.sent_emails().await[0].subject,
-        "Your booking BF-FIND is confirmed"
+        outcome.attempts.len(),
+        2,
+        "fell back: {:?}",
+        outcome.attempts
     );
+    let messages: Vec<Uuid> =
+        sqlx::query_scalar("select id from messages where workflow_id = $1 order by attempt")
+            .bind(&workflow_id)
+            .fetch_all(&app.pool)
+            .await
+            .expect("messages");
+    assert_eq!(messages.len(), 2, "the email, then the webchat message");
 
     let client = app.temporal().await;
-    let by_message = format!(
-        "TenantId = '{}' AND MessageId = '{}' AND NotificationStatus = 'SENT' AND Channel = 'EMAIL'",
-        app.tenant_id,
-        outcome.delivered.expect("delivered").message_id
-    );
-    let by_booking =
-        format!("EntityRefs = 'booking:{booking_id}' AND TriggerEvent = 'booking_confirmed'");
-    for query in [by_message, by_booking] {
-        let found = app
-            .eventually(
-                &format!("visibility for {query}"),
-                Duration::from_secs(20),
-                || {
-                    let client = client.clone();
-                    let query = query.clone();
-                    async move {
-                        use futures::StreamExt;
-                        let ids: Vec<String> = client
-                            .list_workflows(query, Default::default())
-                            .filter_map(|r| async move { r.ok().map(|w| w.id().to_owned()) })
-                            .collect()
-                            .await;
-                        (!ids.is_empty()).then_some(ids)
-                    }
-                },
-            )
-            .await;
-        assert_eq!(found, vec![workflow_id.clone()]);
+    for written in &queries {
+        let query = written
+            .replace(DEMO_TENANT, &app.tenant_id.to_string())
+            .replace(DEMO_BOOKING, &booking.to_string())
+            .replace(DEMO_TRIP, &trip.to_string())
+            .replace("<contacts.id>", &contact.to_string());
+        let each_message: Vec<String> = if query.contains("<messages.id>") {
+            messages
+                .iter()
+                .map(|m| query.replace("<messages.id>", &m.to_string()))
+                .collect()
+        } else {
+            vec![query]
+        };
+        for query in each_message {
+            // Other tests share the server: only this test's tenant counts.
+            let scoped = format!("TenantId = '{}' AND ({query})", app.tenant_id);
+            let found = app
+                .eventually(
+                    &format!("the README's query {written} ({query})"),
+                    Duration::from_secs(20),
+                    || {
+                        let client = client.clone();
+                        let scoped = scoped.clone();
+                        let workflow_id = workflow_id.clone();
+                        async move {
+                            use futures::StreamExt;
+                            let ids: Vec<String> = client
+                                .list_workflows(scoped, Default::default())
+                                .filter_map(|r| async move { r.ok().map(|w| w.id().to_owned()) })
+                                .collect()
+                                .await;
+                            ids.contains(&workflow_id).then_some(ids)
+                        }
+                    },
+                )
+                .await;
+            if query.contains("MessageIds") || query.contains("ContactId") {
+                // The booking's trip reminder shares the tenant, booking and
+                // trip; only the notification sent these messages.
+                assert_eq!(found, vec![workflow_id.clone()], "{query}");
+            }
+        }
     }
 }
 

@@ -14,9 +14,8 @@
 //! query and shown in the memo.
 
 use crate::fanout_chunk::{ChunkOutcome, ChunkRequest, FanoutChunkWorkflow};
-use crate::names::{
-    fanout_chunk_workflow_id, fanout_span_workflow_id, memo, search_attributes as sa,
-};
+use crate::labels;
+use crate::names::{fanout_chunk_workflow_id, fanout_span_workflow_id, memo};
 use crate::steps::postgres_step;
 use busflow_activities::fanout::ChunkRecipients;
 use busflow_activities::model::{ContactId, TenantId};
@@ -24,7 +23,6 @@ use busflow_activities::triggers::Trigger;
 use busflow_activities::trips::{RecipientSpansInput, TripActivities};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{
@@ -74,20 +72,6 @@ pub struct BatchRequest {
     /// Where the previous run stopped (continue-as-new).
     #[serde(default)]
     pub progress: BatchProgress,
-}
-
-/// The search attributes of a child notification or chunk as it starts.
-pub(crate) fn pending_labels(
-    tenant_id: TenantId,
-    trigger: Trigger,
-    entity_refs: &[String],
-) -> SearchAttributes {
-    SearchAttributes::new([
-        sa::TENANT_ID.value_set(tenant_id.to_string()),
-        sa::TRIGGER_EVENT.value_set(trigger.to_string()),
-        sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
-        sa::ENTITY_REFS.value_set(entity_refs.to_vec()),
-    ])
 }
 
 /// One chunk of a page, before it starts.
@@ -275,7 +259,7 @@ impl BatchNotificationWorkflow {
             .workflow_id(workflow_id)
             .parent_close_policy(ParentClosePolicy::Abandon)
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-            .search_attributes(pending_labels(
+            .search_attributes(labels::pending(
                 request.tenant_id,
                 request.trigger_event,
                 &request.entity_refs,

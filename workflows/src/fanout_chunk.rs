@@ -501,9 +501,10 @@ impl FanoutChunkWorkflow {
             ))
             .parent_close_policy(ParentClosePolicy::Abandon)
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-            .search_attributes(crate::batch::pending_labels(
+            .search_attributes(crate::labels::notification(
                 request.tenant_id,
                 request.trigger_event,
+                contact,
                 &request.entity_refs,
             ))
             .static_summary(format!(

@@ -7,6 +7,7 @@ mod clock;
 pub mod connect_whatsapp;
 pub mod fanout_chunk;
 pub mod floor;
+pub mod labels;
 pub mod names;
 pub mod notification;
 pub mod provisioning;

@@ -131,7 +131,16 @@ pub mod search_attributes {
     pub const TRIGGER_EVENT: SearchAttributeKey<String> =
         SearchAttributeKey::keyword("TriggerEvent");
     pub const CHANNEL: SearchAttributeKey<String> = SearchAttributeKey::keyword("Channel");
+    /// The notification's current message.
     pub const MESSAGE_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("MessageId");
+    /// Every message the notification has sent, oldest first, so an earlier
+    /// attempt's id finds it too. A fan-out chunk has none (its hundreds of
+    /// ids exceed Temporal's 2 KB per value): `messages.batch_workflow_id`
+    /// names the chunk that sent a message.
+    pub const MESSAGE_IDS: SearchAttributeKey<Vec<String>> =
+        SearchAttributeKey::keyword_list("MessageIds");
+    /// The one recipient of a `NotificationWorkflow` (`contacts.id`).
+    pub const CONTACT_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("ContactId");
     pub const NOTIFICATION_STATUS: SearchAttributeKey<String> =
         SearchAttributeKey::keyword("NotificationStatus");
     /// Domain entities the notification is about: `booking:<id>`, `trip:<id>`...
@@ -139,12 +148,14 @@ pub mod search_attributes {
         SearchAttributeKey::keyword_list("EntityRefs");
 
     /// Every custom attribute with its Temporal type, for registration.
-    pub fn registrations() -> [(&'static str, &'static str); 6] {
+    pub fn registrations() -> [(&'static str, &'static str); 8] {
         [
             (TENANT_ID.name(), "Keyword"),
             (TRIGGER_EVENT.name(), "Keyword"),
             (CHANNEL.name(), "Keyword"),
             (MESSAGE_ID.name(), "Keyword"),
+            (MESSAGE_IDS.name(), "KeywordList"),
+            (CONTACT_ID.name(), "Keyword"),
             (NOTIFICATION_STATUS.name(), "Keyword"),
             (ENTITY_REFS.name(), "KeywordList"),
         ]

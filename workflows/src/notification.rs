@@ -127,6 +127,8 @@ pub struct NotificationWorkflow {
     /// Latest receipt per message (only ever moves forward).
     receipts: BTreeMap<MessageId, DeliveryUpdate>,
     progress: NotificationProgress,
+    /// Every message shown in the search attributes so far, oldest first.
+    shown: Vec<MessageId>,
 }
 
 /// How waiting on one channel ended.
@@ -653,16 +655,24 @@ fn dispatch_options(
 }
 
 /// Shows the notification's current message in its search attributes, in
-/// one upsert (each upsert is a history event).
+/// one upsert (each upsert is a history event), with every message it has
+/// had: ops find the notification by an earlier attempt's id too.
 fn show(
     ctx: &WorkflowContext<NotificationWorkflow>,
     channel: Channel,
     message_id: MessageId,
     status: &str,
 ) {
+    let shown = ctx.state_mut(|s| {
+        if !s.shown.contains(&message_id) {
+            s.shown.push(message_id);
+        }
+        s.shown.iter().map(ToString::to_string).collect::<Vec<_>>()
+    });
     ctx.upsert_search_attributes([
         sa::CHANNEL.value_set(channel.as_str().to_owned()),
         sa::MESSAGE_ID.value_set(message_id.to_string()),
+        sa::MESSAGE_IDS.value_set(shown),
         sa::NOTIFICATION_STATUS.value_set(status.to_owned()),
     ]);
 }

@@ -15,10 +15,8 @@
 
 use crate::batch::{BatchNotificationWorkflow, BatchProgress, BatchRequest, Recipients};
 use crate::clock::unix_ms;
-use crate::names::{
-    fanout_workflow_id, memo, notification_workflow_id, search_attributes as sa,
-    trip_reminder_event_id,
-};
+use crate::labels;
+use crate::names::{fanout_workflow_id, memo, notification_workflow_id, trip_reminder_event_id};
 use crate::notification::{NotificationRequest, NotificationWorkflow};
 use crate::steps::postgres_step;
 use busflow_activities::model::{ContactId, TenantId};
@@ -326,8 +324,7 @@ impl TripReminderWorkflow {
             };
             let options = child_options(
                 fanout_workflow_id(request.tenant_id, &event_id),
-                request.tenant_id,
-                &entity_refs,
+                labels::pending(request.tenant_id, Trigger::TripReminder, &entity_refs),
                 format!(
                     "trip reminder for trip {} to {} passenger(s)",
                     request.trip_id,
@@ -354,8 +351,12 @@ impl TripReminderWorkflow {
                 };
                 let options = child_options(
                     notification_workflow_id(request.tenant_id, &event_id, *contact),
-                    request.tenant_id,
-                    &entity_refs,
+                    labels::notification(
+                        request.tenant_id,
+                        Trigger::TripReminder,
+                        *contact,
+                        &entity_refs,
+                    ),
                     format!(
                         "trip reminder for trip {} → contact {contact}",
                         request.trip_id
@@ -418,8 +419,7 @@ fn millis(ms: i64) -> Duration {
 
 fn child_options(
     workflow_id: String,
-    tenant_id: TenantId,
-    entity_refs: &[String],
+    labels: SearchAttributes,
     summary: String,
 ) -> ChildWorkflowOptions {
     ChildWorkflowOptions::builder()
@@ -427,12 +427,7 @@ fn child_options(
         // Reminders already on their way finish even if this trip's workflow ends.
         .parent_close_policy(ParentClosePolicy::Abandon)
         .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-        .search_attributes(SearchAttributes::new([
-            sa::TENANT_ID.value_set(tenant_id.to_string()),
-            sa::TRIGGER_EVENT.value_set(Trigger::TripReminder.to_string()),
-            sa::NOTIFICATION_STATUS.value_set("PENDING".to_owned()),
-            sa::ENTITY_REFS.value_set(entity_refs.to_vec()),
-        ]))
+        .search_attributes(labels)
         .static_summary(summary)
         .build()
 }
