@@ -44,10 +44,11 @@ const BADGE_FUNCTION: &str = "inbox_badge";
 /// The role of the inbox's agents; every inbox read is theirs.
 const DISPATCHER: &str = "dispatcher";
 /// The subscriptions the inbox UI runs, in `hasura/subscriptions/`.
-const INBOX_SUBSCRIPTIONS: [&str; 3] = [
+const INBOX_SUBSCRIPTIONS: [&str; 4] = [
     "conversation_list.graphql",
     "thread.graphql",
     "badge.graphql",
+    "quarantine.graphql",
 ];
 const SEALED_COLUMN: &str = "provider_secrets";
 

@@ -57,6 +57,12 @@ pub async fn metrics(
     )
     .fetch_all(&app.pool)
     .await?;
+    let quarantined: Vec<(String, i64)> = sqlx::query_as(
+        "select reason, count(*) from inbound_quarantine
+          where created_at > now() - interval '24 hours' group by reason order by 1",
+    )
+    .fetch_all(&app.pool)
+    .await?;
     let identifier_problems: Vec<(String, String, i64)> = sqlx::query_as(
         "select c.kind, p.field, count(*) from contacts c, jsonb_object_keys(c.identifier_problems) as p(field)
           group by c.kind, p.field order by 1, 2",
@@ -73,6 +79,17 @@ pub async fn metrics(
         let _ = writeln!(
             out,
             "busflow_inbound_dead_letters{{provider=\"{provider}\",reason=\"{code}\"}} {count}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP busflow_inbound_quarantined_24h Inbound mail quarantined in the last 24 h (SES does not vouch for its sender), by reason."
+    );
+    let _ = writeln!(out, "# TYPE busflow_inbound_quarantined_24h gauge");
+    for (reason, count) in quarantined {
+        let _ = writeln!(
+            out,
+            "busflow_inbound_quarantined_24h{{reason=\"{reason}\"}} {count}"
         );
     }
     let _ = writeln!(

@@ -454,3 +454,161 @@ async fn an_sms_from_the_inbound_email_topic_is_refused_and_nothing_is_written()
     );
     inbox_is_empty(&app).await;
 }
+
+/// SES's verdicts on a real mail that failed DMARC (`tests/fixtures/ses/`).
+fn dmarc_failed() -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ses/inbound_received_dmarc_fail.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+}
+
+async fn quarantined_rows(app: &TestApp) -> Vec<(String, String, Option<String>, Value)> {
+    sqlx::query_as(
+        "select reason, claimed_sender, body, verdicts from inbound_quarantine
+          where tenant_id = $1 order by created_at",
+    )
+    .bind(app.tenant_id)
+    .fetch_all(&app.pool)
+    .await
+    .expect("quarantine")
+}
+
+#[tokio::test]
+async fn a_mail_in_anas_name_that_fails_dmarc_is_quarantined_and_never_joins_her_conversation() {
+    let app = email_app().await;
+    let ana = "\"Ana López\" <Ana.Lopez@Example.com>";
+    let to = app.sender();
+    // Ana writes, and her conversation is resolved.
+    let genuine = email_received(
+        "ses-genuine-1",
+        ana,
+        &to,
+        "Bicicleta en el viaje",
+        &mime_reply(ana, &to, "Bicicleta en el viaje", None),
+    );
+    let answer: Value = app
+        .post_sns(&signed_notification(&genuine))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["received"], 1, "{answer}");
+    sqlx::query("update conversations set status = 'RESOLVED' where tenant_id = $1")
+        .bind(app.tenant_id)
+        .execute(&app.pool)
+        .await
+        .expect("resolve");
+
+    // Someone else writes in her name: SES's verdicts are those of a real
+    // DMARC failure (SPF FAIL, DMARC FAIL, policy reject).
+    let real = dmarc_failed();
+    let mut spoof = email_received(
+        "ses-spoof-1",
+        ana,
+        &to,
+        "Cambie mi asiento",
+        &mime_reply(ana, &to, "Cambie mi asiento", None),
+    );
+    for verdict in [
+        "spfVerdict",
+        "dkimVerdict",
+        "dmarcVerdict",
+        "dmarcPolicy",
+        "spamVerdict",
+        "virusVerdict",
+    ] {
+        spoof["receipt"][verdict] = real["receipt"][verdict].clone();
+    }
+    let envelope = signed_notification(&spoof);
+    for _ in 0..2 {
+        let response = app.post_sns(&envelope).await;
+        assert_eq!(response.status(), 200, "SNS must not redeliver it");
+        let answer: Value = response.json().await.expect("json");
+        assert_eq!(answer["quarantined"], "DMARC_FAIL", "{answer}");
+        assert_eq!(answer["received"], 0, "{answer}");
+    }
+
+    assert_eq!(
+        app.count("select count(*) from messages").await,
+        1,
+        "only Ana's own mail is in the inbox"
+    );
+    let status: String =
+        sqlx::query_scalar("select status from conversations where tenant_id = $1")
+            .bind(app.tenant_id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("one conversation");
+    assert_eq!(status, "RESOLVED", "the spoof reopened nothing");
+    let rows = quarantined_rows(&app).await;
+    assert_eq!(
+        rows.len(),
+        1,
+        "one row however often SNS delivers: {rows:?}"
+    );
+    let (reason, claimed, body, verdicts) = &rows[0];
+    assert_eq!(reason, "DMARC_FAIL");
+    assert_eq!(claimed, "ana.lopez@example.com");
+    assert!(
+        body.as_deref().is_some_and(|b| b.contains("bicicleta")),
+        "the tenant can read what was claimed: {body:?}"
+    );
+    assert_eq!(verdicts["dmarc"], "FAIL");
+    assert_eq!(verdicts["dmarc_policy"], "reject");
+    assert!(
+        app.metrics()
+            .await
+            .contains("busflow_inbound_quarantined_24h{reason=\"DMARC_FAIL\"} 1"),
+        "counted"
+    );
+}
+
+#[tokio::test]
+async fn a_real_dmarc_failure_stored_in_s3_and_a_virus_are_quarantined_without_their_text() {
+    let app = email_app().await;
+    let to = app.sender();
+    // The real notification as SES sent it (an S3 action: no raw message),
+    // only addressed to this tenant.
+    let mut real = dmarc_failed();
+    real["mail"]["destination"] = serde_json::json!([to]);
+    real["mail"]["commonHeaders"]["to"] = serde_json::json!([to]);
+    real["receipt"]["recipients"] = serde_json::json!([to]);
+    let answer: Value = app
+        .post_sns(&signed_notification(&real))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["quarantined"], "DMARC_FAIL", "{answer}");
+
+    let ana = "Ana <ana@example.com>";
+    let mut virus = email_received(
+        "ses-virus-1",
+        ana,
+        &to,
+        "Factura",
+        &mime_reply(ana, &to, "Factura", None),
+    );
+    virus["receipt"]["virusVerdict"]["status"] = serde_json::json!("FAIL");
+    let answer: Value = app
+        .post_sns(&signed_notification(&virus))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["quarantined"], "VIRUS", "{answer}");
+
+    inbox_is_empty(&app).await;
+    let rows = quarantined_rows(&app).await;
+    let reasons: Vec<(&str, &str, bool)> = rows
+        .iter()
+        .map(|(reason, claimed, body, _)| (reason.as_str(), claimed.as_str(), body.is_some()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("DMARC_FAIL", "source@sender.com", false),
+            ("VIRUS", "ana@example.com", false)
+        ]
+    );
+}

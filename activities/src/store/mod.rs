@@ -11,6 +11,7 @@ pub mod inbox;
 pub mod messages;
 pub mod planning_view;
 pub mod platform_sms;
+pub mod quarantine;
 pub mod requests;
 pub mod templates;
 pub mod tenants;

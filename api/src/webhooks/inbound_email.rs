@@ -2,21 +2,32 @@
 //! it with an SNS action: a `Received` notification whose `content` is the
 //! raw message (UTF-8, or base64 when the action's encoding is `BASE64`).
 //!
-//! Reading it yields who wrote (the `From` header, lower-cased, with the
-//! display name), the subject, the text (see `mime`), the addresses it was
-//! delivered to (the receipt's envelope recipients first, then the header
-//! recipients: where it belongs), and the SES message ids of our own mail it
-//! replies to. SES overwrites the `Message-ID` of mail it sends with
+//! Reading it yields who the mail says wrote it (the `From` header, with
+//! the display name), the subject, the text (`mime`, through
+//! `mail-parser`), the addresses it was delivered to (the receipt's
+//! envelope recipients first, then the header recipients: where it
+//! belongs), and the SES message ids of our own mail it replies to. SES
+//! overwrites the `Message-ID` of mail it sends with
 //! `<SES-message-id@<region>.amazonses.com>` (`email.amazonses.com` in
 //! us-east-1), and our outbound rows keep that SES message id, so a reply's
 //! `In-Reply-To`/`References` lead back to the conversation.
 //!
+//! A `From` header is only a claim. SES's receipt verdicts say whether to
+//! believe it, and a mail they do not vouch for is quarantined
+//! ([`Receipt::quarantine`]), never attached to the claimed sender's
+//! conversation: a virus, spam, a failed DMARC check of the sender's own
+//! domain, or neither SPF nor DKIM passing without a DMARC pass. GRAY (the
+//! domain publishes no policy) and PROCESSING_FAILED are not failures; a
+//! receipt rule without scanning (no verdicts) quarantines nothing, so keep
+//! `ScanEnabled` on.
+//!
 //! What is stored as the message's `content` is the notification minus the
 //! raw message (up to 150 KB, attachments included) plus the attachment list.
 
-use super::mime::{self, Entity};
+use super::mime;
 use base64::Engine as _;
 use busflow_activities::identifiers::EmailAddress;
+use busflow_activities::store::quarantine::QuarantineReason;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -65,6 +76,18 @@ pub struct Receipt {
     #[serde(default)]
     pub action: ReceiptAction,
     #[serde(default)]
+    pub spf_verdict: Option<Verdict>,
+    #[serde(default)]
+    pub dkim_verdict: Option<Verdict>,
+    #[serde(default)]
+    pub dmarc_verdict: Option<Verdict>,
+    /// The sender's domain's DMARC policy (`none`, `quarantine`, `reject`),
+    /// present when its DMARC check failed.
+    #[serde(default)]
+    pub dmarc_policy: Option<String>,
+    #[serde(default)]
+    pub spam_verdict: Option<Verdict>,
+    #[serde(default)]
     pub virus_verdict: Option<Verdict>,
 }
 
@@ -77,9 +100,59 @@ pub struct ReceiptAction {
     pub encoding: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct Verdict {
-    pub status: String,
+    pub status: VerdictStatus,
+}
+
+/// One of SES's receipt verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum VerdictStatus {
+    Pass,
+    Fail,
+    /// Neither pass nor fail: e.g. the domain publishes no policy.
+    Gray,
+    ProcessingFailed,
+    /// A status this service does not know yet: not a failure.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Receipt {
+    /// Why SES's verdicts put the mail in quarantine, if they do; the most
+    /// serious reason first.
+    pub fn quarantine(&self) -> Option<QuarantineReason> {
+        let status = |verdict: &Option<Verdict>| verdict.map(|v| v.status);
+        let fails = |verdict: &Option<Verdict>| status(verdict) == Some(VerdictStatus::Fail);
+        if fails(&self.virus_verdict) {
+            Some(QuarantineReason::Virus)
+        } else if fails(&self.dmarc_verdict) {
+            Some(QuarantineReason::DmarcFail)
+        } else if fails(&self.spam_verdict) {
+            Some(QuarantineReason::Spam)
+        } else if status(&self.dmarc_verdict) != Some(VerdictStatus::Pass)
+            && fails(&self.spf_verdict)
+            && fails(&self.dkim_verdict)
+        {
+            Some(QuarantineReason::SenderNotAuthenticated)
+        } else {
+            None
+        }
+    }
+
+    /// The verdicts as kept with a quarantined mail.
+    pub fn verdicts(&self) -> Value {
+        let status = |verdict: &Option<Verdict>| verdict.map(|v| v.status);
+        json!({
+            "spf": status(&self.spf_verdict),
+            "dkim": status(&self.dkim_verdict),
+            "dmarc": status(&self.dmarc_verdict),
+            "dmarc_policy": self.dmarc_policy,
+            "spam": status(&self.spam_verdict),
+            "virus": status(&self.virus_verdict),
+        })
+    }
 }
 
 /// An email, read.
@@ -87,9 +160,11 @@ pub struct Verdict {
 pub struct ReadEmail {
     /// SES's `mail.messageId`: the dedupe key.
     pub message_id: String,
+    /// Who the `From` header names; trust it only without `quarantine`.
     pub sender: EmailAddress,
     pub sender_name: Option<String>,
     pub subject: Option<String>,
+    /// The text; empty for a mail with a virus.
     pub body: String,
     /// Lower-case, envelope recipients first, no repeats.
     pub recipients: Vec<String>,
@@ -99,9 +174,13 @@ pub struct ReadEmail {
     pub received_at: Option<DateTime<Utc>>,
     /// What the inbox keeps of the notification.
     pub content: Value,
+    /// Why SES's verdicts do not vouch for the sender, if they do not.
+    pub quarantine: Option<QuarantineReason>,
+    /// SES's verdicts, as kept with a quarantined mail.
+    pub verdicts: Value,
 }
 
-/// Why a notification was not read as an email (answered 200, logged).
+/// Why a notification was not read as an email (kept as a dead letter).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unreadable {
     #[error("a {0} notification carries no email")]
@@ -110,8 +189,6 @@ pub enum Unreadable {
     NoContent,
     #[error("the content is not valid base64")]
     BadEncoding,
-    #[error("SES found a virus")]
-    Virus,
     #[error("no readable sender address")]
     NoSender,
 }
@@ -124,40 +201,37 @@ impl SesReceived {
     }
 
     /// Reads the email; `notification` is the same document as a value (kept,
-    /// minus the raw message, as the message's content).
+    /// minus the raw message, as the message's content). A quarantined mail
+    /// needs no raw message: its headers are enough to show it.
     pub fn read(&self, notification: &Value) -> Result<ReadEmail, Unreadable> {
         if self.notification_type != "Received" {
             return Err(Unreadable::NotReceived(self.notification_type.clone()));
         }
-        if self
-            .receipt
-            .virus_verdict
-            .as_ref()
-            .is_some_and(|v| v.status.eq_ignore_ascii_case("FAIL"))
-        {
-            return Err(Unreadable::Virus);
-        }
-        let raw = self.raw_message()?;
-        let entity = Entity::parse(&raw);
-        let read = mime::read(&raw);
-
-        let from = self
-            .mail
-            .common_headers
+        let quarantine = self.receipt.quarantine();
+        let read = match self.raw_message() {
+            Ok(raw) => mime::read(&raw),
+            Err(Unreadable::NoContent) if quarantine.is_some() => mime::ReadMail::default(),
+            Err(unreadable) => return Err(unreadable),
+        };
+        let from = read
             .from
-            .first()
-            .cloned()
-            .or_else(|| entity.header("from").map(str::to_owned))
-            .ok_or(Unreadable::NoSender)?;
-        let (sender, sender_name) = parse_mailbox(&from).ok_or(Unreadable::NoSender)?;
-        let subject = self
-            .mail
-            .common_headers
-            .subject
             .clone()
-            .or_else(|| entity.header("subject").map(str::to_owned))
-            .map(|s| mime::decode_words(&s).trim().to_owned())
-            .filter(|s| !s.is_empty());
+            .or_else(|| {
+                self.mail
+                    .common_headers
+                    .from
+                    .first()
+                    .and_then(|f| mime::mailbox(f))
+            })
+            .ok_or(Unreadable::NoSender)?;
+        let sender = EmailAddress::parse(&from.address).map_err(|_| Unreadable::NoSender)?;
+        let subject = read.subject.clone().or_else(|| {
+            self.mail
+                .common_headers
+                .subject
+                .as_deref()
+                .and_then(mime::subject)
+        });
 
         let mut recipients: Vec<String> = Vec::new();
         for address in self.receipt.recipients.iter().chain(&self.mail.destination) {
@@ -167,12 +241,8 @@ impl SesReceived {
             }
         }
 
-        let mut referenced = message_ids(entity.header("in-reply-to").unwrap_or_default());
-        let mut references = message_ids(entity.header("references").unwrap_or_default());
-        references.reverse();
-        referenced.extend(references);
         let mut replies_to_ses_ids: Vec<String> = Vec::new();
-        for id in referenced.iter().filter_map(|id| ses_message_id(id)) {
+        for id in read.answers.iter().filter_map(|id| ses_message_id(id)) {
             if !replies_to_ses_ids.iter().any(|known| known == id) {
                 replies_to_ses_ids.push(id.to_owned());
             }
@@ -195,16 +265,22 @@ impl SesReceived {
                     .collect(),
             );
         }
+        let body = match quarantine {
+            Some(QuarantineReason::Virus) => String::new(),
+            _ => read.text,
+        };
         Ok(ReadEmail {
             message_id: self.mail.message_id.clone(),
             sender,
-            sender_name,
+            sender_name: from.name,
             subject,
-            body: read.text,
+            body,
             recipients,
             replies_to_ses_ids,
             received_at,
             content,
+            quarantine,
+            verdicts: self.receipt.verdicts(),
         })
     }
 
@@ -227,50 +303,12 @@ impl SesReceived {
     }
 }
 
-/// `"Ana López" <Ana@Example.com>`, `=?utf-8?Q?…?= <a@b.c>`, `a@b.c (Ana)` or
-/// `a@b.c` → the address (normalized) and the display name, if any.
-pub fn parse_mailbox(raw: &str) -> Option<(EmailAddress, Option<String>)> {
-    let raw = raw.trim();
-    let (address, name) = match (raw.rfind('<'), raw.rfind('>')) {
-        (Some(open), Some(close)) if open < close => {
-            (&raw[open + 1..close], raw[..open].trim().to_owned())
-        }
-        _ => match (raw.find('('), raw.rfind(')')) {
-            (Some(open), Some(close)) if open < close => {
-                (raw[..open].trim(), raw[open + 1..close].trim().to_owned())
-            }
-            _ => (raw, String::new()),
-        },
-    };
-    let address = EmailAddress::parse(address).ok()?;
-    let name = mime::decode_words(&mime::unquote(&name)).trim().to_owned();
-    let name = (!name.is_empty() && name != address.as_str()).then_some(name);
-    Some((address, name))
-}
-
 /// `Name <a@b.c>` → `a@b.c`; a bare address as it is.
 fn bare_address(raw: &str) -> &str {
     match (raw.rfind('<'), raw.rfind('>')) {
         (Some(open), Some(close)) if open < close => raw[open + 1..close].trim(),
         _ => raw.trim(),
     }
-}
-
-/// The `<…>` message ids of an `In-Reply-To` or `References` value, in order.
-fn message_ids(value: &str) -> Vec<&str> {
-    let mut ids = Vec::new();
-    let mut rest = value;
-    while let Some(open) = rest.find('<') {
-        let Some(len) = rest[open + 1..].find('>') else {
-            break;
-        };
-        let id = rest[open + 1..open + 1 + len].trim();
-        if !id.is_empty() {
-            ids.push(id);
-        }
-        rest = &rest[open + 1 + len + 1..];
-    }
-    ids
 }
 
 /// The SES message id in a `Message-ID` SES assigned
@@ -317,7 +355,7 @@ mod tests {
         received.read(value)
     }
 
-    const RAW: &str = "From: \"López, Ana\" <Ana.Lopez@Example.com>\r\nTo: reservas@autobuses.test\r\nSubject: Re: Tu reserva\r\nIn-Reply-To: <0100018c-aaaa-000000@email.amazonses.com>\r\nReferences: <other@mail.gmail.com>\r\n <0100018c-bbbb-000000@eu-west-1.amazonses.com>\r\n <0100018c-aaaa-000000@email.amazonses.com>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGracias, ¿y el equipaje?\r\n";
+    const RAW: &str = "From: \"López, Ana\" <Ana.Lopez@Example.com>\r\nTo: reservas@autobuses.test\r\nSubject: =?UTF-8?Q?Re:_Tu_reserva_en_Le=C3=B3n?=\r\nIn-Reply-To: <0100018c-aaaa-000000@email.amazonses.com>\r\nReferences: <other@mail.gmail.com>\r\n <0100018c-bbbb-000000@eu-west-1.amazonses.com>\r\n <0100018c-aaaa-000000@email.amazonses.com>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGracias, ¿y el equipaje?\r\n";
 
     #[test]
     fn a_received_notification_reads_as_an_email() {
@@ -362,9 +400,6 @@ mod tests {
             .expect("object")
             .remove("content");
         assert_eq!(read(&no_content), Err(Unreadable::NoContent));
-        let mut virus = notification(RAW, "UTF8");
-        virus["receipt"]["virusVerdict"]["status"] = json!("FAIL");
-        assert_eq!(read(&virus), Err(Unreadable::Virus));
         let mut nobody = notification("Subject: x\r\n\r\nbody", "UTF8");
         nobody["mail"]["commonHeaders"]["from"] = json!(["undisclosed"]);
         assert_eq!(read(&nobody), Err(Unreadable::NoSender));
@@ -391,19 +426,128 @@ mod tests {
                 "ana@example.com",
                 Some("Ana López"),
             ),
-            ("ana@example.com (Ana)", "ana@example.com", Some("Ana")),
             ("<ana@example.com>", "ana@example.com", None),
             ("Ana@Example.com", "ana@example.com", None),
         ];
         for (raw, address, name) in cases {
-            let (parsed, parsed_name) = parse_mailbox(raw).expect(raw);
+            let mut value = notification("Subject: x\r\n\r\nbody", "UTF8");
+            value["mail"]["commonHeaders"]["from"] = json!([raw]);
+            let email = read(&value).expect(raw);
             assert_eq!(
-                (parsed.as_str(), parsed_name.as_deref()),
+                (email.sender.as_str(), email.sender_name.as_deref()),
                 (address, name),
                 "{raw}"
             );
         }
-        assert!(parse_mailbox("Ana <not an address>").is_none());
+        let mut nobody = notification("Subject: x\r\n\r\nbody", "UTF8");
+        nobody["mail"]["commonHeaders"]["from"] = json!(["Ana <not an address>"]);
+        assert_eq!(read(&nobody), Err(Unreadable::NoSender));
+    }
+
+    fn fixture(name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/ses")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json")
+    }
+
+    /// Real `Received` notifications (`tests/fixtures/ses/`, with sources).
+    #[test]
+    fn the_verdicts_of_real_notifications_decide_the_quarantine() {
+        let cases = [
+            ("inbound_received_pass.json", None),
+            ("inbound_received_s3_action.json", None),
+            ("inbound_received_gray_verdicts_s3.json", None),
+            ("inbound_received_doc_sns_action.json", None),
+            (
+                "inbound_received_spam_fail.json",
+                Some(QuarantineReason::Spam),
+            ),
+            (
+                "inbound_received_dmarc_fail.json",
+                Some(QuarantineReason::DmarcFail),
+            ),
+        ];
+        for (file, reason) in cases {
+            let value = fixture(file);
+            let received: SesReceived = serde_json::from_value(value.clone()).expect(file);
+            assert_eq!(received.receipt.quarantine(), reason, "{file}");
+            if reason.is_some() {
+                // Quarantined mail needs no raw message: its headers show it.
+                let email = received.read(&value).expect(file);
+                assert_eq!(email.quarantine, reason, "{file}");
+                assert!(!email.sender.as_str().is_empty(), "{file}");
+            }
+        }
+        let passing = fixture("inbound_received_pass.json");
+        let email = read(&passing).expect("a real SNS-action mail reads");
+        assert_eq!(email.quarantine, None);
+        assert!(!email.body.is_empty());
+        let dmarc = fixture("inbound_received_dmarc_fail.json");
+        let received: SesReceived = serde_json::from_value(dmarc.clone()).expect("shape");
+        let email = received.read(&dmarc).expect("readable");
+        assert_eq!(email.verdicts["dmarc"], "FAIL");
+        assert_eq!(email.verdicts["dmarc_policy"], "reject");
+    }
+
+    #[test]
+    fn verdicts_quarantine_only_what_ses_does_not_vouch_for() {
+        use QuarantineReason::*;
+        let verdicts = |spf: &str, dkim: &str, dmarc: Option<&str>, spam: &str, virus: &str| {
+            let mut value = notification(RAW, "UTF8");
+            let receipt = &mut value["receipt"];
+            receipt["spfVerdict"] = json!({"status": spf});
+            receipt["dkimVerdict"] = json!({"status": dkim});
+            receipt["spamVerdict"] = json!({"status": spam});
+            receipt["virusVerdict"] = json!({"status": virus});
+            if let Some(dmarc) = dmarc {
+                receipt["dmarcVerdict"] = json!({"status": dmarc});
+            }
+            read(&value).expect("readable").quarantine
+        };
+        assert_eq!(verdicts("PASS", "PASS", Some("PASS"), "PASS", "PASS"), None);
+        assert_eq!(
+            verdicts("FAIL", "PASS", Some("FAIL"), "PASS", "PASS"),
+            Some(DmarcFail)
+        );
+        assert_eq!(
+            verdicts("PASS", "PASS", Some("PASS"), "FAIL", "PASS"),
+            Some(Spam)
+        );
+        assert_eq!(
+            verdicts("PASS", "PASS", Some("FAIL"), "FAIL", "FAIL"),
+            Some(Virus)
+        );
+        assert_eq!(
+            verdicts("FAIL", "FAIL", Some("GRAY"), "PASS", "PASS"),
+            Some(SenderNotAuthenticated)
+        );
+        assert_eq!(
+            verdicts("FAIL", "FAIL", None, "PASS", "PASS"),
+            Some(SenderNotAuthenticated)
+        );
+        // One of SPF or DKIM passing, with no DMARC policy to align them: kept.
+        assert_eq!(verdicts("FAIL", "PASS", Some("GRAY"), "PASS", "PASS"), None);
+        assert_eq!(verdicts("GRAY", "GRAY", Some("GRAY"), "GRAY", "GRAY"), None);
+        assert_eq!(
+            verdicts(
+                "PROCESSING_FAILED",
+                "PASS",
+                Some("PROCESSING_FAILED"),
+                "PASS",
+                "PASS"
+            ),
+            None
+        );
+        assert_eq!(
+            verdicts("PASS", "PASS", Some("SOMETHING_NEW"), "PASS", "PASS"),
+            None
+        );
+        let mut virus = notification(RAW, "UTF8");
+        virus["receipt"]["virusVerdict"]["status"] = json!("FAIL");
+        let email = read(&virus).expect("readable");
+        assert_eq!(email.quarantine, Some(Virus));
+        assert_eq!(email.body, "", "nothing of a virus mail's text is kept");
     }
 
     #[test]
@@ -415,6 +559,5 @@ mod tests {
         assert_eq!(ses_message_id("abc@us-west-2.amazonses.com"), Some("abc"));
         assert_eq!(ses_message_id("abc@mail.gmail.com"), None);
         assert_eq!(ses_message_id("abc@notamazonses.com"), None);
-        assert_eq!(message_ids(" <a@b> <c@d>\t<e@f"), vec!["a@b", "c@d"]);
     }
 }

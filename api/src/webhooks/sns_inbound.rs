@@ -37,6 +37,7 @@ use busflow_activities::store::channel_accounts::{self, AddressedAccount};
 use busflow_activities::store::dead_letters::DeadLetter;
 use busflow_activities::store::dead_letters::{self, DeadLetterCode, NewDeadLetter};
 use busflow_activities::store::inbox::{self, InboundMessage, InboundOutcome, SenderKey};
+use busflow_activities::store::quarantine::{self, NewQuarantined, QuarantineReason};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -301,6 +302,9 @@ async fn inbound_email(
         )
         .await;
     }
+    if let Some(reason) = email.quarantine {
+        return quarantined(app, &email, reason, &destinations).await;
+    }
     let mut outcomes = Vec::with_capacity(destinations.len());
     for account in destinations {
         let tenant_id = account.account.tenant_id;
@@ -330,6 +334,48 @@ async fn inbound_email(
         outcomes.push(record(app, &inbound).await?);
     }
     Ok(Json(answer(Channel::Email, &outcomes)))
+}
+
+/// A mail SES does not vouch for: kept in each tenant's quarantine, shown
+/// as such, and in no conversation. Answered 200: SNS has delivered it.
+async fn quarantined(
+    app: &Inbox<'_>,
+    email: &ReadEmail,
+    reason: QuarantineReason,
+    destinations: &[AddressedAccount],
+) -> Result<Json<Value>, ApiError> {
+    let mut kept = 0;
+    for account in destinations {
+        let mail = NewQuarantined {
+            tenant_id: account.account.tenant_id,
+            channel_account_id: account.account.id,
+            external_message_id: email.message_id.clone(),
+            reason,
+            claimed_sender: email.sender.to_string(),
+            claimed_sender_name: email.sender_name.clone(),
+            subject: email.subject.clone(),
+            body: Some(email.body.clone()).filter(|body| !body.is_empty()),
+            verdicts: email.verdicts.clone(),
+            content: email.content.clone(),
+            received_at: email.received_at,
+        };
+        if quarantine::keep(app.pool, &mail).await? {
+            kept += 1;
+        }
+        tracing::warn!(
+            tenant.id = %account.account.tenant_id,
+            channel_account.id = %account.account.id,
+            ses.message_id = %email.message_id,
+            "inbound email {} quarantined ({reason}): SES does not vouch for its sender",
+            email.message_id
+        );
+    }
+    Ok(Json(json!({
+        "channel": Channel::Email,
+        "quarantined": reason,
+        "received": 0,
+        "kept": kept,
+    })))
 }
 
 /// Where an email goes: for each tenant, the account of the first recipient
