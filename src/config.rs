@@ -230,6 +230,24 @@ pub struct ApiArgs {
     /// `/metrics` is open, for a scraper on a private network.
     #[arg(long, env = "BUSFLOW_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// A message QUEUED longer than this is stuck (`busflow_stuck_messages`);
+    /// the same setting as the worker's watchdog.
+    #[arg(long, env = "BUSFLOW_STUCK_THRESHOLD_SECS", default_value_t = 300)]
+    pub stuck_threshold_secs: u64,
+    /// A request not answered within this many seconds is dropped and
+    /// answered 503 (Hasura gives up on an action after 30 s).
+    #[arg(long, env = "BUSFLOW_REQUEST_TIMEOUT_SECS", default_value_t = 29)]
+    pub request_timeout_secs: u64,
+    /// Requests in flight at once; beyond, new ones are answered 503 at once.
+    #[arg(long, env = "BUSFLOW_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+    /// Webchat long polls waiting at once; beyond, new ones are answered 503.
+    #[arg(
+        long,
+        env = "BUSFLOW_WEBCHAT_MAX_WAITING_POLLS",
+        default_value_t = 4096
+    )]
+    pub webchat_max_waiting_polls: usize,
     #[command(flatten)]
     pub codec: CodecArgs,
 }
@@ -328,7 +346,7 @@ impl ApiArgs {
             sns_topics,
             step_deadline: Duration::from_secs(self.step_deadline_secs),
             firehose_access_key: self.firehose_access_key.clone(),
-            stuck_threshold: Duration::from_secs(300),
+            stuck_threshold: Duration::from_secs(self.stuck_threshold_secs),
             fanout_concurrency: self.fanout_concurrency,
             webchat: busflow_api::webchat::WebchatSettings {
                 token_ttl: Duration::from_secs(self.webchat_token_ttl_secs),
@@ -343,6 +361,11 @@ impl ApiArgs {
             email_verification: Default::default(),
             metrics_token: self.metrics_token.clone().filter(|t| !t.is_empty()),
             codec: self.codec.settings(None),
+            edge: busflow_api::edge::EdgeLimits {
+                request_timeout: Duration::from_secs(self.request_timeout_secs),
+                max_concurrent_requests: self.max_concurrent_requests,
+                max_waiting_polls: self.webchat_max_waiting_polls,
+            },
         })
     }
 }

@@ -33,6 +33,7 @@ use temporalio_client::schedules::{
     CreateScheduleOptions, ScheduleAction, ScheduleError, ScheduleOverlapPolicy, ScheduleSpec,
 };
 use temporalio_client::tonic;
+use temporalio_common::telemetry::TelemetryOptions;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::runtime::{
     AutoscalingOptions, PollerBehavior, RuntimeOptions, WorkflowErrorType,
@@ -215,8 +216,16 @@ pub async fn run_cached(
     max_cached_workflows: usize,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let runtime = Runtime::from_current_tokio(RuntimeOptions::default())
-        .context("creating the Temporal runtime")?;
+    let telemetry = TelemetryOptions::builder()
+        .metrics(busflow_activities::metrics::sdk_meter().context("the SDK's metrics")?)
+        .build();
+    let runtime = Runtime::from_current_tokio(
+        RuntimeOptions::builder()
+            .telemetry_options(telemetry)
+            .build()
+            .map_err(|e| anyhow::anyhow!("the Temporal runtime's options: {e}"))?,
+    )
+    .context("creating the Temporal runtime")?;
     let slots = slots_for(&pool);
     ensure_watchdog_schedule(&client, task_queue, watchdog).await?;
     ensure_template_sync_schedule(&client, task_queue).await?;

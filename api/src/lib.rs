@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod codec;
 pub mod dead_letters;
+pub mod edge;
 pub mod error;
 pub mod hasura;
 pub mod health;
@@ -50,6 +51,8 @@ pub struct ApiConfig {
     pub metrics_token: Option<String>,
     /// The codec server: who may read payloads, for which namespace and UI.
     pub codec: codec::CodecSettings,
+    /// Time, body and concurrency limits of the HTTP edge.
+    pub edge: edge::EdgeLimits,
 }
 
 /// The platform's SMS senders, and how many SMS a day a tenant may send
@@ -83,6 +86,7 @@ impl std::fmt::Debug for ApiConfig {
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
             .field("codec", &self.codec)
+            .field("edge", &self.edge)
             .finish()
     }
 }
@@ -133,66 +137,136 @@ pub fn sns_verifier() -> anyhow::Result<SnsVerifier> {
     Ok(SnsVerifier::new(Arc::new(fetcher)))
 }
 
-/// Every route of the service.
+/// Every route of the service, each with the largest body it reads, behind
+/// the edge's time and concurrency limits ([`edge`]).
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/hasura/events", post(hasura::events::receive))
-        .route("/hasura/actions", post(hasura::actions::receive))
-        .route("/hasura/cron/{name}", post(hasura::cron::receive))
+    use edge::{BodyLimit, limited};
+    let limits = state.config.edge.clone();
+    let service = Router::new()
+        .route("/healthz", limited(get(health::healthz), BodyLimit::Small))
+        .route("/readyz", limited(get(health::readyz), BodyLimit::Small))
+        .route("/metrics", limited(get(metrics::metrics), BodyLimit::Small))
+        .route(
+            "/hasura/events",
+            limited(post(hasura::events::receive), BodyLimit::Batch),
+        )
+        .route(
+            "/hasura/actions",
+            limited(post(hasura::actions::receive), BodyLimit::Command),
+        )
+        .route(
+            "/hasura/cron/{name}",
+            limited(post(hasura::cron::receive), BodyLimit::Small),
+        )
         .route(
             "/webhooks/meta/{tenant_id}",
-            get(webhooks::meta::verify).post(webhooks::meta::receive),
+            limited(
+                get(webhooks::meta::verify).post(webhooks::meta::receive),
+                BodyLimit::Batch,
+            ),
         )
-        .route("/webhooks/ses", post(webhooks::ses::receive))
-        .route("/webhooks/sns", post(webhooks::sns_inbound::receive))
-        .route("/webhooks/sms-status", post(webhooks::sms_status::receive))
+        .route(
+            "/webhooks/ses",
+            limited(post(webhooks::ses::receive), BodyLimit::Notification),
+        )
+        .route(
+            "/webhooks/sns",
+            limited(
+                post(webhooks::sns_inbound::receive),
+                BodyLimit::Notification,
+            ),
+        )
+        .route(
+            "/webhooks/sms-status",
+            limited(post(webhooks::sms_status::receive), BodyLimit::Firehose),
+        )
         .merge(webchat_routes())
-        .merge(codec_routes(&state.config.codec))
+        .merge(codec_routes(&state.config.codec));
+    let service = edge::bounded(
+        service,
+        limits.request_timeout,
+        limits.max_concurrent_requests,
+    );
+    // The long poll waits up to its own limit: a time limit above it, and a
+    // concurrency limit of its own.
+    let polls = edge::bounded(
+        webchat_poll_route(),
+        webchat::LONGEST_POLL + Duration::from_secs(10),
+        limits.max_waiting_polls,
+    );
+    service
+        .merge(polls)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(edge::errors_as_json))
         .with_state(state)
 }
 
 /// The codec server's routes, with CORS for the Web UI's origins.
 fn codec_routes(settings: &codec::CodecSettings) -> Router<Arc<AppState>> {
+    use edge::{BodyLimit, limited};
     Router::new()
-        .route("/codec/decode", post(codec::decode))
-        .route("/codec/encode", post(codec::encode))
+        .route(
+            "/codec/decode",
+            limited(post(codec::decode), BodyLimit::Batch),
+        )
+        .route(
+            "/codec/encode",
+            limited(post(codec::encode), BodyLimit::Batch),
+        )
         .layer(codec::cors(settings))
 }
 
 /// The widget's routes: called from any site that embeds it, so open to
 /// every origin (a bearer token, never a cookie, admits the visitor).
 fn webchat_routes() -> Router<Arc<AppState>> {
-    use tower_http::cors::{Any, CorsLayer};
+    use edge::{BodyLimit, limited};
     Router::new()
         .route(
             "/webchat/{tenant_id}/sessions",
-            post(webchat::start_session),
+            limited(post(webchat::start_session), BodyLimit::Small),
         )
         .route(
             "/webchat/{tenant_id}/sessions/renew",
-            post(webchat::renew_session),
+            limited(post(webchat::renew_session), BodyLimit::Small),
         )
         .route(
             "/webchat/{tenant_id}/messages",
-            get(webchat::fetch_messages).post(webchat::receive_message),
+            limited(post(webchat::receive_message), BodyLimit::Command),
         )
-        .route("/webchat/{tenant_id}/read", post(webchat::mark_read))
+        .route(
+            "/webchat/{tenant_id}/read",
+            limited(post(webchat::mark_read), BodyLimit::Small),
+        )
         .route(
             "/webchat/{tenant_id}/widget.js",
-            get(webchat::assets::widget_js),
+            limited(get(webchat::assets::widget_js), BodyLimit::Small),
         )
-        .route("/webchat/{tenant_id}/demo", get(webchat::assets::demo_page))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-                .allow_headers([
-                    axum::http::header::AUTHORIZATION,
-                    axum::http::header::CONTENT_TYPE,
-                ])
-                .max_age(Duration::from_secs(3600)),
+        .route(
+            "/webchat/{tenant_id}/demo",
+            limited(get(webchat::assets::demo_page), BodyLimit::Small),
         )
+        .layer(webchat_cors())
+}
+
+/// The visitor's long poll for new messages.
+fn webchat_poll_route() -> Router<Arc<AppState>> {
+    use edge::{BodyLimit, limited};
+    Router::new()
+        .route(
+            "/webchat/{tenant_id}/messages",
+            limited(get(webchat::fetch_messages), BodyLimit::Small),
+        )
+        .layer(webchat_cors())
+}
+
+fn webchat_cors() -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{Any, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+        ])
+        .max_age(Duration::from_secs(3600))
 }

@@ -9,7 +9,12 @@ use crate::error::ApiError;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
-use std::fmt::Write;
+use busflow_activities::metrics::encode;
+use busflow_activities::model::Provider;
+use busflow_activities::store::dead_letters::DeadLetterCode;
+use busflow_activities::store::gauges::{self, Gauges};
+use busflow_activities::store::quarantine::QuarantineReason;
+use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -29,115 +34,104 @@ pub async fn metrics(
             ));
         }
     }
-    let threshold = app.config.stuck_threshold.as_secs_f64();
-    let stuck: i64 = sqlx::query_scalar(
-        "select count(*) from messages where status = 'QUEUED' and created_at < now() - make_interval(secs => $1)",
-    )
-    .bind(threshold)
-    .fetch_one(&app.pool)
-    .await
-    .map_err(anyhow::Error::from)?;
-    let unconfirmed: i64 = sqlx::query_scalar(
-        "select count(*) from messages where status = 'SENDING' and send_claimed_at < now() - make_interval(secs => $1)",
-    )
-    .bind(threshold)
-    .fetch_one(&app.pool)
-    .await?;
-    let by_status: Vec<(String, String, String, i64)> = sqlx::query_as(
-        "select channel, direction, status, count(*) from messages
-          where created_at > now() - interval '24 hours'
-          group by channel, direction, status order by 1, 2, 3",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .map_err(anyhow::Error::from)?;
-    let dead_letters: Vec<(String, String, i64)> = sqlx::query_as(
-        "select provider, code, count(*) from inbound_dead_letters
-          where replayed_at is null group by provider, code order by 1, 2",
-    )
-    .fetch_all(&app.pool)
-    .await?;
-    let quarantined: Vec<(String, i64)> = sqlx::query_as(
-        "select reason, count(*) from inbound_quarantine
-          where created_at > now() - interval '24 hours' group by reason order by 1",
-    )
-    .fetch_all(&app.pool)
-    .await?;
-    let identifier_problems: Vec<(String, String, i64)> = sqlx::query_as(
-        "select c.kind, p.field, count(*) from contacts c, jsonb_object_keys(c.identifier_problems) as p(field)
-          group by c.kind, p.field order by 1, 2",
-    )
-    .fetch_all(&app.pool)
-    .await?;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP busflow_inbound_dead_letters Inbound messages nobody could be found for, kept for replay, by provider and reason."
+    let gauges = gauges::read(&app.pool, app.config.stuck_threshold).await?;
+    let registry = cluster_gauges(&gauges)
+        .map_err(|e| anyhow::anyhow!("registering the /metrics gauges: {e}"))?;
+    let mut out = encode(&registry.gather());
+    out.push_str(
+        &busflow_activities::metrics::global()
+            .render(&app.http)
+            .await,
     );
-    let _ = writeln!(out, "# TYPE busflow_inbound_dead_letters gauge");
-    for (provider, code, count) in dead_letters {
-        let _ = writeln!(
-            out,
-            "busflow_inbound_dead_letters{{provider=\"{provider}\",reason=\"{code}\"}} {count}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP busflow_inbound_quarantined_24h Inbound mail quarantined in the last 24 h (SES does not vouch for its sender), by reason."
-    );
-    let _ = writeln!(out, "# TYPE busflow_inbound_quarantined_24h gauge");
-    for (reason, count) in quarantined {
-        let _ = writeln!(
-            out,
-            "busflow_inbound_quarantined_24h{{reason=\"{reason}\"}} {count}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP busflow_contact_identifier_problems Contacts with a field of their source row that could not be used, by kind and field."
-    );
-    let _ = writeln!(out, "# TYPE busflow_contact_identifier_problems gauge");
-    for (kind, field, count) in identifier_problems {
-        let _ = writeln!(
-            out,
-            "busflow_contact_identifier_problems{{kind=\"{kind}\",field=\"{field}\"}} {count}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP busflow_stuck_messages Messages QUEUED for longer than the stuck threshold."
-    );
-    let _ = writeln!(out, "# TYPE busflow_stuck_messages gauge");
-    let _ = writeln!(out, "busflow_stuck_messages {stuck}");
-    let _ = writeln!(
-        out,
-        "# HELP busflow_unconfirmed_messages Messages claimed for sending longer than the stuck threshold ago whose outcome is still unknown (they may have reached the person)."
-    );
-    let _ = writeln!(out, "# TYPE busflow_unconfirmed_messages gauge");
-    let _ = writeln!(out, "busflow_unconfirmed_messages {unconfirmed}");
-    let _ = writeln!(
-        out,
-        "# HELP busflow_messages_24h Messages created in the last 24 h by channel, direction and status."
-    );
-    let _ = writeln!(out, "# TYPE busflow_messages_24h gauge");
-    for (channel, direction, status, count) in by_status {
-        let _ = writeln!(
-            out,
-            "busflow_messages_24h{{channel=\"{channel}\",direction=\"{direction}\",status=\"{status}\"}} {count}"
-        );
-    }
-    busflow_activities::metrics::global().render(&mut out);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+    Ok(([(header::CONTENT_TYPE, TEXT_FORMAT)], out))
 }
 
-/// `GET /metrics` of a worker without the API: this process's counters only.
+/// The Prometheus text format's content type.
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4";
+
+/// The scrape's Postgres gauges as a registry of their own.
+fn cluster_gauges(gauges: &Gauges) -> prometheus::Result<Registry> {
+    let registry = Registry::new();
+    let gauge = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntGaugeVec> {
+        let vec = IntGaugeVec::new(Opts::new(name, help), labels)?;
+        registry.register(Box::new(vec.clone()))?;
+        Ok(vec)
+    };
+    let dead_letters = gauge(
+        "busflow_inbound_dead_letters",
+        "Inbound messages nobody could be found for, kept for replay, by provider and reason.",
+        &["provider", "reason"],
+    )?;
+    // Every reason is reported, zero included, so alerts see a series.
+    for provider in Provider::ALL {
+        for code in DeadLetterCode::ALL {
+            dead_letters.with_label_values(&[provider.as_str(), code.as_str()]);
+        }
+    }
+    for (provider, code, count) in &gauges.dead_letters {
+        dead_letters
+            .with_label_values(&[provider, code])
+            .set(*count);
+    }
+    let quarantined = gauge(
+        "busflow_inbound_quarantined_24h",
+        "Inbound mail quarantined in the last 24 h (SES does not vouch for its sender), by reason.",
+        &["reason"],
+    )?;
+    for reason in QuarantineReason::ALL {
+        quarantined.with_label_values(&[reason.as_str()]);
+    }
+    for (reason, count) in &gauges.quarantined_24h {
+        quarantined.with_label_values(&[reason]).set(*count);
+    }
+    let identifier_problems = gauge(
+        "busflow_contact_identifier_problems",
+        "Contacts with a field of their source row that could not be used, by kind and field.",
+        &["kind", "field"],
+    )?;
+    for (kind, field, count) in &gauges.identifier_problems {
+        identifier_problems
+            .with_label_values(&[kind, field])
+            .set(*count);
+    }
+    for (name, help, value) in [
+        (
+            "busflow_stuck_messages",
+            "Messages QUEUED for longer than the stuck threshold.",
+            gauges.stuck,
+        ),
+        (
+            "busflow_unconfirmed_messages",
+            "Messages claimed for sending longer than the stuck threshold ago whose outcome is still unknown (they may have reached the person).",
+            gauges.unconfirmed,
+        ),
+    ] {
+        let single = IntGauge::with_opts(Opts::new(name, help))?;
+        single.set(value);
+        registry.register(Box::new(single))?;
+    }
+    let messages = gauge(
+        "busflow_messages_24h",
+        "Messages created in the last 24 h by channel, direction and status.",
+        &["channel", "direction", "status"],
+    )?;
+    for (channel, direction, status, count) in &gauges.messages_24h {
+        messages
+            .with_label_values(&[channel, direction, status])
+            .set(*count);
+    }
+    Ok(registry)
+}
+
+/// `GET /metrics` of a worker without the API: this process's metrics and
+/// the Temporal SDK's.
 pub fn worker_router() -> axum::Router {
+    let http = reqwest::Client::new();
     axum::Router::new().route(
         "/metrics",
-        axum::routing::get(|| async {
-            let mut out = String::new();
-            busflow_activities::metrics::global().render(&mut out);
-            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+        axum::routing::get(|| async move {
+            let out = busflow_activities::metrics::global().render(&http).await;
+            ([(header::CONTENT_TYPE, TEXT_FORMAT)], out)
         }),
     )
 }

@@ -204,6 +204,7 @@ fn serve_api(
             email_verification: Default::default(),
             metrics_token: None,
             codec: Default::default(),
+            edge: Default::default(),
         },
         busflow_api::sns_verifier()?,
     )?);

@@ -170,6 +170,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             email_verification: Default::default(),
             metrics_token: None,
             codec: dev_codec(&stack),
+            edge: Default::default(),
         },
         busflow_api::sns_verifier()?,
     )?);

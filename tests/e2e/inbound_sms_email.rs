@@ -555,10 +555,13 @@ async fn a_mail_in_anas_name_that_fails_dmarc_is_quarantined_and_never_joins_her
     );
     assert_eq!(verdicts["dmarc"], "FAIL");
     assert_eq!(verdicts["dmarc_policy"], "reject");
-    assert!(
-        app.metrics()
-            .await
-            .contains("busflow_inbound_quarantined_24h{reason=\"DMARC_FAIL\"} 1"),
+    assert_eq!(
+        app.metric(
+            "busflow_inbound_quarantined_24h",
+            &[("reason", "DMARC_FAIL")]
+        )
+        .await,
+        Some(1.0),
         "counted"
     );
 }

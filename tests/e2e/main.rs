@@ -16,7 +16,10 @@ mod hasura_events;
 mod inbound_sms_email;
 mod inbox;
 mod lifecycles;
+mod metrics;
 mod notifications;
+#[path = "../shared/ops.rs"]
+mod ops;
 mod outages;
 mod people;
 mod platform_sms;

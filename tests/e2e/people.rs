@@ -191,10 +191,14 @@ async fn a_profile_with_a_malformed_phone_is_still_reached_by_email_and_the_prob
         triggers(&story.received_by(&ana).await),
         ["booking_confirmed"]
     );
-    let metrics = story.app.metrics().await;
-    assert!(
-        metrics
-            .contains("busflow_contact_identifier_problems{kind=\"CUSTOMER\",field=\"phone\"} 1"),
-        "{metrics}"
+    assert_eq!(
+        story
+            .app
+            .metric(
+                "busflow_contact_identifier_problems",
+                &[("kind", "CUSTOMER"), ("field", "phone")]
+            )
+            .await,
+        Some(1.0)
     );
 }

@@ -62,3 +62,39 @@ async fn an_sms_receipt_from_firehose_marks_it_delivered_and_a_wrong_key_changes
         ("SMS", "DELIVERED")
     );
 }
+
+#[tokio::test]
+async fn a_firehose_delivery_over_its_bounds_is_refused_whole_and_named() {
+    let app = TestApp::spawn_with(crate::support::TestOptions {
+        start_worker: false,
+        ..Default::default()
+    })
+    .await;
+    let post = |records: serde_json::Value| {
+        app.http()
+            .post(format!("{}/webhooks/sms-status", app.base_url))
+            .header("x-amz-firehose-access-key", FIREHOSE_KEY)
+            .json(&json!({"requestId": "req-big", "timestamp": 0, "records": records}))
+            .send()
+    };
+    let empty = busflow_api::webhooks::sms_status::MAX_RECORDS + 1;
+    let too_many = post(json!(vec![json!({"data": "e30="}); empty]))
+        .await
+        .expect("POST");
+    assert_eq!(too_many.status(), 413);
+    let body: serde_json::Value = too_many.json().await.expect("json");
+    assert_eq!(body["extensions"]["code"], "TOO_MANY_RECORDS", "{body}");
+    // A record that is not what Firehose sends names its index.
+    let unreadable = post(json!([{"data": "e30="}, {"data": "not base64!"}]))
+        .await
+        .expect("POST");
+    assert_eq!(unreadable.status(), 400);
+    let body: serde_json::Value = unreadable.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("record 1"),
+        "{body}"
+    );
+}

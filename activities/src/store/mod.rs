@@ -7,6 +7,7 @@ pub mod contacts;
 pub mod conversations;
 pub mod dead_letters;
 pub mod email_domains;
+pub mod gauges;
 pub mod inbox;
 pub mod messages;
 pub mod planning_view;

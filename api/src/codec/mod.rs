@@ -103,8 +103,12 @@ async fn admit(
             format!("this codec serves namespace '{served}', not '{namespace}'"),
         ));
     }
-    let Json(body) =
-        body.map_err(|e| ApiError::bad_request("INVALID_BODY", format!("codec body: {e}")))?;
+    let Json(body) = body.map_err(|e| match e.status() {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::client(e.status(), "PAYLOAD_TOO_LARGE", format!("codec body: {e}"))
+        }
+        _ => ApiError::bad_request("INVALID_BODY", format!("codec body: {e}")),
+    })?;
     body.payloads
         .into_iter()
         .enumerate()

@@ -10,6 +10,14 @@
 //! batches of base64 records; CloudWatch Logs records are gzip-compressed
 //! `DATA_MESSAGE`s whose log events are the SNS delivery records. Records
 //! already decompressed by Firehose are accepted as well.
+//!
+//! Bounds: at most [`MAX_RECORDS`] records a delivery, each at most
+//! [`MAX_RECORD_BYTES`] once decoded and decompressed, and at most
+//! [`MAX_DELIVERY_BYTES`] decoded in all (the body itself is bounded by the
+//! route). Beyond, the delivery is refused 413 naming the bound, before
+//! anything is applied; Firehose retries it and finally backs it up to S3,
+//! so nothing is lost. A CloudWatch Logs record holds at most 1 MiB of log
+//! events, and Firehose buffers at most 5 MiB by default.
 
 use super::delivery;
 use crate::AppState;
@@ -29,6 +37,13 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 pub const ACCESS_KEY_HEADER: &str = "x-amz-firehose-access-key";
+
+/// Records one delivery may carry.
+pub const MAX_RECORDS: usize = 10_000;
+/// One record's bytes, decoded and decompressed.
+pub const MAX_RECORD_BYTES: usize = 2 * 1024 * 1024;
+/// A delivery's bytes, decoded and decompressed, all records together.
+pub const MAX_DELIVERY_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -70,11 +85,34 @@ pub async fn receive(
         )));
     }
     let request: FirehoseRequest = parse_json(&body)?;
+    if request.records.len() > MAX_RECORDS {
+        return Err(too_large(
+            "TOO_MANY_RECORDS",
+            format!(
+                "{} records in one delivery; at most {MAX_RECORDS}",
+                request.records.len()
+            ),
+        ));
+    }
     let mut receipts = Vec::new();
+    let mut decoded_bytes = 0usize;
     for (index, record) in request.records.iter().enumerate() {
-        let decoded = decode_record(&record.data).map_err(|reason| {
-            ApiError::bad_request("INVALID_RECORD", format!("record {index}: {reason}"))
+        let (decoded, size) = decode_record(&record.data).map_err(|problem| match problem {
+            RecordProblem::TooLarge => too_large(
+                "RECORD_TOO_LARGE",
+                format!("record {index} is larger than {MAX_RECORD_BYTES} bytes decoded"),
+            ),
+            RecordProblem::Unreadable(reason) => {
+                ApiError::bad_request("INVALID_RECORD", format!("record {index}: {reason}"))
+            }
         })?;
+        decoded_bytes += size;
+        if decoded_bytes > MAX_DELIVERY_BYTES {
+            return Err(too_large(
+                "DELIVERY_TOO_LARGE",
+                format!("the records are larger than {MAX_DELIVERY_BYTES} bytes decoded in all"),
+            ));
+        }
         receipts.extend(delivery_records(&decoded));
     }
     let mut applied = 0usize;
@@ -92,22 +130,40 @@ pub async fn receive(
     })))
 }
 
-/// base64 → (gunzip when compressed) → JSON.
-fn decode_record(data: &str) -> Result<Value, String> {
+fn too_large(code: &'static str, message: String) -> ApiError {
+    ApiError::client(StatusCode::PAYLOAD_TOO_LARGE, code, message)
+}
+
+/// Why a record could not be read.
+#[derive(Debug)]
+enum RecordProblem {
+    TooLarge,
+    Unreadable(String),
+}
+
+/// base64 → (gunzip when compressed) → JSON, with its decoded size; a record
+/// over [`MAX_RECORD_BYTES`] is not decompressed further.
+fn decode_record(data: &str) -> Result<(Value, usize), RecordProblem> {
     let bytes = B64
         .decode(data.trim())
-        .map_err(|_| "data is not base64".to_owned())?;
+        .map_err(|_| RecordProblem::Unreadable("data is not base64".to_owned()))?;
     let json_bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes.as_slice())
-            .take(16 * 1024 * 1024)
+            .take(MAX_RECORD_BYTES as u64 + 1)
             .read_to_end(&mut out)
-            .map_err(|_| "data is not valid gzip".to_owned())?;
+            .map_err(|_| RecordProblem::Unreadable("data is not valid gzip".to_owned()))?;
         out
     } else {
         bytes
     };
-    serde_json::from_slice(&json_bytes).map_err(|e| format!("data is not JSON: {e}"))
+    if json_bytes.len() > MAX_RECORD_BYTES {
+        return Err(RecordProblem::TooLarge);
+    }
+    let size = json_bytes.len();
+    serde_json::from_slice(&json_bytes)
+        .map(|value| (value, size))
+        .map_err(|e| RecordProblem::Unreadable(format!("data is not JSON: {e}")))
 }
 
 /// The SNS delivery records inside one decoded Firehose record: a CloudWatch
@@ -217,7 +273,7 @@ mod tests {
                             "status": "SUCCESS"});
         let batch = json!({"messageType": "DATA_MESSAGE", "logGroup": "sns/us-east-1/123/DirectPublishToPhoneNumber",
                            "logEvents": [{"id": "1", "timestamp": 1, "message": record.to_string()}]});
-        let decoded = decode_record(&gzip(&batch)).expect("decodes");
+        let (decoded, _) = decode_record(&gzip(&batch)).expect("decodes");
         let records = delivery_records(&decoded);
         assert_eq!(records.len(), 1);
         let callback = records[0].to_callback().expect("tracked");
@@ -227,14 +283,14 @@ mod tests {
         );
 
         let control = json!({"messageType": "CONTROL_MESSAGE", "logEvents": []});
-        assert!(delivery_records(&decode_record(&gzip(&control)).expect("decodes")).is_empty());
+        assert!(delivery_records(&decode_record(&gzip(&control)).expect("decodes").0).is_empty());
     }
 
     #[test]
     fn a_failure_keeps_the_carrier_response() {
         let plain = B64.encode(json!({"notification": {"messageId": "sms-2"},
             "delivery": {"providerResponse": "Unknown error attempting to reach phone"}, "status": "FAILURE"}).to_string());
-        let records = delivery_records(&decode_record(&plain).expect("plain JSON record"));
+        let records = delivery_records(&decode_record(&plain).expect("plain JSON record").0);
         let callback = records[0].to_callback().expect("tracked");
         assert_eq!(callback.status, MessageStatus::Failed);
         assert_eq!(
@@ -242,5 +298,18 @@ mod tests {
             Some("SMS not delivered: Unknown error attempting to reach phone")
         );
         assert!(decode_record("!!!").is_err());
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_not_decompressed_past_the_record_bound() {
+        // 64 MiB of zeros compress to about 64 KiB.
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b'0'; 1024 * 1024];
+        for _ in 0..64 {
+            encoder.write_all(&zeros).expect("gzip");
+        }
+        let bomb = B64.encode(encoder.finish().expect("gzip"));
+        assert!(bomb.len() < 1024 * 1024);
+        assert!(matches!(decode_record(&bomb), Err(RecordProblem::TooLarge)));
     }
 }

@@ -11,8 +11,13 @@
 //!   (`sns.<region>.amazonaws.com[.cn]`, see [`is_allowed_cert_url`]), and the
 //!   URL is checked before anything is fetched. The TLS connection to AWS is
 //!   what makes the certificate trustworthy; its own chain is not checked.
-//! - Public keys are cached per certificate URL for the verifier's lifetime;
-//!   failures are not cached, so a transient fetch error costs one retry.
+//! - Public keys are cached per certificate URL for the verifier's lifetime.
+//!   A fetch that failed (or fetched no usable certificate) is remembered
+//!   for [`FAILED_FETCH_TTL`]: envelopes naming that URL are refused without
+//!   fetching again. And at most [`NEW_CERT_FETCHES_PER_MINUTE`] URLs not
+//!   yet known are fetched a minute: an unsigned flood naming ever new URLs
+//!   costs a handful of fetches, not one per request. SNS redelivers what
+//!   was refused, so a genuine new certificate is only delayed.
 //! - A subscription is confirmed ([`confirm_subscription`]) only by a GET to a
 //!   `SubscribeURL` on an SNS endpoint, after the confirmation was verified.
 
@@ -20,11 +25,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use url::{Host, Url};
 use x509_parser::public_key::PublicKey;
 
@@ -36,6 +41,13 @@ pub const CERT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// SNS certificates are about 2 KiB; anything much larger is not one.
 const MAX_CERT_BYTES: usize = 64 * 1024;
+
+/// How long a certificate URL whose fetch failed is refused without a new
+/// fetch.
+pub const FAILED_FETCH_TTL: Duration = Duration::from_secs(300);
+
+/// How many certificate URLs not yet cached are fetched a minute, at most.
+pub const NEW_CERT_FETCHES_PER_MINUTE: usize = 10;
 
 /// SNS uses a handful of certificates at a time; the bound only matters if
 /// someone makes us fetch many distinct (still AWS-hosted) URLs.
@@ -214,6 +226,10 @@ pub enum SnsVerifyError {
     UntrustedCertUrl(String),
     #[error("could not fetch the SNS signing certificate: {0}")]
     CertFetch(String),
+    #[error("the SNS signing certificate {0} failed to fetch lately; not fetched again yet")]
+    CertFetchFailedLately(String),
+    #[error("too many new SNS signing certificates this minute; {0} not fetched")]
+    CertFetchBudgetSpent(String),
     #[error("the SNS signing certificate is not a PEM X.509 certificate with an RSA key")]
     BadCertificate,
     #[error("the SNS Signature field is not valid base64")]
@@ -297,7 +313,41 @@ pub struct SnsVerifier {
     fetcher: Arc<dyn CertFetcher>,
     /// Certificate URL → DER `RSAPublicKey` of that certificate.
     keys: Mutex<HashMap<String, Arc<[u8]>>>,
+    /// What was fetched lately: failures, and the budget of new fetches.
+    fetches: Mutex<FetchHistory>,
     allowed_topics: Vec<String>,
+}
+
+/// The certificate fetches of the last minutes.
+#[derive(Debug, Default)]
+struct FetchHistory {
+    /// Certificate URL → when its fetch failed.
+    failed: HashMap<String, Instant>,
+    /// When each fetch of the last minute started.
+    recent: VecDeque<Instant>,
+}
+
+impl FetchHistory {
+    /// Whether `url` may be fetched now; if so, the fetch is counted.
+    fn admit(&mut self, url: &str, now: Instant) -> Result<(), SnsVerifyError> {
+        self.failed
+            .retain(|_, at| now.duration_since(*at) < FAILED_FETCH_TTL);
+        if self.failed.contains_key(url) {
+            return Err(SnsVerifyError::CertFetchFailedLately(url.to_owned()));
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(60))
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= NEW_CERT_FETCHES_PER_MINUTE {
+            return Err(SnsVerifyError::CertFetchBudgetSpent(url.to_owned()));
+        }
+        self.recent.push_back(now);
+        Ok(())
+    }
 }
 
 impl SnsVerifier {
@@ -307,6 +357,7 @@ impl SnsVerifier {
         Self {
             fetcher,
             keys: Mutex::new(HashMap::new()),
+            fetches: Mutex::new(FetchHistory::default()),
             allowed_topics: Vec::new(),
         }
     }
@@ -350,10 +401,22 @@ impl SnsVerifier {
         if let Some(key) = self.lock_keys().get(cert_url) {
             return Ok(Arc::clone(key));
         }
+        self.lock_fetches().admit(cert_url, Instant::now())?;
         // The lock is not held across the fetch: two first verifications may
         // both fetch, which is harmless.
-        let pem = self.fetcher.fetch(cert_url).await?;
-        let key = rsa_public_key_from_pem(&pem)?;
+        let fetched = match self.fetcher.fetch(cert_url).await {
+            Ok(pem) => rsa_public_key_from_pem(&pem),
+            Err(e) => Err(e),
+        };
+        let key = match fetched {
+            Ok(key) => key,
+            Err(e) => {
+                self.lock_fetches()
+                    .failed
+                    .insert(cert_url.to_owned(), Instant::now());
+                return Err(e);
+            }
+        };
         let mut keys = self.lock_keys();
         if keys.len() >= MAX_CACHED_KEYS {
             keys.clear();
@@ -365,6 +428,10 @@ impl SnsVerifier {
     fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<[u8]>>> {
         // A panic cannot leave the map half-updated, so a poisoned lock is fine.
         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_fetches(&self) -> std::sync::MutexGuard<'_, FetchHistory> {
+        self.fetches.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -712,19 +779,66 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_bad_certificate_is_refused_and_not_cached() {
+    async fn a_bad_certificate_is_refused_and_not_fetched_again_for_a_while() {
         let fetcher = Arc::new(StaticCertFetcher::new(
             b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec(),
         ));
         let verifier = SnsVerifier::new(fetcher.clone());
         let envelope = signed(ses_delivery());
-        for _ in 0..2 {
+        assert!(matches!(
+            verifier.verify(&envelope).await,
+            Err(SnsVerifyError::BadCertificate)
+        ));
+        for _ in 0..5 {
             assert!(matches!(
                 verifier.verify(&envelope).await,
-                Err(SnsVerifyError::BadCertificate)
+                Err(SnsVerifyError::CertFetchFailedLately(_))
             ));
         }
-        assert_eq!(fetcher.fetch_count(), 2);
+        assert_eq!(fetcher.fetch_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_flood_naming_ever_new_certificates_costs_a_handful_of_fetches() {
+        let fetcher = Arc::new(StaticCertFetcher::new(b"not a certificate".to_vec()));
+        let verifier = SnsVerifier::new(fetcher.clone());
+        let mut refused_unfetched = 0;
+        for n in 0..100 {
+            let mut envelope = ses_delivery();
+            envelope.signing_cert_url =
+                format!("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-{n}.pem");
+            match verifier.verify(&signed(envelope)).await {
+                Err(SnsVerifyError::CertFetchBudgetSpent(_)) => refused_unfetched += 1,
+                Err(SnsVerifyError::BadCertificate) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(fetcher.fetch_count(), NEW_CERT_FETCHES_PER_MINUTE);
+        assert_eq!(refused_unfetched, 100 - NEW_CERT_FETCHES_PER_MINUTE);
+    }
+
+    #[test]
+    fn a_failed_fetch_is_forgotten_after_its_time_and_the_budget_refills() {
+        let mut history = FetchHistory::default();
+        let start = Instant::now();
+        history.admit("a", start).expect("first fetch");
+        history.failed.insert("a".to_owned(), start);
+        assert!(history.admit("a", start + Duration::from_secs(1)).is_err());
+        history
+            .admit("a", start + FAILED_FETCH_TTL)
+            .expect("fetched again once the failure is old");
+        for n in 0..NEW_CERT_FETCHES_PER_MINUTE - 1 {
+            history
+                .admit(&format!("u{n}"), start + FAILED_FETCH_TTL)
+                .expect("within the budget");
+        }
+        assert!(matches!(
+            history.admit("over", start + FAILED_FETCH_TTL),
+            Err(SnsVerifyError::CertFetchBudgetSpent(_))
+        ));
+        history
+            .admit("later", start + FAILED_FETCH_TTL + Duration::from_secs(60))
+            .expect("a minute later the budget refilled");
     }
 
     #[test]

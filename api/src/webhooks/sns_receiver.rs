@@ -41,7 +41,9 @@ pub async fn accept(
     })?;
     require_topic(app, &envelope, feeds)?;
     app.sns.verify(&envelope).await.map_err(|e| match e {
-        SnsVerifyError::CertFetch(_) => {
+        SnsVerifyError::CertFetch(_)
+        | SnsVerifyError::CertFetchFailedLately(_)
+        | SnsVerifyError::CertFetchBudgetSpent(_) => {
             ApiError::unavailable("SNS_CERT_UNAVAILABLE", e.to_string())
         }
         other => ApiError::unauthorized(format!("SNS signature rejected: {other}")),

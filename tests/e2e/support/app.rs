@@ -71,6 +71,8 @@ pub struct TestOptions {
     pub email_verification: busflow_activities::email_domains::VerifyPatience,
     /// The bearer token `/metrics` requires.
     pub metrics_token: Option<String>,
+    /// The HTTP edge's limits.
+    pub edge: busflow_api::edge::EdgeLimits,
     /// Who the codec server admits (default: the bearer `CODEC_TOKEN`).
     pub codec: busflow_api::codec::CodecSettings,
 }
@@ -109,6 +111,7 @@ impl Default for TestOptions {
             codec: test_codec(),
             email_verification: Default::default(),
             metrics_token: None,
+            edge: Default::default(),
         }
     }
 }
@@ -240,6 +243,7 @@ impl TestApp {
                     email_verification: options.email_verification,
                     metrics_token: options.metrics_token.clone(),
                     codec: options.codec.clone(),
+                    edge: options.edge.clone(),
                 },
                 sns,
             )
@@ -699,6 +703,12 @@ impl TestApp {
             .expect("metrics text")
     }
 
+    /// The value of the series `name` with exactly `labels` (any order) in
+    /// the API's `GET /metrics`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        sample(&self.metrics().await, name, labels)
+    }
+
     /// Everything moto recorded as sent (`ses.Message`, `sns.SMS`).
     pub async fn provider_record(&self) -> Value {
         self.http
@@ -1051,4 +1061,28 @@ pub fn account_id(answer: &Value) -> busflow_activities::model::ChannelAccountId
             .and_then(|id| id.parse().ok())
             .unwrap_or_else(|| panic!("no channel_account_id in {answer}")),
     )
+}
+
+/// The value of the series `name{labels}` in a Prometheus text exposition,
+/// whatever the order of its labels (label values without `,` or `"`).
+pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    wanted.sort();
+    exposition.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, series_labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.strip_suffix('}')?),
+            None => (series, ""),
+        };
+        if series_name != name {
+            return None;
+        }
+        let mut have: Vec<String> = series_labels
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        have.sort();
+        (have == wanted).then(|| value.parse().ok()).flatten()
+    })
 }
