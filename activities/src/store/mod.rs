@@ -5,6 +5,7 @@
 pub mod channel_accounts;
 pub mod contacts;
 pub mod conversations;
+pub mod databases;
 pub mod dead_letters;
 pub mod email_domains;
 pub mod inbox;
@@ -12,6 +13,7 @@ pub mod messages;
 pub mod planning_view;
 pub mod platform_sms;
 pub mod quarantine;
+pub mod rate_limits;
 pub mod requests;
 pub mod templates;
 pub mod tenants;
@@ -39,4 +41,10 @@ pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool,
         .test_before_acquire(false)
         .connect(database_url)
         .await
+}
+
+/// Whether Postgres answers a query on this pool (readiness).
+pub async fn ping(pool: &PgPool) -> sqlx::Result<()> {
+    sqlx::query_scalar!("select 1").fetch_one(pool).await?;
+    Ok(())
 }
