@@ -1,6 +1,12 @@
-//! Postgres access, one module per table. Every query takes the tenant id and
-//! filters by it: a query that forgets the tenant cannot be written through
-//! these functions.
+//! Postgres access, one module per table: all of the service's SQL but
+//! `/metrics`' (`busflow_api::metrics`). Every query of a tenant's rows takes
+//! the tenant id and filters by it: a query that forgets the tenant cannot be
+//! written through these functions; the few that read across tenants
+//! (webhook routing, sweeps, key rotation) return each row's tenant.
+//!
+//! Queries are `sqlx::query!`, `query_as!` and `query_scalar!`, checked at
+//! build time against the offline data in `.sqlx/` (see the README); the
+//! only SQL built at run time names a database ([`databases`]).
 
 pub mod channel_accounts;
 pub mod contacts;
