@@ -2,6 +2,7 @@
 //! say in one line what to do when Postgres does not answer.
 
 use anyhow::Context;
+use busflow_activities::store::databases;
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// Connects the pool, or fails with one line that names the fix.
@@ -17,14 +18,8 @@ pub async fn ensure_database(database_url: &str) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect(&format!("{server_url}/postgres"))
         .await
         .map_err(|e| unreachable_postgres(database_url, &e))?;
-    let exists: bool =
-        sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut conn)
-            .await?;
-    if !exists {
-        let create = format!("create database \"{}\"", name.replace('"', "\"\""));
-        match sqlx::query(&create).execute(&mut conn).await {
+    if !databases::exists(&mut conn, &name).await? {
+        match databases::create(&mut conn, &name).await {
             Ok(_) => tracing::info!("created database {name}"),
             // Another process created it between our check and our create.
             Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04") => {}

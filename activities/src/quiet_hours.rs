@@ -16,14 +16,6 @@ pub async fn send_windows_open(
     tenant_id: TenantId,
     contact_ids: &[ContactId],
 ) -> sqlx::Result<std::collections::HashMap<ContactId, DateTime<Utc>>> {
-    let closed: Vec<(ContactId, DateTime<Utc>)> = sqlx::query_as(
-        "select c.id, w.opens
-           from unnest($2::uuid[]) as c(id), send_window_opens($1, c.id) as w(opens)
-          where w.opens is not null",
-    )
-    .bind(tenant_id)
-    .bind(contact_ids.iter().map(|c| c.0).collect::<Vec<_>>())
-    .fetch_all(pool)
-    .await?;
+    let closed = crate::store::contacts::send_windows_opening(pool, tenant_id, contact_ids).await?;
     Ok(closed.into_iter().collect())
 }

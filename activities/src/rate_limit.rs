@@ -1,5 +1,6 @@
 //! Per-tenant send-rate limits, checked before every provider call and shared
-//! by every worker through Postgres (`rate_limit_take`, a GCRA over
+//! by every worker through Postgres (`crate::store::rate_limits`:
+//! `rate_limit_take`, a GCRA over
 //! `rate_limit_buckets`, one statement per send; a fan-out round books a
 //! group of sends in one, `rate_limit_reserve_many`).
 //!
@@ -24,7 +25,7 @@ pub struct Bucket {
 }
 
 /// A channel account's limits as configured (NULL columns = defaults).
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 pub struct AccountLimits {
     pub max_send_rate: Option<f64>,
     pub send_burst: Option<i32>,
@@ -115,14 +116,7 @@ pub async fn take(
     if buckets.is_empty() {
         return Ok(None);
     }
-    let wait: f64 = sqlx::query_scalar("select rate_limit_take($1, $2, $3, $4, $5)")
-        .bind(tenant_id)
-        .bind(buckets.iter().map(|b| b.key.clone()).collect::<Vec<_>>())
-        .bind(buckets.iter().map(|b| b.per_second).collect::<Vec<_>>())
-        .bind(buckets.iter().map(|b| b.burst).collect::<Vec<_>>())
-        .bind(buckets.iter().map(|b| b.cost).collect::<Vec<_>>())
-        .fetch_one(pool)
-        .await?;
+    let wait = crate::store::rate_limits::take(pool, tenant_id, buckets).await?;
     Ok(positive(wait))
 }
 
@@ -186,16 +180,8 @@ pub async fn reserve_many(
     if booking.is_empty() {
         return Ok(booked);
     }
-    let waits: Vec<f64> =
-        sqlx::query_scalar("select rate_limit_reserve_many($1, $2, $3, $4, $5, $6, $7)")
-            .bind(tenant_id)
-            .bind(rows.iter().map(|(n, _)| *n).collect::<Vec<_>>())
-            .bind(rows.iter().map(|(_, b)| b.key.clone()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|(_, b)| b.per_second).collect::<Vec<_>>())
-            .bind(rows.iter().map(|(_, b)| b.burst).collect::<Vec<_>>())
-            .bind(rows.iter().map(|(_, b)| b.cost).collect::<Vec<_>>())
-            .bind(longest_wait.as_secs_f64())
-            .fetch_one(pool)
+    let waits =
+        crate::store::rate_limits::reserve_many(pool, tenant_id, &rows, longest_wait.as_secs_f64())
             .await?;
     anyhow::ensure!(
         waits.len() == booking.len(),
@@ -232,13 +218,14 @@ async fn tier_wait(
     if send.channel != Channel::WhatsApp || !send.business_initiated {
         return Ok(None);
     }
-    let wait: f64 = sqlx::query_scalar("select whatsapp_tier_take($1, $2, $3, $4)")
-        .bind(send.tenant_id)
-        .bind(send.account_id)
-        .bind(send.contact_id)
-        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
-        .fetch_one(pool)
-        .await?;
+    let wait = crate::store::rate_limits::tier_take(
+        pool,
+        send.tenant_id,
+        send.account_id,
+        send.contact_id,
+        i32::try_from(limit).unwrap_or(i32::MAX),
+    )
+    .await?;
     Ok(positive(wait))
 }
 

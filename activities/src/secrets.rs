@@ -5,7 +5,7 @@
 
 use crate::crypto::{CryptoError, KeyRing, SealedSecret};
 use crate::model::{ChannelAccountId, TenantId};
-use crate::store::channel_accounts::{ChannelAccount, secret_context};
+use crate::store::channel_accounts::{self, ChannelAccount, secret_context};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::types::Json;
@@ -90,14 +90,7 @@ pub async fn store(
     secrets: &ProviderSecrets,
 ) -> Result<(), SecretsError> {
     let sealed = seal(keys, tenant_id, account_id, secrets)?;
-    sqlx::query(
-        "update channel_accounts set provider_secrets = $3, updated_at = now() where tenant_id = $1 and id = $2",
-    )
-    .bind(tenant_id)
-    .bind(account_id)
-    .bind(Json(&sealed))
-    .execute(pool)
-    .await?;
+    channel_accounts::set_secrets(pool, tenant_id, account_id, &sealed).await?;
     Ok(())
 }
 
@@ -113,14 +106,7 @@ pub async fn modify<T>(
     change: impl FnOnce(&mut ProviderSecrets) -> T,
 ) -> Result<Option<T>, SecretsError> {
     let mut tx = pool.begin().await?;
-    let sealed: Option<Option<Json<SealedSecret>>> = sqlx::query_scalar(
-        "select provider_secrets from channel_accounts where tenant_id = $1 and id = $2 for update",
-    )
-    .bind(tenant_id)
-    .bind(account_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(sealed) = sealed else {
+    let Some(sealed) = channel_accounts::lock_secrets(&mut tx, tenant_id, account_id).await? else {
         return Ok(None);
     };
     let mut secrets = match sealed {
@@ -134,14 +120,7 @@ pub async fn modify<T>(
     };
     let result = change(&mut secrets);
     let resealed = seal(keys, tenant_id, account_id, &secrets)?;
-    sqlx::query(
-        "update channel_accounts set provider_secrets = $3, updated_at = now() where tenant_id = $1 and id = $2",
-    )
-    .bind(tenant_id)
-    .bind(account_id)
-    .bind(Json(&resealed))
-    .execute(&mut *tx)
-    .await?;
+    channel_accounts::set_secrets(&mut *tx, tenant_id, account_id, &resealed).await?;
     tx.commit().await?;
     Ok(Some(result))
 }
@@ -150,23 +129,13 @@ pub async fn modify<T>(
 /// Each account is re-sealed in its own short transaction with a row lock, so
 /// a concurrent writer is never overwritten with stale secrets.
 pub async fn rotate(pool: &PgPool, keys: &KeyRing) -> Result<usize, SecretsError> {
-    let stale: Vec<(TenantId, ChannelAccountId)> = sqlx::query_as(
-        "select tenant_id, id from channel_accounts
-          where provider_secrets is not null and provider_secrets ->> 'kid' <> $1",
-    )
-    .bind(keys.active_kid())
-    .fetch_all(pool)
-    .await?;
+    let stale = channel_accounts::sealed_under_other_keys(pool, keys.active_kid()).await?;
     let mut moved = 0;
     for (tenant_id, account_id) in stale {
         let mut tx = pool.begin().await?;
-        let sealed: Option<Json<SealedSecret>> = sqlx::query_scalar(
-            "select provider_secrets from channel_accounts where tenant_id = $1 and id = $2 for update",
-        )
-        .bind(tenant_id)
-        .bind(account_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let sealed = channel_accounts::lock_secrets(&mut tx, tenant_id, account_id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
         let Some(Json(sealed)) = sealed.filter(|Json(s)| keys.is_stale(s)) else {
             continue;
         };
@@ -176,12 +145,7 @@ pub async fn rotate(pool: &PgPool, keys: &KeyRing) -> Result<usize, SecretsError
         let resealed = keys
             .seal(&plaintext, &secret_context(tenant_id, account_id))
             .map_err(|e| SecretsError::Crypto(account_id, e))?;
-        sqlx::query("update channel_accounts set provider_secrets = $3, updated_at = now() where tenant_id = $1 and id = $2")
-            .bind(tenant_id)
-            .bind(account_id)
-            .bind(Json(&resealed))
-            .execute(&mut *tx)
-            .await?;
+        channel_accounts::set_secrets(&mut *tx, tenant_id, account_id, &resealed).await?;
         tx.commit().await?;
         moved += 1;
     }

@@ -37,7 +37,7 @@ pub struct SweepReport {
     pub alerted: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StuckMessage {
     pub tenant_id: TenantId,
     pub message_id: MessageId,
@@ -69,14 +69,9 @@ impl WatchdogActivities {
         _ctx: ActivityContext,
         input: SweepInput,
     ) -> Result<SweepReport, ActivityError> {
-        let queued: Vec<StuckMessage> = sqlx::query_as(
-            "select tenant_id, id as message_id, coalesce(batch_workflow_id, workflow_id) as workflow_id from messages
-              where status = 'QUEUED' and created_at < now() - make_interval(secs => $1)
-              order by created_at limit 500",
-        )
-        .bind(input.threshold_secs as f64)
-        .fetch_all(&self.pool)
-        .await?;
+        let queued =
+            crate::store::messages::queued_longer_than(&self.pool, input.threshold_secs as f64)
+                .await?;
         let mut report = SweepReport::default();
         for message in queued {
             let ended = self.owner_ended(&message).await?;
@@ -107,14 +102,9 @@ impl WatchdogActivities {
                 }
             }
         }
-        let claimed: Vec<StuckMessage> = sqlx::query_as(
-            "select tenant_id, id as message_id, coalesce(batch_workflow_id, workflow_id) as workflow_id from messages
-              where status = 'SENDING' and send_claimed_at < now() - make_interval(secs => $1)
-              order by send_claimed_at limit 500",
-        )
-        .bind(input.threshold_secs as f64)
-        .fetch_all(&self.pool)
-        .await?;
+        let claimed =
+            crate::store::messages::claimed_longer_than(&self.pool, input.threshold_secs as f64)
+                .await?;
         for message in claimed {
             let ended = self.owner_ended(&message).await?;
             if let Some(how) = ended {

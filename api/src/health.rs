@@ -14,10 +14,7 @@ pub async fn healthz() -> Json<Value> {
 
 /// Postgres and Temporal both answer.
 pub async fn readyz(State(app): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
-    let postgres = sqlx::query_scalar::<_, i32>("select 1")
-        .fetch_one(&app.pool)
-        .await
-        .is_ok();
+    let postgres = busflow_activities::store::ping(&app.pool).await.is_ok();
     let temporal = app.temporal.client().await.is_ok();
     let status = if postgres && temporal {
         StatusCode::OK

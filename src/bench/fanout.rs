@@ -18,6 +18,7 @@ use super::stack::Stack;
 use super::tenants;
 use anyhow::Context;
 use busflow_activities::model::TenantId;
+use busflow_activities::store::messages;
 use busflow_workflows::names::{fanout_workflow_id, search_attributes, workflow_types};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -72,15 +73,9 @@ pub async fn ours(
     let posted_at = Utc::now();
     let mut reported = Instant::now();
     let (done, failed, timed_out) = loop {
-        let (done, failed): (i64, i64) = sqlx::query_as(
-            "select count(*) filter (where status in ('DELIVERED', 'READ')),
-                    count(*) filter (where status = 'FAILED')
-               from messages where tenant_id = $1 and trigger_event = 'trip_delayed'",
-        )
-        .bind(tenant)
-        .fetch_one(&stack.pool)
-        .await
-        .context("counting the fan-out's messages")?;
+        let (done, failed) = messages::bench_fanout_outcomes(&stack.pool, tenant)
+            .await
+            .context("counting the fan-out's messages")?;
         let (done, failed) = (done as usize, failed as usize);
         if done + failed >= recipients {
             break (done, failed, false);
@@ -102,17 +97,9 @@ pub async fn ours(
     }
     let cpu = meter.finish();
     let round_trips = stack.counter.read() - round_trips_before;
-    let times: Vec<DateTime<Utc>> = sqlx::query_scalar(
-        "select min(d.received_at)
-           from messages m join delivery_callbacks d
-             on d.tenant_id = m.tenant_id and d.message_id = m.id and d.status in ('DELIVERED', 'READ')
-          where m.tenant_id = $1 and m.trigger_event = 'trip_delayed'
-          group by m.id",
-    )
-    .bind(tenant)
-    .fetch_all(&stack.pool)
-    .await
-    .context("reading the fan-out's delivery times")?;
+    let times = messages::bench_fanout_receipts(&stack.pool, tenant)
+        .await
+        .context("reading the fan-out's delivery times")?;
     Ok(FanoutRun {
         recipients,
         done,
@@ -180,26 +167,12 @@ pub async fn floor(stack: &Stack, recipients: usize) -> anyhow::Result<FanoutRun
     let sent: Vec<anyhow::Result<()>> = futures::stream::iter((0..recipients).map(|i| {
         let pool = &pool;
         async move {
-            let id: Uuid = sqlx::query_scalar(
-                "insert into messages (tenant_id, direction, channel, workflow_id, trigger_event, body)
-                 values ($1, 'OUTBOUND', 'WHATSAPP', $2, 'trip_delayed', $3) returning id",
-            )
-            .bind(tenant)
-            .bind(format!("fanout-floor/{i}"))
-            .bind(body)
-            .fetch_one(pool)
-            .await
-            .context("inserting a floor message")?;
-            sqlx::query(
-                "update messages set status = 'SENT', sent_at = now(), external_message_id = $3, updated_at = now()
-                  where tenant_id = $1 and id = $2",
-            )
-            .bind(tenant)
-            .bind(id)
-            .bind(format!("wamid.floor-{id}"))
-            .execute(pool)
-            .await
-            .context("marking a floor message SENT")?;
+            let id = messages::insert_bench_floor(pool, tenant, &format!("fanout-floor/{i}"), body)
+                .await
+                .context("inserting a floor message")?;
+            messages::mark_bench_floor_sent(pool, tenant, id, &format!("wamid.floor-{id}"))
+                .await
+                .context("marking a floor message SENT")?;
             Ok(())
         }
     }))

@@ -19,6 +19,7 @@ use super::stats::Latency;
 use super::tenants;
 use anyhow::Context;
 use busflow_activities::model::{ContactId, TenantId};
+use busflow_activities::store::messages::{self, MessageTimes};
 use busflow_workflows::names::{notification_workflow_id, search_attributes, workflow_types};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
@@ -274,18 +275,10 @@ async fn wait_until_done(
         .map(|s| (*s).to_owned())
         .collect();
     loop {
-        let (done, failed, reason): (i64, i64, Option<String>) = sqlx::query_as(
-            "select count(*) filter (where status = any($3)),
-                    count(*) filter (where status = 'FAILED'),
-                    min(failed_reason)
-               from messages where tenant_id = $1 and workflow_id = any($2)",
-        )
-        .bind(tenant)
-        .bind(workflows)
-        .bind(&done_statuses)
-        .fetch_one(&stack.pool)
-        .await
-        .context("counting done messages")?;
+        let (done, failed, reason) =
+            messages::bench_outcomes(&stack.pool, tenant, workflows, &done_statuses)
+                .await
+                .context("counting done messages")?;
         anyhow::ensure!(
             failed == 0,
             "{failed} message(s) FAILED on the {} path: {}",
@@ -304,34 +297,15 @@ async fn wait_until_done(
     }
 }
 
-/// When each message became SENT and DELIVERED. DELIVERED is when our API
-/// received the receipt (`delivery_callbacks.received_at`): the message's
-/// own `delivered_at` is Meta's timestamp, in whole seconds.
-#[derive(Debug, sqlx::FromRow)]
-struct MessageTimes {
-    workflow_id: String,
-    sent_at: Option<DateTime<Utc>>,
-    delivered_at: Option<DateTime<Utc>>,
-}
-
+/// When each message became SENT and DELIVERED ([`MessageTimes`]).
 async fn message_times(
     stack: &Stack,
     tenant: TenantId,
     workflows: &[String],
 ) -> anyhow::Result<Vec<MessageTimes>> {
-    sqlx::query_as(
-        "select m.workflow_id, m.sent_at,
-                (select min(d.received_at) from delivery_callbacks d
-                  where d.tenant_id = m.tenant_id and d.message_id = m.id
-                    and d.status in ('DELIVERED', 'READ')) as delivered_at
-           from messages m
-          where m.tenant_id = $1 and m.workflow_id = any($2)",
-    )
-    .bind(tenant)
-    .bind(workflows)
-    .fetch_all(&stack.pool)
-    .await
-    .context("reading the messages' times")
+    messages::bench_times(&stack.pool, tenant, workflows)
+        .await
+        .context("reading the messages' times")
 }
 
 /// Waits (bounded) until the run's work is over: its workflows closed and,
@@ -351,13 +325,7 @@ async fn settle(
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let read: i64 = if path == Path::Receipt {
-            sqlx::query_scalar(
-                "select count(*) from messages where tenant_id = $1 and workflow_id = any($2) and status = 'READ'",
-            )
-            .bind(tenant)
-            .bind(workflows)
-            .fetch_one(&stack.pool)
-            .await?
+            messages::bench_count_read(&stack.pool, tenant, workflows).await?
         } else {
             workflows.len() as i64
         };

@@ -62,8 +62,7 @@ pub struct Stack {
 pub async fn start(database_url: &str, temporal_cli: PathBuf) -> anyhow::Result<Stack> {
     let (admin_url, name) = database::split_database(database_url)?;
     let admin = database::connect(&format!("{admin_url}/postgres"), 1).await?;
-    sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
-        .execute(&admin)
+    busflow_activities::store::databases::drop_if_exists(&admin, &name)
         .await
         .with_context(|| format!("dropping the benchmark database {name}"))?;
     admin.close().await;

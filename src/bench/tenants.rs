@@ -12,8 +12,9 @@
 
 use anyhow::Context;
 use busflow_activities::crypto::KeyRing;
-use busflow_activities::model::{ChannelAccountId, ContactId, TenantId};
+use busflow_activities::model::{ContactId, TenantId};
 use busflow_activities::secrets::ProviderSecrets;
+use busflow_activities::store;
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicI32, Ordering};
 use uuid::Uuid;
@@ -34,15 +35,9 @@ async fn tenant(pool: &PgPool, name: &str) -> anyhow::Result<TenantId> {
 /// A tenant whose only account is a sandbox SMS number without limit.
 pub async fn sms(pool: &PgPool, name: &str) -> anyhow::Result<TenantId> {
     let id = tenant(pool, name).await?;
-    sqlx::query(
-        "insert into channel_accounts (tenant_id, channel, provider, status, mode, external_account_id, max_send_rate)
-         values ($1, 'SMS', 'AWS_SNS', 'ACTIVE', 'SANDBOX', '+15550009999', $2)",
-    )
-    .bind(id)
-    .bind(UNREACHED_RATE)
-    .execute(pool)
-    .await
-    .with_context(|| format!("seeding the sandbox SMS account of {name}"))?;
+    store::channel_accounts::insert_bench_sms(pool, id, UNREACHED_RATE)
+        .await
+        .with_context(|| format!("seeding the sandbox SMS account of {name}"))?;
     Ok(id)
 }
 
@@ -67,20 +62,15 @@ pub async fn whatsapp(
         "phone_number_id": phone_number_id,
         "sandbox": {"outcome": "delivered", "approved_templates": approved},
     });
-    let account: Uuid = sqlx::query_scalar(
-        "insert into channel_accounts
-            (tenant_id, channel, provider, display_name, status, mode, provider_config,
-             external_account_id, max_send_rate, send_burst)
-         values ($1, 'WHATSAPP', 'META_CLOUD', $2, 'ACTIVE', 'SANDBOX', $3, $4, $5, $6)
-         returning id",
+    let account = store::channel_accounts::insert_bench_whatsapp(
+        pool,
+        id,
+        name,
+        &phone_number_id,
+        &config,
+        max_send_rate,
+        send_burst,
     )
-    .bind(id)
-    .bind(name)
-    .bind(&config)
-    .bind(&phone_number_id)
-    .bind(max_send_rate)
-    .bind(send_burst)
-    .fetch_one(pool)
     .await
     .with_context(|| format!("seeding the sandbox WhatsApp account of {name}"))?;
     // The API checks the receipts' X-Hub-Signature-256 with this secret.
@@ -91,7 +81,7 @@ pub async fn whatsapp(
         widget_secret: None,
         ..Default::default()
     };
-    busflow_activities::secrets::store(pool, keys, id, ChannelAccountId(account), &secrets)
+    busflow_activities::secrets::store(pool, keys, id, account, &secrets)
         .await
         .with_context(|| format!("sealing the sandbox WhatsApp secrets of {name}"))?;
     Ok(id)
@@ -106,23 +96,9 @@ pub async fn passengers(
 ) -> anyhow::Result<Vec<(ContactId, Uuid)>> {
     let n = i32::try_from(n).context("too many passengers")?;
     let first = NEXT_PHONE.fetch_add(n, Ordering::Relaxed);
-    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
-        "insert into contacts (tenant_id, display_name, identifiers, passenger_profile_id, locale)
-         select $1, 'Pasajero ' || i, jsonb_build_object('phone', '+5255' || lpad(i::text, 8, '0')),
-                gen_random_uuid(), 'es-MX'
-           from generate_series($2::int, $2::int + $3::int - 1) as i
-         returning id, passenger_profile_id",
-    )
-    .bind(tenant)
-    .bind(first)
-    .bind(n)
-    .fetch_all(pool)
-    .await
-    .context("seeding passengers")?;
-    Ok(rows
-        .into_iter()
-        .map(|(contact, profile)| (ContactId(contact), profile))
-        .collect())
+    store::contacts::insert_bench_passengers(pool, tenant, first, n)
+        .await
+        .context("seeding passengers")
 }
 
 /// Confirmed bookings of `contacts` on `trip`, as the booking events leave them.
@@ -132,15 +108,7 @@ pub async fn book(
     trip: Uuid,
     contacts: &[ContactId],
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "insert into trip_bookings (tenant_id, booking_id, trip_id, contact_id, status, source_version)
-         select $1, gen_random_uuid(), $2, c, 'CONFIRMED', now() from unnest($3::uuid[]) as c",
-    )
-    .bind(tenant)
-    .bind(trip)
-    .bind(contacts.iter().map(|c| c.0).collect::<Vec<_>>())
-    .execute(pool)
-    .await
-    .context("seeding the trip's bookings")?;
-    Ok(())
+    store::trips::insert_bench_bookings(pool, tenant, trip, contacts)
+        .await
+        .context("seeding the trip's bookings")
 }

@@ -10,7 +10,7 @@ use super::events::SECRET;
 use super::stack::Stack;
 use super::stats::Latency;
 use anyhow::{Context, ensure};
-use busflow_activities::model::{ChannelAccountId, TenantId};
+use busflow_activities::model::TenantId;
 use busflow_activities::secrets::ProviderSecrets;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -138,26 +138,16 @@ async fn widget_tenant(stack: &Stack) -> anyhow::Result<TenantId> {
         "America/Mexico_City",
     )
     .await?;
-    let account: Uuid = sqlx::query_scalar(
-        "insert into channel_accounts (tenant_id, channel, provider, status, external_account_id)
-         values ($1, 'WEBCHAT', 'WEBCHAT', 'ACTIVE', 'bench-widget') returning id",
-    )
-    .bind(tenant)
-    .fetch_one(&stack.pool)
-    .await
-    .context("seeding the webchat account")?;
+    let account =
+        busflow_activities::store::channel_accounts::insert_bench_webchat(&stack.pool, tenant)
+            .await
+            .context("seeding the webchat account")?;
     let secrets = ProviderSecrets {
         widget_secret: Some(WIDGET_SECRET.to_owned()),
         ..ProviderSecrets::default()
     };
-    busflow_activities::secrets::store(
-        &stack.pool,
-        &stack.keys,
-        tenant,
-        ChannelAccountId(account),
-        &secrets,
-    )
-    .await
-    .context("sealing the widget secret")?;
+    busflow_activities::secrets::store(&stack.pool, &stack.keys, tenant, account, &secrets)
+        .await
+        .context("sealing the widget secret")?;
     Ok(tenant)
 }

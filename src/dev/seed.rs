@@ -11,6 +11,7 @@ use busflow_activities::model::ContactKind;
 use busflow_activities::model::{ChannelAccountId, TenantId};
 use busflow_activities::secrets::ProviderSecrets;
 use busflow_activities::store::contacts::{self, PersonContact, PersonSource};
+use busflow_activities::store::{channel_accounts, templates, tenants};
 use sqlx::PgPool;
 
 /// Tenant settings row (display name, region, locale, time zone).
@@ -22,23 +23,16 @@ pub async fn upsert_tenant(
     default_locale: &str,
     time_zone: &str,
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "insert into tenant_settings (tenant_id, display_name, default_region, default_locale, time_zone)
-         values ($1, $2, $3, $4, $5)
-         on conflict (tenant_id) do update
-            set display_name = excluded.display_name, default_region = excluded.default_region,
-                default_locale = excluded.default_locale, time_zone = excluded.time_zone,
-                updated_at = now()",
+    tenants::upsert_settings(
+        pool,
+        tenant_id,
+        display_name,
+        default_region,
+        default_locale,
+        time_zone,
     )
-    .bind(tenant_id)
-    .bind(display_name)
-    .bind(default_region)
-    .bind(default_locale)
-    .bind(time_zone)
-    .execute(pool)
     .await
-    .context("seeding tenant settings")?;
-    Ok(())
+    .context("seeding tenant settings")
 }
 
 /// An ACTIVE SES email channel account sending from `from_address`.
@@ -49,22 +43,9 @@ pub async fn upsert_email_account(
     from_name: &str,
 ) -> anyhow::Result<ChannelAccountId> {
     let config = serde_json::json!({"from_address": from_address, "from_name": from_name});
-    let id = sqlx::query_scalar(
-        "insert into channel_accounts
-            (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
-         values ($1, 'EMAIL', 'AWS_SES', $2, 'ACTIVE', 'LIVE', $3, $4)
-         on conflict (tenant_id, channel, external_account_id) do update
-            set provider_config = excluded.provider_config, updated_at = now()
-         returning id",
-    )
-    .bind(tenant_id)
-    .bind(from_name)
-    .bind(&config)
-    .bind(from_address)
-    .fetch_one(pool)
-    .await
-    .context("seeding the email channel account")?;
-    Ok(ChannelAccountId(id))
+    channel_accounts::upsert_demo_email(pool, tenant_id, from_address, from_name, &config)
+        .await
+        .context("seeding the email channel account")
 }
 
 /// An ACTIVE SMS account publishing through SNS from `origination_number`.
@@ -74,21 +55,9 @@ pub async fn upsert_sms_account(
     origination_number: &str,
 ) -> anyhow::Result<ChannelAccountId> {
     let config = serde_json::json!({"origination_number": origination_number});
-    let id = sqlx::query_scalar(
-        "insert into channel_accounts
-            (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
-         values ($1, 'SMS', 'AWS_SNS', 'Demo SMS', 'ACTIVE', 'LIVE', $2, $3)
-         on conflict (tenant_id, channel, external_account_id) do update
-            set provider_config = excluded.provider_config, updated_at = now()
-         returning id",
-    )
-    .bind(tenant_id)
-    .bind(&config)
-    .bind(origination_number)
-    .fetch_one(pool)
-    .await
-    .context("seeding the SMS channel account")?;
-    Ok(ChannelAccountId(id))
+    channel_accounts::upsert_demo_sms(pool, tenant_id, origination_number, &config)
+        .await
+        .context("seeding the SMS channel account")
 }
 
 /// A SANDBOX WhatsApp account with sealed secrets, an approved template for
@@ -116,20 +85,10 @@ async fn upsert_sandbox_whatsapp(
             "approved_templates": approved,
         },
     });
-    let id: uuid::Uuid = sqlx::query_scalar(
-        "insert into channel_accounts
-            (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
-         values ($1, 'WHATSAPP', 'META_CLOUD', 'Demo WhatsApp (sandbox)', 'ACTIVE', 'SANDBOX', $2, $3)
-         on conflict (tenant_id, channel, external_account_id) do update
-            set provider_config = excluded.provider_config, mode = 'SANDBOX', updated_at = now()
-         returning id",
-    )
-    .bind(tenant_id)
-    .bind(&config)
-    .bind(&whatsapp.phone_number_id)
-    .fetch_one(pool)
-    .await
-    .context("seeding the sandbox WhatsApp account")?;
+    let id =
+        channel_accounts::upsert_demo_whatsapp(pool, tenant_id, &whatsapp.phone_number_id, &config)
+            .await
+            .context("seeding the sandbox WhatsApp account")?;
     let secrets = ProviderSecrets {
         access_token: Some("sandbox-access-token".to_owned()),
         app_secret: Some(whatsapp.app_secret.clone()),
@@ -137,7 +96,7 @@ async fn upsert_sandbox_whatsapp(
         widget_secret: None,
         ..Default::default()
     };
-    busflow_activities::secrets::store(pool, keys, tenant_id, ChannelAccountId(id), &secrets)
+    busflow_activities::secrets::store(pool, keys, tenant_id, id, &secrets)
         .await
         .context("sealing the sandbox WhatsApp secrets")?;
     for (locale, body) in [
@@ -150,21 +109,15 @@ async fn upsert_sandbox_whatsapp(
             "Hi {{ contact.first_name }}, your booking {{ booking.booking_reference }} is confirmed.",
         ),
     ] {
-        sqlx::query(
-            "insert into notification_templates
-                (tenant_id, trigger_event, channel, locale, body, whatsapp_template_name, whatsapp_language, whatsapp_parameters)
-             values ($1, 'booking_confirmed', 'WHATSAPP', $2, $3, $4, $5, $6)
-             on conflict (tenant_id, trigger_event, channel, locale, audience) do update
-                set body = excluded.body, whatsapp_template_name = excluded.whatsapp_template_name,
-                    whatsapp_language = excluded.whatsapp_language, whatsapp_parameters = excluded.whatsapp_parameters",
+        templates::upsert_demo_whatsapp(
+            pool,
+            tenant_id,
+            locale,
+            body,
+            &whatsapp.template_name,
+            &whatsapp.template_language,
+            &serde_json::json!({"body": ["contact.first_name", "booking.booking_reference"]}),
         )
-        .bind(tenant_id)
-        .bind(locale)
-        .bind(body)
-        .bind(&whatsapp.template_name)
-        .bind(&whatsapp.template_language)
-        .bind(serde_json::json!({"body": ["contact.first_name", "booking.booking_reference"]}))
-        .execute(pool)
         .await
         .context("seeding the demo WhatsApp template")?;
     }
@@ -178,23 +131,14 @@ async fn upsert_webchat_account(
     tenant_id: TenantId,
     webchat: &DemoWebchat,
 ) -> anyhow::Result<()> {
-    let id: uuid::Uuid = sqlx::query_scalar(
-        "insert into channel_accounts
-            (tenant_id, channel, provider, display_name, status, mode, external_account_id)
-         values ($1, 'WEBCHAT', 'WEBCHAT', 'Demo webchat', 'ACTIVE', 'LIVE', 'demo-widget')
-         on conflict (tenant_id, channel, external_account_id) do update
-            set updated_at = now()
-         returning id",
-    )
-    .bind(tenant_id)
-    .fetch_one(pool)
-    .await
-    .context("seeding the webchat channel account")?;
+    let id = channel_accounts::upsert_demo_webchat(pool, tenant_id)
+        .await
+        .context("seeding the webchat channel account")?;
     let secrets = ProviderSecrets {
         widget_secret: Some(webchat.widget_secret.clone()),
         ..ProviderSecrets::default()
     };
-    busflow_activities::secrets::store(pool, keys, tenant_id, ChannelAccountId(id), &secrets)
+    busflow_activities::secrets::store(pool, keys, tenant_id, id, &secrets)
         .await
         .context("sealing the webchat widget secret")?;
     Ok(())

@@ -10,7 +10,7 @@ use sqlx::types::Json;
 
 /// A channel account row. `provider_secrets` stays sealed until the dispatch
 /// activity opens it.
-#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct ChannelAccount {
     pub id: ChannelAccountId,
     pub tenant_id: TenantId,
@@ -21,7 +21,6 @@ pub struct ChannelAccount {
     pub provider_config: Json<serde_json::Value>,
     pub provider_secrets: Option<Json<SealedSecret>>,
     /// Its send-rate limits, read with it so a send needs no second read.
-    #[sqlx(flatten)]
     #[serde(flatten)]
     pub limits: crate::rate_limit::AccountLimits,
 }
@@ -39,8 +38,44 @@ pub fn secret_context(tenant_id: TenantId, account_id: ChannelAccountId) -> Stri
     format!("{tenant_id}/{account_id}")
 }
 
-const COLUMNS: &str = "id, tenant_id, channel, provider, status, mode, provider_config, provider_secrets, \
-     max_send_rate, send_burst, messaging_tier, pair_burst";
+/// `select_accounts!(["head…"], ["tail…"], args…)`: `head`, the
+/// [`ChannelAccount`] columns of `channel_accounts`, `tail`; each row becomes
+/// an account with [`account!`].
+macro_rules! select_accounts {
+    ([$($head:literal),*], [$($tail:literal),+] $(, $arg:expr)* $(,)?) => {
+        sqlx::query!(
+            $($head +)* r#"id as "id: ChannelAccountId", tenant_id as "tenant_id: TenantId",
+                channel as "channel: Channel", provider as "provider: Provider",
+                status as "status: ChannelAccountStatus", mode as "mode: ChannelAccountMode",
+                provider_config as "provider_config: Json<serde_json::Value>",
+                provider_secrets as "provider_secrets: Json<SealedSecret>",
+                max_send_rate, send_burst, messaging_tier, pair_burst"# $(+ $tail)+
+            $(, $arg)*
+        )
+    };
+}
+
+/// The [`ChannelAccount`] of a row [`select_accounts!`] read.
+macro_rules! account {
+    ($row:ident) => {
+        ChannelAccount {
+            id: $row.id,
+            tenant_id: $row.tenant_id,
+            channel: $row.channel,
+            provider: $row.provider,
+            status: $row.status,
+            mode: $row.mode,
+            provider_config: $row.provider_config,
+            provider_secrets: $row.provider_secrets,
+            limits: crate::rate_limit::AccountLimits {
+                max_send_rate: $row.max_send_rate,
+                send_burst: $row.send_burst,
+                messaging_tier: $row.messaging_tier,
+                pair_burst: $row.pair_burst,
+            },
+        }
+    };
+}
 
 /// The tenant's ACTIVE account for a channel (the oldest, if several).
 pub async fn active_for_channel(
@@ -48,15 +83,17 @@ pub async fn active_for_channel(
     tenant_id: TenantId,
     channel: Channel,
 ) -> sqlx::Result<Option<ChannelAccount>> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from channel_accounts
+    let row = select_accounts!(
+        ["select "],
+        [" from channel_accounts
           where tenant_id = $1 and channel = $2 and status = 'ACTIVE'
-          order by created_at, id limit 1"
-    ))
-    .bind(tenant_id)
-    .bind(channel)
+          order by created_at, id limit 1"],
+        tenant_id.0,
+        channel as Channel
+    )
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(row.map(|r| account!(r)))
 }
 
 pub async fn get(
@@ -64,17 +101,19 @@ pub async fn get(
     tenant_id: TenantId,
     id: ChannelAccountId,
 ) -> sqlx::Result<Option<ChannelAccount>> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from channel_accounts where tenant_id = $1 and id = $2"
-    ))
-    .bind(tenant_id)
-    .bind(id)
+    let row = select_accounts!(
+        ["select "],
+        [" from channel_accounts where tenant_id = $1 and id = $2"],
+        tenant_id.0,
+        id.0
+    )
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(row.map(|r| account!(r)))
 }
 
 /// A channel the tenant can send on, and whether its account reports delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActiveChannel {
     pub channel: Channel,
     /// WhatsApp and webchat always do; email when the account publishes SES events
@@ -106,14 +145,16 @@ impl ChannelAccount {
 
 /// The tenant's ACTIVE accounts, oldest first (the one a channel sends from).
 pub async fn active(pool: &PgPool, tenant_id: TenantId) -> sqlx::Result<Vec<ChannelAccount>> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from channel_accounts
+    let rows = select_accounts!(
+        ["select "],
+        [" from channel_accounts
           where tenant_id = $1 and status = 'ACTIVE'
-          order by created_at, id"
-    ))
-    .bind(tenant_id)
+          order by created_at, id"],
+        tenant_id.0
+    )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| account!(r)).collect())
 }
 
 /// The channels these ACTIVE accounts send on, each reporting delivery if
@@ -148,15 +189,17 @@ pub async fn for_channel(
     tenant_id: TenantId,
     channel: Channel,
 ) -> sqlx::Result<Vec<ChannelAccount>> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from channel_accounts
+    let rows = select_accounts!(
+        ["select "],
+        [" from channel_accounts
           where tenant_id = $1 and channel = $2 and status <> 'DISCONNECTED'
-          order by created_at, id"
-    ))
-    .bind(tenant_id)
-    .bind(channel)
+          order by created_at, id"],
+        tenant_id.0,
+        channel as Channel
+    )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| account!(r)).collect())
 }
 
 /// The accounts on `channel`, of any tenant, whose `external_account_id` is
@@ -170,23 +213,24 @@ pub async fn by_external_id(
     channel: Channel,
     external_account_id: &str,
 ) -> sqlx::Result<Vec<ChannelAccount>> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from channel_accounts
+    let rows = select_accounts!(
+        ["select "],
+        [" from channel_accounts
           where channel = $1 and external_account_id = $2 and status <> 'DISCONNECTED'
-          order by created_at, id"
-    ))
-    .bind(channel)
-    .bind(external_account_id)
+          order by created_at, id"],
+        channel as Channel,
+        external_account_id
+    )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| account!(r)).collect())
 }
 
 /// An account found by one of its addresses.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct AddressedAccount {
     /// The address that matched, lower-case.
     pub address: String,
-    #[sqlx(flatten)]
     pub account: ChannelAccount,
 }
 
@@ -201,22 +245,28 @@ pub async fn by_address(
     addresses: &[String],
 ) -> sqlx::Result<Vec<AddressedAccount>> {
     let addresses: Vec<String> = addresses.iter().map(|a| a.to_lowercase()).collect();
-    sqlx::query_as(
-        "select distinct on (a.address, c.created_at, c.id)
-                a.address, c.id, c.tenant_id, c.channel, c.provider, c.status, c.mode,
-                c.provider_config, c.provider_secrets,
-                c.max_send_rate, c.send_burst, c.messaging_tier, c.pair_burst
-           from channel_accounts c
+    // The account's columns are unqualified: `a` has only `address`.
+    let rows = select_accounts!(
+        [r#"select distinct on (a.address, c.created_at, c.id)
+                a.address as "address!", "#],
+        [" from channel_accounts c
           cross join lateral unnest(array[
                 lower(c.provider_config ->> 'from_address'),
                 lower(c.external_account_id)]) as a(address)
           where c.channel = $1 and c.status <> 'DISCONNECTED' and a.address = any($2)
-          order by a.address, c.created_at, c.id",
+          order by a.address, c.created_at, c.id"],
+        channel as Channel,
+        &addresses
     )
-    .bind(channel)
-    .bind(&addresses)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AddressedAccount {
+            address: r.address,
+            account: account!(r),
+        })
+        .collect())
 }
 
 /// How a move of an account's status went.
@@ -247,11 +297,12 @@ pub async fn move_to(
     actor: &StatusActor,
 ) -> sqlx::Result<Move> {
     let mut tx = pool.begin().await?;
-    let current: Option<ChannelAccountStatus> = sqlx::query_scalar(
-        "select status from channel_accounts where tenant_id = $1 and id = $2 for update",
+    let current = sqlx::query_scalar!(
+        r#"select status as "status: ChannelAccountStatus" from channel_accounts
+            where tenant_id = $1 and id = $2 for update"#,
+        tenant_id.0,
+        id.0
     )
-    .bind(tenant_id)
-    .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(current) = current else {
@@ -263,18 +314,20 @@ pub async fn move_to(
     if !lifecycle::may_move(current, to) {
         return Ok(Move::Refused { current });
     }
-    sqlx::query("select set_config('busflow.status_actor', $1, true)")
-        .bind(actor.to_string())
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
+    sqlx::query_scalar!(
+        "select set_config('busflow.status_actor', $1, true)",
+        actor.to_string()
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query!(
         "update channel_accounts set status = $3, status_reason = $4, updated_at = now()
           where tenant_id = $1 and id = $2",
+        tenant_id.0,
+        id.0,
+        to as ChannelAccountStatus,
+        reason
     )
-    .bind(tenant_id)
-    .bind(id)
-    .bind(to)
-    .bind(reason)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -282,7 +335,7 @@ pub async fn move_to(
 }
 
 /// One recorded move of an account's status.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct StatusChange {
     /// `None`: the account was created in `to_status`.
     pub from_status: Option<ChannelAccountStatus>,
@@ -298,14 +351,16 @@ pub async fn history(
     tenant_id: TenantId,
     id: ChannelAccountId,
 ) -> sqlx::Result<Vec<StatusChange>> {
-    sqlx::query_as(
-        "select from_status, to_status, reason, changed_by, changed_at
-           from channel_account_status_history
-          where tenant_id = $1 and channel_account_id = $2
-          order by id",
+    sqlx::query_as!(
+        StatusChange,
+        r#"select from_status as "from_status: ChannelAccountStatus",
+                  to_status as "to_status: ChannelAccountStatus", reason, changed_by, changed_at
+             from channel_account_status_history
+            where tenant_id = $1 and channel_account_id = $2
+            order by id"#,
+        tenant_id.0,
+        id.0
     )
-    .bind(tenant_id)
-    .bind(id)
     .fetch_all(pool)
     .await
 }
@@ -319,17 +374,17 @@ pub async fn set_profile(
     profile: &serde_json::Value,
     name: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update channel_accounts
             set provider_config = provider_config || jsonb_build_object('profile', $3::jsonb),
                 display_name = case when display_name = '' then coalesce($4, '') else display_name end,
                 updated_at = now()
           where tenant_id = $1 and id = $2",
+        tenant_id.0,
+        id.0,
+        profile,
+        name
     )
-    .bind(tenant_id)
-    .bind(id)
-    .bind(profile)
-    .bind(name)
     .execute(pool)
     .await?;
     Ok(())
@@ -337,14 +392,16 @@ pub async fn set_profile(
 
 /// Every tenant's ACTIVE, live WhatsApp accounts that name their WABA.
 pub async fn connected_whatsapp(pool: &PgPool) -> sqlx::Result<Vec<(TenantId, ChannelAccountId)>> {
-    sqlx::query_as(
-        "select tenant_id, id from channel_accounts
-          where channel = 'WHATSAPP' and status = 'ACTIVE' and mode = 'LIVE'
-            and provider_config ? 'waba_id'
-          order by tenant_id, id",
+    let rows = sqlx::query!(
+        r#"select tenant_id as "tenant_id: TenantId", id as "id: ChannelAccountId"
+             from channel_accounts
+            where channel = 'WHATSAPP' and status = 'ACTIVE' and mode = 'LIVE'
+              and provider_config ? 'waba_id'
+            order by tenant_id, id"#
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.tenant_id, r.id)).collect())
 }
 
 /// Why the account is in its status, if it says.
@@ -353,12 +410,211 @@ pub async fn status_reason(
     tenant_id: TenantId,
     id: ChannelAccountId,
 ) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select status_reason from channel_accounts where tenant_id = $1 and id = $2",
+        tenant_id.0,
+        id.0
     )
-    .bind(tenant_id)
-    .bind(id)
     .fetch_optional(pool)
     .await
     .map(Option::flatten)
+}
+
+/// Stores the account's sealed secrets.
+pub async fn set_secrets(
+    db: impl sqlx::PgExecutor<'_>,
+    tenant_id: TenantId,
+    id: ChannelAccountId,
+    sealed: &SealedSecret,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update channel_accounts set provider_secrets = $3, updated_at = now() where tenant_id = $1 and id = $2",
+        tenant_id.0,
+        id.0,
+        Json(sealed) as Json<&SealedSecret>
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The account's sealed secrets, its row locked until the transaction ends:
+/// `None` when there is no such account, `Some(None)` when it has none.
+pub async fn lock_secrets(
+    tx: &mut sqlx::PgConnection,
+    tenant_id: TenantId,
+    id: ChannelAccountId,
+) -> sqlx::Result<Option<Option<Json<SealedSecret>>>> {
+    sqlx::query_scalar!(
+        r#"select provider_secrets as "provider_secrets: Json<SealedSecret>"
+             from channel_accounts where tenant_id = $1 and id = $2 for update"#,
+        tenant_id.0,
+        id.0
+    )
+    .fetch_optional(tx)
+    .await
+}
+
+/// The accounts whose secrets are sealed under another key than `active_kid`.
+pub async fn sealed_under_other_keys(
+    pool: &PgPool,
+    active_kid: &str,
+) -> sqlx::Result<Vec<(TenantId, ChannelAccountId)>> {
+    let rows = sqlx::query!(
+        r#"select tenant_id as "tenant_id: TenantId", id as "id: ChannelAccountId"
+             from channel_accounts
+            where provider_secrets is not null and provider_secrets ->> 'kid' <> $1"#,
+        active_kid
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.tenant_id, r.id)).collect())
+}
+
+/// The dev stack's demo SES account sending from `from_address`: created
+/// ACTIVE, or its configuration updated (its status left alone).
+pub async fn upsert_demo_email(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    from_address: &str,
+    from_name: &str,
+    config: &serde_json::Value,
+) -> sqlx::Result<ChannelAccountId> {
+    sqlx::query_scalar!(
+        r#"insert into channel_accounts
+            (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
+         values ($1, 'EMAIL', 'AWS_SES', $2, 'ACTIVE', 'LIVE', $3, $4)
+         on conflict (tenant_id, channel, external_account_id) do update
+            set provider_config = excluded.provider_config, updated_at = now()
+         returning id as "id: ChannelAccountId""#,
+        tenant_id.0,
+        from_name,
+        config,
+        from_address
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// The dev stack's demo SNS account sending from `origination_number`:
+/// created ACTIVE, or its configuration updated (its status left alone).
+pub async fn upsert_demo_sms(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    origination_number: &str,
+    config: &serde_json::Value,
+) -> sqlx::Result<ChannelAccountId> {
+    sqlx::query_scalar!(
+        r#"insert into channel_accounts
+            (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
+         values ($1, 'SMS', 'AWS_SNS', 'Demo SMS', 'ACTIVE', 'LIVE', $2, $3)
+         on conflict (tenant_id, channel, external_account_id) do update
+            set provider_config = excluded.provider_config, updated_at = now()
+         returning id as "id: ChannelAccountId""#,
+        tenant_id.0,
+        config,
+        origination_number
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// The dev stack's demo SANDBOX WhatsApp number `phone_number_id`: created
+/// ACTIVE, or its configuration updated and made SANDBOX again.
+pub async fn upsert_demo_whatsapp(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    phone_number_id: &str,
+    config: &serde_json::Value,
+) -> sqlx::Result<ChannelAccountId> {
+    sqlx::query_scalar!(
+        r#"insert into channel_accounts
+            (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
+         values ($1, 'WHATSAPP', 'META_CLOUD', 'Demo WhatsApp (sandbox)', 'ACTIVE', 'SANDBOX', $2, $3)
+         on conflict (tenant_id, channel, external_account_id) do update
+            set provider_config = excluded.provider_config, mode = 'SANDBOX', updated_at = now()
+         returning id as "id: ChannelAccountId""#,
+        tenant_id.0,
+        config,
+        phone_number_id
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// The dev stack's demo webchat widget account (created ACTIVE once).
+pub async fn upsert_demo_webchat(
+    pool: &PgPool,
+    tenant_id: TenantId,
+) -> sqlx::Result<ChannelAccountId> {
+    sqlx::query_scalar!(
+        r#"insert into channel_accounts
+            (tenant_id, channel, provider, display_name, status, mode, external_account_id)
+         values ($1, 'WEBCHAT', 'WEBCHAT', 'Demo webchat', 'ACTIVE', 'LIVE', 'demo-widget')
+         on conflict (tenant_id, channel, external_account_id) do update
+            set updated_at = now()
+         returning id as "id: ChannelAccountId""#,
+        tenant_id.0
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// A benchmark tenant's only account: an ACTIVE SANDBOX SNS number.
+pub async fn insert_bench_sms(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    max_send_rate: f64,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into channel_accounts (tenant_id, channel, provider, status, mode, external_account_id, max_send_rate)
+         values ($1, 'SMS', 'AWS_SNS', 'ACTIVE', 'SANDBOX', '+15550009999', $2)",
+        tenant_id.0,
+        max_send_rate
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A benchmark tenant's only account: an ACTIVE SANDBOX WhatsApp number.
+pub async fn insert_bench_whatsapp(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    display_name: &str,
+    phone_number_id: &str,
+    config: &serde_json::Value,
+    max_send_rate: Option<f64>,
+    send_burst: Option<i32>,
+) -> sqlx::Result<ChannelAccountId> {
+    sqlx::query_scalar!(
+        r#"insert into channel_accounts
+            (tenant_id, channel, provider, display_name, status, mode, provider_config,
+             external_account_id, max_send_rate, send_burst)
+         values ($1, 'WHATSAPP', 'META_CLOUD', $2, 'ACTIVE', 'SANDBOX', $3, $4, $5, $6)
+         returning id as "id: ChannelAccountId""#,
+        tenant_id.0,
+        display_name,
+        config,
+        phone_number_id,
+        max_send_rate,
+        send_burst
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// The webchat benchmark's widget account (ACTIVE).
+pub async fn insert_bench_webchat(
+    pool: &PgPool,
+    tenant_id: TenantId,
+) -> sqlx::Result<ChannelAccountId> {
+    sqlx::query_scalar!(
+        r#"insert into channel_accounts (tenant_id, channel, provider, status, external_account_id)
+         values ($1, 'WEBCHAT', 'WEBCHAT', 'ACTIVE', 'bench-widget')
+         returning id as "id: ChannelAccountId""#,
+        tenant_id.0
+    )
+    .fetch_one(pool)
+    .await
 }

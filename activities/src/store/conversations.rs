@@ -6,7 +6,7 @@
 //! starts one RESOLVED, since nobody needs to act on it until the contact
 //! answers ([`crate::store::messages::insert_outbound_queued`]).
 
-use crate::model::{Channel, ContactId, TenantId};
+use crate::model::{Channel, ChannelAccountId, ContactId, TenantId};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -50,24 +50,24 @@ pub async fn last_inbound_at(
     contact_id: ContactId,
     channel: Channel,
 ) -> sqlx::Result<Option<chrono::DateTime<chrono::Utc>>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select max(c.last_inbound_at)
            from conversations c
            join channel_accounts a on a.tenant_id = c.tenant_id and a.id = c.channel_account_id
           where c.tenant_id = $1 and c.contact_id = $2 and a.channel = $3",
+        tenant_id.0,
+        contact_id.0,
+        channel as Channel
     )
-    .bind(tenant_id)
-    .bind(contact_id)
-    .bind(channel)
     .fetch_one(pool)
     .await
 }
 
 /// What an agent reply needs to know about its conversation.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ReplyTarget {
     pub contact_id: ContactId,
-    pub channel_account_id: crate::model::ChannelAccountId,
+    pub channel_account_id: ChannelAccountId,
     pub channel: Channel,
     pub last_inbound_at: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -77,14 +77,17 @@ pub async fn reply_target(
     tenant_id: TenantId,
     conversation: uuid::Uuid,
 ) -> sqlx::Result<Option<ReplyTarget>> {
-    sqlx::query_as(
-        "select c.contact_id, c.channel_account_id, a.channel, c.last_inbound_at
-           from conversations c
-           join channel_accounts a on a.tenant_id = c.tenant_id and a.id = c.channel_account_id
-          where c.tenant_id = $1 and c.id = $2",
+    sqlx::query_as!(
+        ReplyTarget,
+        r#"select c.contact_id as "contact_id: ContactId",
+                  c.channel_account_id as "channel_account_id: ChannelAccountId",
+                  a.channel as "channel: Channel", c.last_inbound_at
+             from conversations c
+             join channel_accounts a on a.tenant_id = c.tenant_id and a.id = c.channel_account_id
+            where c.tenant_id = $1 and c.id = $2"#,
+        tenant_id.0,
+        conversation
     )
-    .bind(tenant_id)
-    .bind(conversation)
     .fetch_optional(pool)
     .await
 }
@@ -108,7 +111,7 @@ pub enum ConversationError {
 }
 
 /// A conversation's routing state after a change.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ConversationState {
     pub id: uuid::Uuid,
     pub status: String,
@@ -116,7 +119,17 @@ pub struct ConversationState {
     pub snoozed_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-const STATE: &str = "id, status, assigned_to, snoozed_until";
+/// `update_state!("update … where …", args…)`: the statement, returning the
+/// [`ConversationState`] afterwards.
+macro_rules! update_state {
+    ($update:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            ConversationState,
+            $update + " returning id, status, assigned_to, snoozed_until"
+            $(, $arg)*
+        )
+    };
+}
 
 /// Claims an unassigned conversation for `agent`. The row lock makes
 /// concurrent claims queue: exactly one wins; claiming one's own again is a
@@ -129,14 +142,15 @@ pub async fn claim(
     agent: &str,
 ) -> Result<ConversationState, ConversationError> {
     let mut tx = pool.begin().await?;
-    let current: Option<(bool, Option<String>)> = sqlx::query_as(
-        "select status = 'RESOLVED', assigned_to from conversations
-          where tenant_id = $1 and id = $2 for update",
+    let current = sqlx::query!(
+        r#"select status = 'RESOLVED' as "resolved!", assigned_to from conversations
+            where tenant_id = $1 and id = $2 for update"#,
+        tenant_id.0,
+        conversation
     )
-    .bind(tenant_id)
-    .bind(conversation)
     .fetch_optional(&mut *tx)
-    .await?;
+    .await?
+    .map(|c| (c.resolved, c.assigned_to));
     match current {
         None => return Err(ConversationError::NotFound(conversation)),
         Some((true, _)) => {
@@ -150,13 +164,13 @@ pub async fn claim(
         }
         Some(_) => {}
     }
-    let state = sqlx::query_as(&format!(
+    let state = update_state!(
         "update conversations set assigned_to = $3, updated_at = now()
-          where tenant_id = $1 and id = $2 returning {STATE}"
-    ))
-    .bind(tenant_id)
-    .bind(conversation)
-    .bind(agent)
+          where tenant_id = $1 and id = $2",
+        tenant_id.0,
+        conversation,
+        agent
+    )
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -170,13 +184,13 @@ pub async fn reassign(
     conversation: uuid::Uuid,
     assignee: Option<&str>,
 ) -> Result<ConversationState, ConversationError> {
-    sqlx::query_as(&format!(
+    update_state!(
         "update conversations set assigned_to = $3, updated_at = now()
-          where tenant_id = $1 and id = $2 returning {STATE}"
-    ))
-    .bind(tenant_id)
-    .bind(conversation)
-    .bind(assignee)
+          where tenant_id = $1 and id = $2",
+        tenant_id.0,
+        conversation,
+        assignee
+    )
     .fetch_optional(pool)
     .await?
     .ok_or(ConversationError::NotFound(conversation))
@@ -188,12 +202,12 @@ pub async fn resolve(
     tenant_id: TenantId,
     conversation: uuid::Uuid,
 ) -> Result<ConversationState, ConversationError> {
-    sqlx::query_as(&format!(
+    update_state!(
         "update conversations set status = 'RESOLVED', snoozed_until = null, updated_at = now()
-          where tenant_id = $1 and id = $2 returning {STATE}"
-    ))
-    .bind(tenant_id)
-    .bind(conversation)
+          where tenant_id = $1 and id = $2",
+        tenant_id.0,
+        conversation
+    )
     .fetch_optional(pool)
     .await?
     .ok_or(ConversationError::NotFound(conversation))
@@ -223,7 +237,7 @@ pub async fn mark_read(
     // Arrivals within one conversation commit in `created_at` order (the
     // inbound path stamps them under the conversation's row lock), so what
     // this statement's snapshot does not see arrived after its watermark.
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "with seen as (
              select max(m.sent_at) as sent_at, max(m.created_at) as created_at
                from messages m
@@ -240,11 +254,11 @@ pub async fn mark_read(
                        last_read_created_at = greatest(coalesce(r.last_read_created_at, r.last_read_at),
                                                        excluded.last_read_created_at)
          returning last_read_at",
+        tenant_id.0,
+        conversation,
+        agent,
+        read_at
     )
-    .bind(tenant_id)
-    .bind(conversation)
-    .bind(agent)
-    .bind(read_at)
     .fetch_optional(pool)
     .await?
     .ok_or(ConversationError::NotFound(conversation))
@@ -257,13 +271,13 @@ pub async fn snooze(
     conversation: uuid::Uuid,
     until: chrono::DateTime<chrono::Utc>,
 ) -> Result<ConversationState, ConversationError> {
-    sqlx::query_as(&format!(
+    update_state!(
         "update conversations set status = 'SNOOZED', snoozed_until = $3, updated_at = now()
-          where tenant_id = $1 and id = $2 returning {STATE}"
-    ))
-    .bind(tenant_id)
-    .bind(conversation)
-    .bind(until)
+          where tenant_id = $1 and id = $2",
+        tenant_id.0,
+        conversation,
+        until
+    )
     .fetch_optional(pool)
     .await?
     .ok_or(ConversationError::NotFound(conversation))
@@ -275,14 +289,14 @@ pub async fn unsnooze(
     tenant_id: TenantId,
     conversation: uuid::Uuid,
 ) -> Result<ConversationState, ConversationError> {
-    sqlx::query_as(&format!(
+    update_state!(
         "update conversations
             set status = case when status = 'SNOOZED' then 'OPEN' else status end,
                 snoozed_until = null, updated_at = now()
-          where tenant_id = $1 and id = $2 returning {STATE}"
-    ))
-    .bind(tenant_id)
-    .bind(conversation)
+          where tenant_id = $1 and id = $2",
+        tenant_id.0,
+        conversation
+    )
     .fetch_optional(pool)
     .await?
     .ok_or(ConversationError::NotFound(conversation))
@@ -295,14 +309,14 @@ pub async fn wake(
     conversation: uuid::Uuid,
     until_ms: i64,
 ) -> sqlx::Result<bool> {
-    let updated = sqlx::query(
+    let updated = sqlx::query!(
         "update conversations set status = 'OPEN', snoozed_until = null, updated_at = now()
           where tenant_id = $1 and id = $2 and status = 'SNOOZED'
             and floor(extract(epoch from snoozed_until) * 1000)::bigint = $3",
+        tenant_id.0,
+        conversation,
+        until_ms
     )
-    .bind(tenant_id)
-    .bind(conversation)
-    .bind(until_ms)
     .execute(pool)
     .await?;
     Ok(updated.rows_affected() == 1)
@@ -313,14 +327,19 @@ pub async fn overdue_snoozes(
     pool: &PgPool,
     limit: i64,
 ) -> sqlx::Result<Vec<(TenantId, uuid::Uuid, chrono::DateTime<chrono::Utc>)>> {
-    sqlx::query_as(
-        "select tenant_id, id, snoozed_until from conversations
-          where status = 'SNOOZED' and snoozed_until < now()
-          order by snoozed_until limit $1",
+    let rows = sqlx::query!(
+        r#"select tenant_id as "tenant_id: TenantId", id, snoozed_until as "snoozed_until!"
+             from conversations
+            where status = 'SNOOZED' and snoozed_until < now()
+            order by snoozed_until limit $1"#,
+        limit
     )
-    .bind(limit)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.tenant_id, r.id, r.snoozed_until))
+        .collect())
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ pub struct NewDeadLetter {
 }
 
 /// A kept message, as replay reads it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub id: i64,
     pub tenant_id: Option<TenantId>,
@@ -45,18 +45,18 @@ pub struct DeadLetter {
 /// Keeps one. A provider that redelivers the same payload (Meta retries
 /// for days) leaves one row, not one per delivery.
 pub async fn keep(pool: &PgPool, letter: &NewDeadLetter) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into inbound_dead_letters (tenant_id, provider, code, reason, payload)
          select $1, $2, $3, $4, $5
           where not exists (select 1 from inbound_dead_letters
                              where provider = $2 and payload = $5 and replayed_at is null
                                and tenant_id is not distinct from $1)",
+        letter.tenant_id.map(|t| t.0),
+        letter.provider as Provider,
+        letter.code as DeadLetterCode,
+        &letter.reason,
+        &letter.payload
     )
-    .bind(letter.tenant_id)
-    .bind(letter.provider)
-    .bind(letter.code)
-    .bind(&letter.reason)
-    .bind(&letter.payload)
     .execute(pool)
     .await?;
     tracing::warn!(
@@ -70,23 +70,27 @@ pub async fn keep(pool: &PgPool, letter: &NewDeadLetter) -> sqlx::Result<()> {
 
 /// The ones not replayed yet, oldest first (one, with `id`).
 pub async fn open(pool: &PgPool, id: Option<i64>) -> sqlx::Result<Vec<DeadLetter>> {
-    sqlx::query_as(
-        "select id, tenant_id, provider, code, reason, payload from inbound_dead_letters
-          where replayed_at is null and ($1::bigint is null or id = $1)
-          order by id",
+    sqlx::query_as!(
+        DeadLetter,
+        r#"select id, tenant_id as "tenant_id: TenantId", provider as "provider: Provider",
+                  code as "code: DeadLetterCode", reason,
+                  payload as "payload: sqlx::types::Json<serde_json::Value>"
+             from inbound_dead_letters
+            where replayed_at is null and ($1::bigint is null or id = $1)
+            order by id"#,
+        id
     )
-    .bind(id)
     .fetch_all(pool)
     .await
 }
 
 /// Records a replay that used the message: it leaves the count.
 pub async fn mark_replayed(pool: &PgPool, id: i64, result: &str) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update inbound_dead_letters set replayed_at = now(), replay_result = $2 where id = $1",
+        id,
+        result
     )
-    .bind(id)
-    .bind(result)
     .execute(pool)
     .await?;
     Ok(())
@@ -94,10 +98,12 @@ pub async fn mark_replayed(pool: &PgPool, id: i64, result: &str) -> sqlx::Result
 
 /// Records a replay that still could not use it.
 pub async fn note_attempt(pool: &PgPool, id: i64, result: &str) -> sqlx::Result<()> {
-    sqlx::query("update inbound_dead_letters set replay_result = $2 where id = $1")
-        .bind(id)
-        .bind(result)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "update inbound_dead_letters set replay_result = $2 where id = $1",
+        id,
+        result
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }

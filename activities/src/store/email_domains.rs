@@ -36,33 +36,37 @@ pub async fn record(
     request: &DomainRequest<'_>,
 ) -> Result<ChannelAccountId, DomainError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended('email-domain:' || $1, 0))")
-        .bind(request.domain)
-        .execute(&mut *tx)
-        .await?;
-    let held: Option<TenantId> = sqlx::query_scalar(
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtextextended('email-domain:' || $1, 0))",
+        request.domain
+    )
+    .execute(&mut *tx)
+    .await?;
+    let held = sqlx::query_scalar!(
         "select tenant_id from channel_accounts
           where channel = 'EMAIL' and status <> 'DISCONNECTED' and tenant_id <> $1
             and provider_config ->> 'domain' = $2
           limit 1",
+        request.tenant_id.0,
+        request.domain
     )
-    .bind(request.tenant_id)
-    .bind(request.domain)
     .fetch_optional(&mut *tx)
     .await?;
     if held.is_some() {
         return Err(DomainError::Held(request.domain.to_owned()));
     }
-    let existing: Option<(ChannelAccountId, ChannelAccountStatus)> = sqlx::query_as(
-        "select id, status from channel_accounts
-          where tenant_id = $1 and channel = 'EMAIL' and provider_config ->> 'domain' = $2
-          order by (status = 'DISCONNECTED'), created_at limit 1
-          for update",
+    let existing = sqlx::query!(
+        r#"select id as "id: ChannelAccountId", status as "status: ChannelAccountStatus"
+             from channel_accounts
+            where tenant_id = $1 and channel = 'EMAIL' and provider_config ->> 'domain' = $2
+            order by (status = 'DISCONNECTED'), created_at limit 1
+            for update"#,
+        request.tenant_id.0,
+        request.domain
     )
-    .bind(request.tenant_id)
-    .bind(request.domain)
     .fetch_optional(&mut *tx)
-    .await?;
+    .await?
+    .map(|a| (a.id, a.status));
     let mut config = serde_json::json!({
         "domain": request.domain,
         "from_address": request.from_address,
@@ -71,15 +75,15 @@ pub async fn record(
     if let Some(mail_from) = request.mail_from {
         config["mail_from_domain"] = mail_from.into();
     }
-    sqlx::query("select set_config('busflow.status_actor', 'provisioning', true)")
-        .execute(&mut *tx)
+    sqlx::query_scalar!("select set_config('busflow.status_actor', 'provisioning', true)")
+        .fetch_one(&mut *tx)
         .await?;
     let id = match existing {
         Some((_, ChannelAccountStatus::Verifying)) => {
             return Err(DomainError::InProgress(request.domain.to_owned()));
         }
         Some((id, status)) => {
-            sqlx::query(
+            sqlx::query!(
                 "update channel_accounts
                     set provider_config = provider_config || $3,
                         external_account_id = $4,
@@ -87,27 +91,27 @@ pub async fn record(
                         status_reason = case when $5 then null else status_reason end,
                         updated_at = now()
                   where tenant_id = $1 and id = $2",
+                request.tenant_id.0,
+                id.0,
+                &config,
+                request.from_address,
+                status == ChannelAccountStatus::Disconnected
             )
-            .bind(request.tenant_id)
-            .bind(id)
-            .bind(&config)
-            .bind(request.from_address)
-            .bind(status == ChannelAccountStatus::Disconnected)
             .execute(&mut *tx)
             .await?;
             id
         }
         None => {
-            sqlx::query_scalar(
-                "insert into channel_accounts
+            sqlx::query_scalar!(
+                r#"insert into channel_accounts
                      (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
                  values ($1, 'EMAIL', 'AWS_SES', $2, 'PENDING', 'LIVE', $3, $4)
-                 returning id",
+                 returning id as "id: ChannelAccountId""#,
+                request.tenant_id.0,
+                request.from_name,
+                &config,
+                request.from_address
             )
-            .bind(request.tenant_id)
-            .bind(request.from_name)
-            .bind(&config)
-            .bind(request.from_address)
             .fetch_one(&mut *tx)
             .await?
         }
@@ -125,22 +129,22 @@ pub async fn replace_records(
 ) -> sqlx::Result<()> {
     let rows = serde_json::to_value(records).unwrap_or_default();
     let mut tx = pool.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "delete from email_domain_dns_records where tenant_id = $1 and channel_account_id = $2",
+        tenant_id.0,
+        account_id.0
     )
-    .bind(tenant_id)
-    .bind(account_id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into email_domain_dns_records
              (tenant_id, channel_account_id, record_type, name, value, purpose)
          select $1, $2, r.record_type, r.name, r.value, r.purpose
            from jsonb_to_recordset($3) as r (record_type text, name text, value text, purpose text)",
+        tenant_id.0,
+        account_id.0,
+        &rows
     )
-    .bind(tenant_id)
-    .bind(account_id)
-    .bind(&rows)
     .execute(&mut *tx)
     .await?;
     tx.commit().await
@@ -152,24 +156,16 @@ pub async fn records(
     tenant_id: TenantId,
     account_id: ChannelAccountId,
 ) -> sqlx::Result<Vec<DnsRecord>> {
-    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+    sqlx::query_as!(
+        DnsRecord,
         "select record_type, name, value, purpose from email_domain_dns_records
           where tenant_id = $1 and channel_account_id = $2
           order by purpose, name",
+        tenant_id.0,
+        account_id.0
     )
-    .bind(tenant_id)
-    .bind(account_id)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(record_type, name, value, purpose)| DnsRecord {
-            record_type,
-            name,
-            value,
-            purpose,
-        })
-        .collect())
+    .await
 }
 
 /// Records the configuration set the account sends through.
@@ -179,15 +175,15 @@ pub async fn set_configuration_set(
     account_id: ChannelAccountId,
     name: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update channel_accounts
             set provider_config = provider_config || jsonb_build_object('configuration_set', $3::text),
                 updated_at = now()
           where tenant_id = $1 and id = $2",
+        tenant_id.0,
+        account_id.0,
+        name
     )
-    .bind(tenant_id)
-    .bind(account_id)
-    .bind(name)
     .execute(pool)
     .await?;
     Ok(())

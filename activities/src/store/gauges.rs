@@ -27,45 +27,58 @@ pub struct Gauges {
 /// Reads every gauge, `stuck_threshold` deciding what counts as stuck.
 pub async fn read(pool: &PgPool, stuck_threshold: Duration) -> sqlx::Result<Gauges> {
     let threshold = stuck_threshold.as_secs_f64();
-    let stuck = sqlx::query_scalar(
-        "select count(*) from messages
-          where status = 'QUEUED' and created_at < now() - make_interval(secs => $1)",
+    let stuck = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from messages
+            where status = 'QUEUED' and created_at < now() - make_interval(secs => $1)"#,
+        threshold
     )
-    .bind(threshold)
     .fetch_one(pool)
     .await?;
-    let unconfirmed = sqlx::query_scalar(
-        "select count(*) from messages
-          where status = 'SENDING' and send_claimed_at < now() - make_interval(secs => $1)",
+    let unconfirmed = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from messages
+            where status = 'SENDING' and send_claimed_at < now() - make_interval(secs => $1)"#,
+        threshold
     )
-    .bind(threshold)
     .fetch_one(pool)
     .await?;
-    let messages_24h = sqlx::query_as(
-        "select channel, direction, status, count(*) from messages
-          where created_at > now() - interval '24 hours'
-          group by channel, direction, status order by 1, 2, 3",
+    let messages_24h = sqlx::query!(
+        r#"select channel, direction, status, count(*) as "count!" from messages
+            where created_at > now() - interval '24 hours'
+            group by channel, direction, status order by 1, 2, 3"#
     )
     .fetch_all(pool)
-    .await?;
-    let dead_letters = sqlx::query_as(
-        "select provider, code, count(*) from inbound_dead_letters
-          where replayed_at is null group by provider, code order by 1, 2",
+    .await?
+    .into_iter()
+    .map(|r| (r.channel, r.direction, r.status, r.count))
+    .collect();
+    let dead_letters = sqlx::query!(
+        r#"select provider, code, count(*) as "count!" from inbound_dead_letters
+            where replayed_at is null group by provider, code order by 1, 2"#
     )
     .fetch_all(pool)
-    .await?;
-    let quarantined_24h = sqlx::query_as(
-        "select reason, count(*) from inbound_quarantine
-          where created_at > now() - interval '24 hours' group by reason order by 1",
+    .await?
+    .into_iter()
+    .map(|r| (r.provider, r.code, r.count))
+    .collect();
+    let quarantined_24h = sqlx::query!(
+        r#"select reason, count(*) as "count!" from inbound_quarantine
+            where created_at > now() - interval '24 hours' group by reason order by 1"#
     )
     .fetch_all(pool)
-    .await?;
-    let identifier_problems = sqlx::query_as(
-        "select c.kind, p.field, count(*) from contacts c, jsonb_object_keys(c.identifier_problems) as p(field)
-          group by c.kind, p.field order by 1, 2",
+    .await?
+    .into_iter()
+    .map(|r| (r.reason, r.count))
+    .collect();
+    let identifier_problems = sqlx::query!(
+        r#"select c.kind, p.field as "field!", count(*) as "count!"
+             from contacts c, jsonb_object_keys(c.identifier_problems) as p(field)
+            group by c.kind, p.field order by 1, 2"#
     )
     .fetch_all(pool)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| (r.kind, r.field, r.count))
+    .collect();
     Ok(Gauges {
         stuck,
         unconfirmed,

@@ -98,25 +98,25 @@ pub async fn record_inbound(
     // compare); `created_at` is stamped now, under the conversation's row
     // lock, so a conversation's arrivals commit in `created_at` order and a
     // read cursor's arrival watermark never passes one not yet committed.
-    let inserted: Option<MessageId> = sqlx::query_scalar(
-        "insert into messages
+    let inserted = sqlx::query_scalar!(
+        r#"insert into messages
             (tenant_id, conversation_id, contact_id, channel_account_id, direction, channel, status,
              external_message_id, subject, body, content, sent_at, delivered_at, created_at)
          values ($1, $2, $3, $4, 'INBOUND', $5, 'DELIVERED', $6, $7, $8, $9, $10, now(), clock_timestamp())
          on conflict (tenant_id, channel, external_message_id) where external_message_id is not null
          do nothing
-         returning id",
+         returning id as "id: MessageId""#,
+        inbound.tenant_id.0,
+        conversation_id,
+        contact_id.0,
+        inbound.channel_account_id.0,
+        inbound.channel as Channel,
+        &inbound.external_message_id,
+        inbound.subject.as_deref(),
+        &inbound.body,
+        &inbound.content,
+        inbound.received_at
     )
-    .bind(inbound.tenant_id)
-    .bind(conversation_id)
-    .bind(contact_id)
-    .bind(inbound.channel_account_id)
-    .bind(inbound.channel)
-    .bind(&inbound.external_message_id)
-    .bind(&inbound.subject)
-    .bind(&inbound.body)
-    .bind(&inbound.content)
-    .bind(inbound.received_at)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(message_id) = inserted else {
@@ -127,16 +127,16 @@ pub async fn record_inbound(
             message_id: existing.unwrap_or(MessageId(Uuid::nil())),
         });
     };
-    sqlx::query(
+    sqlx::query!(
         "update conversations
             set last_message_at = greatest(coalesce(last_message_at, $3), $3),
                 last_inbound_at = greatest(coalesce(last_inbound_at, $3), $3),
                 updated_at = now()
           where tenant_id = $1 and id = $2",
+        inbound.tenant_id.0,
+        conversation_id,
+        inbound.received_at
     )
-    .bind(inbound.tenant_id)
-    .bind(conversation_id)
-    .bind(inbound.received_at)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -152,12 +152,13 @@ async fn find_existing(
     conn: &mut PgConnection,
     inbound: &InboundMessage,
 ) -> sqlx::Result<Option<MessageId>> {
-    sqlx::query_scalar(
-        "select id from messages where tenant_id = $1 and channel = $2 and external_message_id = $3",
+    sqlx::query_scalar!(
+        r#"select id as "id: MessageId" from messages
+            where tenant_id = $1 and channel = $2 and external_message_id = $3"#,
+        inbound.tenant_id.0,
+        inbound.channel as Channel,
+        &inbound.external_message_id
     )
-    .bind(inbound.tenant_id)
-    .bind(inbound.channel)
-    .bind(&inbound.external_message_id)
     .fetch_optional(conn)
     .await
 }
@@ -172,16 +173,16 @@ async fn resolve_contact(
     let key = inbound.sender_key.json_key();
     // Two first messages from the same new person may race: one creates the
     // contact, the other finds it.
-    sqlx::query(
+    sqlx::query!(
         "select pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2 || '/' || $3, 0))",
+        inbound.tenant_id as TenantId,
+        key,
+        &inbound.sender
     )
-    .bind(inbound.tenant_id)
-    .bind(key)
-    .bind(&inbound.sender)
     .execute(&mut *conn)
     .await?;
-    let found: Option<ContactId> = sqlx::query_scalar(
-        "select c.id from contacts c
+    let found = sqlx::query_scalar!(
+        r#"select c.id as "id: ContactId" from contacts c
           where c.tenant_id = $1
             and (c.identifiers ->> $2 = $3 or ($4 and c.identifiers ->> 'phone' = $3))
           order by exists (select 1 from conversations v
@@ -192,26 +193,26 @@ async fn resolve_contact(
                        and m.channel_account_id = $5 and m.direction = 'OUTBOUND') desc nulls last,
                    coalesce(c.identifiers ->> $2 = $3, false) desc,
                    c.created_at, c.id
-          limit 1",
+          limit 1"#,
+        inbound.tenant_id.0,
+        key,
+        &inbound.sender,
+        inbound.sender_key == SenderKey::WhatsApp,
+        inbound.channel_account_id.0
     )
-    .bind(inbound.tenant_id)
-    .bind(key)
-    .bind(&inbound.sender)
-    .bind(inbound.sender_key == SenderKey::WhatsApp)
-    .bind(inbound.channel_account_id)
     .fetch_optional(&mut *conn)
     .await?;
     let id = match found {
         Some(id) => id,
         None => {
-            sqlx::query_scalar(
-                "insert into contacts (tenant_id, kind, display_name, identifiers)
-                 values ($1, 'CUSTOMER', $2, $3)
-                 returning id",
+            sqlx::query_scalar!(
+                r#"insert into contacts (tenant_id, kind, display_name, identifiers)
+                   values ($1, 'CUSTOMER', $2, $3)
+                   returning id as "id: ContactId""#,
+                inbound.tenant_id.0,
+                inbound.sender_name.clone().unwrap_or_default(),
+                serde_json::json!({ key: inbound.sender })
             )
-            .bind(inbound.tenant_id)
-            .bind(inbound.sender_name.clone().unwrap_or_default())
-            .bind(serde_json::json!({ key: inbound.sender }))
             .fetch_one(&mut *conn)
             .await?
         }
@@ -221,14 +222,14 @@ async fn resolve_contact(
     let learned = std::iter::once((inbound.sender_key, inbound.sender.as_str()))
         .chain(inbound.aliases.iter().map(|(k, v)| (*k, v.as_str())));
     for (alias_key, value) in learned {
-        sqlx::query(
+        sqlx::query!(
             "update contacts set identifiers = identifiers || jsonb_build_object($3::text, $4::text), updated_at = now()
               where tenant_id = $1 and id = $2 and not identifiers ? $3",
+            inbound.tenant_id.0,
+            id.0,
+            alias_key.json_key(),
+            value
         )
-        .bind(inbound.tenant_id)
-        .bind(id)
-        .bind(alias_key.json_key())
-        .bind(value)
         .execute(&mut *conn)
         .await?;
     }
@@ -244,7 +245,7 @@ async fn resolve_conversation(
     inbound: &InboundMessage,
     contact_id: ContactId,
 ) -> sqlx::Result<(Uuid, Option<String>)> {
-    let latest: Option<(Uuid, String)> = sqlx::query_as(
+    let latest = sqlx::query!(
         "select id, status from conversations
           where tenant_id = $1 and contact_id = $2 and channel_account_id = $3
           order by (status <> 'RESOLVED') desc,
@@ -252,48 +253,49 @@ async fn resolve_conversation(
                    coalesce(last_message_at, created_at) desc
           limit 1
           for update",
+        inbound.tenant_id.0,
+        contact_id.0,
+        inbound.channel_account_id.0,
+        inbound.conversation_hint
     )
-    .bind(inbound.tenant_id)
-    .bind(contact_id)
-    .bind(inbound.channel_account_id)
-    .bind(inbound.conversation_hint)
     .fetch_optional(&mut *conn)
-    .await?;
+    .await?
+    .map(|c| (c.id, c.status));
     match latest {
         Some((id, status)) if status == "OPEN" => Ok((id, None)),
         Some((id, status)) => {
-            sqlx::query(
+            sqlx::query!(
                 "update conversations set status = 'OPEN', snoozed_until = null, updated_at = now()
                   where tenant_id = $1 and id = $2",
+                inbound.tenant_id.0,
+                id
             )
-            .bind(inbound.tenant_id)
-            .bind(id)
             .execute(&mut *conn)
             .await?;
             Ok((id, Some(status)))
         }
         None => {
-            let inserted: Option<Uuid> = sqlx::query_scalar(
+            let inserted = sqlx::query_scalar!(
                 "insert into conversations (tenant_id, contact_id, channel_account_id, status)
                  values ($1, $2, $3, 'OPEN')
                  on conflict do nothing
                  returning id",
+                inbound.tenant_id.0,
+                contact_id.0,
+                inbound.channel_account_id.0
             )
-            .bind(inbound.tenant_id)
-            .bind(contact_id)
-            .bind(inbound.channel_account_id)
             .fetch_optional(&mut *conn)
             .await?;
             match inserted {
                 Some(id) => Ok((id, None)),
-                None => sqlx::query_scalar(
+                None => sqlx::query_scalar!(
                     "select id from conversations
                       where tenant_id = $1 and contact_id = $2 and channel_account_id = $3
                         and status in ('OPEN', 'SNOOZED')",
+                    inbound.tenant_id.0,
+                    contact_id.0,
+                    inbound.channel_account_id.0
                 )
-                .bind(inbound.tenant_id)
-                .bind(contact_id)
-                .bind(inbound.channel_account_id)
                 .fetch_one(&mut *conn)
                 .await
                 .map(|id| (id, None)),
@@ -315,16 +317,16 @@ pub async fn conversation_of_outbound(
     if external_message_ids.is_empty() {
         return Ok(None);
     }
-    sqlx::query_scalar(
-        "select conversation_id from messages
-          where tenant_id = $1 and channel = $2 and direction = 'OUTBOUND'
-            and external_message_id = any($3) and conversation_id is not null
-          order by array_position($3, external_message_id), created_at desc
-          limit 1",
+    sqlx::query_scalar!(
+        r#"select conversation_id as "conversation_id!" from messages
+            where tenant_id = $1 and channel = $2 and direction = 'OUTBOUND'
+              and external_message_id = any($3) and conversation_id is not null
+            order by array_position($3, external_message_id), created_at desc
+            limit 1"#,
+        tenant_id.0,
+        channel as Channel,
+        external_message_ids as &[String]
     )
-    .bind(tenant_id)
-    .bind(channel)
-    .bind(external_message_ids)
     .fetch_optional(pool)
     .await
 }

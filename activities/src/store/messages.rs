@@ -11,9 +11,13 @@
 
 use crate::model::{Channel, ChannelAccountId, ContactId, MessageId, MessageStatus, TenantId};
 use crate::providers::WhatsAppTemplate;
+use crate::store::channel_accounts::ChannelAccount;
+use crate::store::contacts::Contact;
 use crate::store::conversations::ConversationRefs;
 use crate::triggers::Trigger;
+use crate::watchdog::StuckMessage;
 use sqlx::PgPool;
+use sqlx::types::Json;
 
 /// An outbound message about to be queued by a workflow.
 #[derive(Debug, Clone)]
@@ -57,7 +61,14 @@ pub struct NewOutboundMessage {
 /// so a retried or replayed insert creates and touches nothing. `joined`
 /// locks its conversations in id order first: two fan-outs to the same
 /// passengers then queue instead of deadlocking.
-const PLACE_IN_CONVERSATION: &str = "
+///
+/// `place_in_conversation!(query_scalar!([head…], [tail…], args…))` runs the
+/// statement `head`, these CTEs, `tail`: one literal, which the query macros
+/// check like any other.
+macro_rules! place_in_conversation {
+    ($query:ident!([$($head:literal),+], [$($tail:literal),+] $(, $arg:expr)* $(,)?)) => {
+        sqlx::$query!(
+            $($head +)+ "
      placed as (
          select g.*,
                 not exists (select 1 from messages m
@@ -95,38 +106,34 @@ const PLACE_IN_CONVERSATION: &str = "
                 updated_at = now()
            from locked l
            join placed p on p.fresh and p.tenant_id = l.tenant_id and p.joins = l.id
-          where c.tenant_id = l.tenant_id and c.id = l.id)";
+          where c.tenant_id = l.tenant_id and c.id = l.id)" $(+ $tail)+
+            $(, $arg)*
+        )
+    };
+}
 
 /// Inserts the message QUEUED in its conversation, or returns the one this
 /// workflow step already created (activity retries, workflow replays, a
 /// repeated Hasura event). An agent's reply goes in the conversation it was
 /// given; a notification joins the contact's live conversation on the
 /// account or starts a RESOLVED one of its own (see
-/// `PLACE_IN_CONVERSATION`). One statement, one round trip.
+/// `place_in_conversation!`). One statement, one round trip.
 pub async fn insert_outbound_queued(
     pool: &PgPool,
     message: &NewOutboundMessage,
     request: Option<&crate::store::requests::NotificationRequestRow>,
 ) -> sqlx::Result<MessageId> {
-    // A notification's first message records its request in the same
-    // statement: never a message without its request.
-    let record_request = match request {
-        Some(_) => {
-            "request as (
-                 insert into notification_requests
-                     (tenant_id, workflow_id, contact_id, trigger_event, source_event_id, variables)
-                 values ($2, $6, $3, $20, $21, $22)
-                 on conflict (tenant_id, workflow_id) do nothing),"
-        }
-        None => "",
-    };
-    let sql = format!(
-        "with {record_request}
+    let m = message;
+    // `$record_request`: a CTE (with its comma) or nothing.
+    macro_rules! insert {
+        ($record_request:literal $(, $arg:expr)*) => {
+            place_in_conversation!(query_scalar!(
+                ["with ", $record_request, "
          given as (
              select $2::uuid as tenant_id, $3::uuid as contact_id, $4::uuid as channel_account_id,
                     $6::text as workflow_id, $7::smallint as attempt, $15::uuid as conversation_id,
-                    $17::uuid as booking_id, $18::uuid as trip_id, $19::uuid as invoice_id),
-         {PLACE_IN_CONVERSATION}
+                    $17::uuid as booking_id, $18::uuid as trip_id, $19::uuid as invoice_id),"],
+                [r#"
          insert into messages
             (id, tenant_id, contact_id, channel_account_id, direction, channel, status,
              workflow_id, attempt, replaces_message_id, trigger_event, template_key, subject, body, body_html, whatsapp_template, conversation_id,
@@ -136,35 +143,47 @@ pub async fn insert_outbound_queued(
            from placed p
          on conflict (tenant_id, workflow_id, attempt) where workflow_id is not null
          do update set updated_at = messages.updated_at
-         returning id"
-    );
-    let mut insert = sqlx::query_scalar(&sql)
-        .bind(message.id)
-        .bind(message.tenant_id)
-        .bind(message.contact_id)
-        .bind(message.channel_account_id)
-        .bind(message.channel)
-        .bind(&message.workflow_id)
-        .bind(message.attempt)
-        .bind(message.replaces_message_id)
-        .bind(message.trigger_event)
-        .bind(&message.template_key)
-        .bind(&message.subject)
-        .bind(&message.body)
-        .bind(&message.body_html)
-        .bind(message.whatsapp_template.as_ref().map(sqlx::types::Json))
-        .bind(message.conversation_id)
-        .bind(&message.batch_workflow_id)
-        .bind(message.about.booking_id)
-        .bind(message.about.trip_id)
-        .bind(message.about.invoice_id);
-    if let Some(request) = request {
-        insert = insert
-            .bind(request.trigger_event)
-            .bind(&request.source_event_id)
-            .bind(&request.variables);
+         returning id as "id: MessageId""#],
+                m.id.0,
+                m.tenant_id.0,
+                m.contact_id.0,
+                m.channel_account_id.0,
+                m.channel as Channel,
+                &m.workflow_id,
+                m.attempt,
+                m.replaces_message_id.map(|id| id.0),
+                m.trigger_event as Trigger,
+                &m.template_key,
+                m.subject.as_deref(),
+                &m.body,
+                m.body_html.as_deref(),
+                m.whatsapp_template.as_ref().map(Json) as Option<Json<&WhatsAppTemplate>>,
+                m.conversation_id,
+                m.batch_workflow_id.as_deref(),
+                m.about.booking_id,
+                m.about.trip_id,
+                m.about.invoice_id
+                $(, $arg)*
+            ))
+            .fetch_one(pool)
+            .await
+        };
     }
-    insert.fetch_one(pool).await
+    match request {
+        // A notification's first message records its request in the same
+        // statement: never a message without its request.
+        Some(request) => insert!(
+            "request as (
+                 insert into notification_requests
+                     (tenant_id, workflow_id, contact_id, trigger_event, source_event_id, variables)
+                 values ($2, $6, $3, $20, $21, $22)
+                 on conflict (tenant_id, workflow_id) do nothing),",
+            request.trigger_event as Trigger,
+            &request.source_event_id,
+            &request.variables.0
+        ),
+        None => insert!(""),
+    }
 }
 
 /// Inserts many messages QUEUED in one statement (a fan-out chunk's round);
@@ -207,15 +226,15 @@ pub async fn insert_outbound_queued_many(
             })
         })
         .collect();
-    let stored: Vec<(i32, MessageId)> = sqlx::query_as(&format!(
-        "with given as (
+    let stored = place_in_conversation!(query!(
+        ["with given as (
              select * from jsonb_to_recordset($1) as r(
                  ordinal int, id uuid, tenant_id uuid, contact_id uuid, channel_account_id uuid,
                  channel text, workflow_id text, batch_workflow_id text, attempt smallint,
                  replaces_message_id uuid, trigger_event text, template_key text,
                  conversation_id uuid, booking_id uuid, trip_id uuid, invoice_id uuid,
-                 subject text, body text, body_html text, whatsapp_template jsonb)),
-         {PLACE_IN_CONVERSATION},
+                 subject text, body text, body_html text, whatsapp_template jsonb)),"],
+        [r#",
          inserted as (
              insert into messages
                  (id, tenant_id, contact_id, channel_account_id, direction, channel, status,
@@ -229,19 +248,19 @@ pub async fn insert_outbound_queued_many(
              on conflict (tenant_id, workflow_id, attempt) where workflow_id is not null
              do update set updated_at = messages.updated_at
              returning workflow_id, id)
-         select g.ordinal, i.id
+         select g.ordinal, i.id as "id!: MessageId"
            from given g
            join inserted i on i.workflow_id = g.workflow_id
-          order by g.ordinal"
+          order by g.ordinal"#],
+        serde_json::Value::Array(rows)
     ))
-    .bind(sqlx::types::Json(rows))
     .fetch_all(pool)
     .await?;
-    Ok(stored.into_iter().map(|(_, id)| id).collect())
+    Ok(stored.into_iter().map(|row| row.id).collect())
 }
 
 /// What the dispatch step needs to know about a message.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct OutboundMessage {
     pub id: MessageId,
     pub tenant_id: TenantId,
@@ -273,21 +292,38 @@ impl OutboundMessage {
     }
 }
 
-const OUTBOUND_COLUMNS: &str = "id, tenant_id, contact_id, channel_account_id, channel, status,
-     external_message_id, subject, body, body_html, whatsapp_template, failed_reason,
-     send_unknown_reason, workflow_id, batch_workflow_id, trigger_event";
+/// `select_outbound!(query_as!(OutboundMessage, [tail…], args…))`: selects the
+/// [`OutboundMessage`] columns of `messages m`, then `tail` (more columns,
+/// `from`, `where`).
+macro_rules! select_outbound {
+    ($query:ident!($($record:ident,)? [$($tail:literal),+] $(, $arg:expr)* $(,)?)) => {
+        sqlx::$query!(
+            $($record,)?
+            r#"select m.id as "id: MessageId", m.tenant_id as "tenant_id: TenantId",
+                      m.contact_id as "contact_id: ContactId",
+                      m.channel_account_id as "channel_account_id: ChannelAccountId",
+                      m.channel as "channel: Channel", m.status as "status: MessageStatus",
+                      m.external_message_id, m.subject, m.body, m.body_html,
+                      m.whatsapp_template as "whatsapp_template: Json<WhatsAppTemplate>",
+                      m.failed_reason, m.send_unknown_reason, m.workflow_id, m.batch_workflow_id,
+                      m.trigger_event as "trigger_event: Trigger""# $(+ $tail)+
+            $(, $arg)*
+        )
+    };
+}
 
 pub async fn get_outbound(
     pool: &PgPool,
     tenant_id: TenantId,
     id: MessageId,
 ) -> sqlx::Result<Option<OutboundMessage>> {
-    sqlx::query_as(&format!(
-        "select {OUTBOUND_COLUMNS} from messages
-          where tenant_id = $1 and id = $2 and direction = 'OUTBOUND'"
+    select_outbound!(query_as!(
+        OutboundMessage,
+        [" from messages m
+          where m.tenant_id = $1 and m.id = $2 and m.direction = 'OUTBOUND'"],
+        tenant_id.0,
+        id.0
     ))
-    .bind(tenant_id)
-    .bind(id)
     .fetch_optional(pool)
     .await
 }
@@ -298,37 +334,39 @@ pub async fn dispatch_view(
     pool: &PgPool,
     tenant_id: TenantId,
     id: MessageId,
-) -> sqlx::Result<
-    Option<(
-        OutboundMessage,
-        Option<crate::store::channel_accounts::ChannelAccount>,
-        Option<crate::store::contacts::Contact>,
-    )>,
-> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        message: OutboundMessage,
-        account: Option<sqlx::types::Json<crate::store::channel_accounts::ChannelAccount>>,
-        contact: Option<sqlx::types::Json<crate::store::contacts::Contact>>,
-    }
-    let columns = OUTBOUND_COLUMNS
-        .split(',')
-        .map(|c| format!("m.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "select {columns}, to_jsonb(a) as account, to_jsonb(c) as contact
+) -> sqlx::Result<Option<(OutboundMessage, Option<ChannelAccount>, Option<Contact>)>> {
+    let row = select_outbound!(query!(
+        [r#", to_jsonb(a) as "account: Json<ChannelAccount>", to_jsonb(c) as "contact: Json<Contact>"
            from messages m
            left join channel_accounts a on a.tenant_id = m.tenant_id and a.id = m.channel_account_id
            left join contacts c on c.tenant_id = m.tenant_id and c.id = m.contact_id
-          where m.tenant_id = $1 and m.id = $2 and m.direction = 'OUTBOUND'"
+          where m.tenant_id = $1 and m.id = $2 and m.direction = 'OUTBOUND'"#],
+        tenant_id.0,
+        id.0
     ))
-    .bind(tenant_id)
-    .bind(id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|r| (r.message, r.account.map(|a| a.0), r.contact.map(|c| c.0))))
+    Ok(row.map(|r| {
+        let message = OutboundMessage {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            contact_id: r.contact_id,
+            channel_account_id: r.channel_account_id,
+            channel: r.channel,
+            status: r.status,
+            external_message_id: r.external_message_id,
+            subject: r.subject,
+            body: r.body,
+            body_html: r.body_html,
+            whatsapp_template: r.whatsapp_template,
+            failed_reason: r.failed_reason,
+            send_unknown_reason: r.send_unknown_reason,
+            workflow_id: r.workflow_id,
+            batch_workflow_id: r.batch_workflow_id,
+            trigger_event: r.trigger_event,
+        };
+        (message, r.account.map(|a| a.0), r.contact.map(|c| c.0))
+    }))
 }
 
 /// Many outbound messages of a tenant, in no particular order.
@@ -337,12 +375,13 @@ pub async fn get_outbound_many(
     tenant_id: TenantId,
     ids: &[MessageId],
 ) -> sqlx::Result<Vec<OutboundMessage>> {
-    sqlx::query_as(&format!(
-        "select {OUTBOUND_COLUMNS} from messages
-          where tenant_id = $1 and id = any($2) and direction = 'OUTBOUND'"
+    select_outbound!(query_as!(
+        OutboundMessage,
+        [" from messages m
+          where m.tenant_id = $1 and m.id = any($2) and m.direction = 'OUTBOUND'"],
+        tenant_id.0,
+        &ids.iter().map(|id| id.0).collect::<Vec<_>>()
     ))
-    .bind(tenant_id)
-    .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
     .fetch_all(pool)
     .await
 }
@@ -354,13 +393,15 @@ pub async fn of_notifications(
     workflow_ids: &[String],
     attempt: i16,
 ) -> sqlx::Result<Vec<OutboundMessage>> {
-    sqlx::query_as(&format!(
-        "select {OUTBOUND_COLUMNS} from messages
-          where tenant_id = $1 and workflow_id = any($2) and attempt = $3 and direction = 'OUTBOUND'"
+    select_outbound!(query_as!(
+        OutboundMessage,
+        [" from messages m
+          where m.tenant_id = $1 and m.workflow_id = any($2) and m.attempt = $3
+            and m.direction = 'OUTBOUND'"],
+        tenant_id.0,
+        workflow_ids as &[String],
+        attempt
     ))
-    .bind(tenant_id)
-    .bind(workflow_ids)
-    .bind(attempt)
     .fetch_all(pool)
     .await
 }
@@ -372,14 +413,20 @@ pub async fn unsettled_filter(
     tenant_id: TenantId,
     ids: &[MessageId],
 ) -> sqlx::Result<Vec<(MessageId, MessageStatus, Option<String>)>> {
-    sqlx::query_as(
-        "select id, status, coalesce(failed_reason, send_unknown_reason) from messages
-          where tenant_id = $1 and id = any($2) and status <> 'SENT'",
+    let rows = sqlx::query!(
+        r#"select id as "id: MessageId", status as "status: MessageStatus",
+                  coalesce(failed_reason, send_unknown_reason) as reason
+             from messages
+            where tenant_id = $1 and id = any($2) and status <> 'SENT'"#,
+        tenant_id.0,
+        &ids.iter().map(|id| id.0).collect::<Vec<_>>()
     )
-    .bind(tenant_id)
-    .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.status, r.reason))
+        .collect())
 }
 
 /// What claiming a message's send found.
@@ -404,35 +451,32 @@ pub async fn claim_send(
     id: MessageId,
     attempt_id: uuid::Uuid,
 ) -> sqlx::Result<Claim> {
-    let claimed = sqlx::query(
+    let claimed = sqlx::query!(
         "update messages
             set status = 'SENDING', send_attempt_id = $3, send_claimed_at = now(),
                 send_unknown_reason = null, updated_at = now()
           where tenant_id = $1 and id = $2 and status = 'QUEUED'",
+        tenant_id.0,
+        id.0,
+        attempt_id
     )
-    .bind(tenant_id)
-    .bind(id)
-    .bind(attempt_id)
     .execute(pool)
     .await?;
     if claimed.rows_affected() == 1 {
         return Ok(Claim::Claimed);
     }
-    let (status, attempt_id, claimed_at): (
-        MessageStatus,
-        Option<uuid::Uuid>,
-        Option<chrono::DateTime<chrono::Utc>>,
-    ) = sqlx::query_as(
-        "select status, send_attempt_id, send_claimed_at from messages where tenant_id = $1 and id = $2",
+    let held = sqlx::query!(
+        r#"select status as "status: MessageStatus", send_attempt_id, send_claimed_at
+             from messages where tenant_id = $1 and id = $2"#,
+        tenant_id.0,
+        id.0
     )
-    .bind(tenant_id)
-    .bind(id)
     .fetch_one(pool)
     .await?;
-    Ok(match status {
+    Ok(match held.status {
         MessageStatus::Sending => Claim::HeldByEarlierAttempt {
-            attempt_id,
-            claimed_at,
+            attempt_id: held.send_attempt_id,
+            claimed_at: held.send_claimed_at,
         },
         status => Claim::Ended(status),
     })
@@ -446,14 +490,14 @@ pub async fn release_claim(
     id: MessageId,
     attempt_id: uuid::Uuid,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update messages
             set status = 'QUEUED', send_attempt_id = null, send_claimed_at = null, updated_at = now()
           where tenant_id = $1 and id = $2 and status = 'SENDING' and send_attempt_id = $3",
+        tenant_id.0,
+        id.0,
+        attempt_id
     )
-    .bind(tenant_id)
-    .bind(id)
-    .bind(attempt_id)
     .execute(pool)
     .await?;
     Ok(())
@@ -467,15 +511,15 @@ pub async fn fail_claim(
     attempt_id: uuid::Uuid,
     reason: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update messages
             set status = 'FAILED', failed_reason = $4, failed_at = now(), updated_at = now()
           where tenant_id = $1 and id = $2 and status = 'SENDING' and send_attempt_id = $3",
+        tenant_id.0,
+        id.0,
+        attempt_id,
+        reason
     )
-    .bind(tenant_id)
-    .bind(id)
-    .bind(attempt_id)
-    .bind(reason)
     .execute(pool)
     .await?;
     Ok(())
@@ -488,13 +532,13 @@ pub async fn note_unknown_outcome(
     id: MessageId,
     reason: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update messages set send_unknown_reason = $3, updated_at = now()
           where tenant_id = $1 and id = $2 and status = 'SENDING'",
+        tenant_id.0,
+        id.0,
+        reason
     )
-    .bind(tenant_id)
-    .bind(id)
-    .bind(reason)
     .execute(pool)
     .await?;
     Ok(())
@@ -507,19 +551,22 @@ pub async fn reached(
     tenant_id: TenantId,
     workflow_id: &str,
 ) -> sqlx::Result<Option<(MessageId, Channel, MessageStatus)>> {
-    sqlx::query_as(
-        "select id, channel, status from messages
-          where tenant_id = $1
-            and (workflow_id = $2 or left(workflow_id, length($3)) = $3)
-            and status in ('SENDING', 'SENT', 'DELIVERED', 'READ')
-          order by created_at
-          limit 1",
+    let row = sqlx::query!(
+        r#"select id as "id: MessageId", channel as "channel: Channel",
+                  status as "status: MessageStatus"
+             from messages
+            where tenant_id = $1
+              and (workflow_id = $2 or left(workflow_id, length($3)) = $3)
+              and status in ('SENDING', 'SENT', 'DELIVERED', 'READ')
+            order by created_at
+            limit 1"#,
+        tenant_id.0,
+        workflow_id,
+        format!("{workflow_id}/retry/")
     )
-    .bind(tenant_id)
-    .bind(workflow_id)
-    .bind(format!("{workflow_id}/retry/"))
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(row.map(|r| (r.id, r.channel, r.status)))
 }
 
 /// Records the provider's acceptance and applies any callback that arrived
@@ -534,24 +581,27 @@ pub async fn mark_sent(
     external_message_id: &str,
 ) -> sqlx::Result<MessageStatus> {
     // One round trip (`mark_message_sent`) unless a receipt came first.
-    let row: Option<(Channel, MessageStatus, bool)> =
-        sqlx::query_as("select * from mark_message_sent($1, $2, $3)")
-            .bind(tenant_id)
-            .bind(id)
-            .bind(external_message_id)
-            .fetch_optional(pool)
-            .await?;
-    let Some((channel, status, pending)) = row else {
+    let row = sqlx::query!(
+        r#"select sent_channel as "channel!: Channel", sent_status as "status!: MessageStatus",
+                  pending as "pending!"
+             from mark_message_sent($1, $2, $3)"#,
+        tenant_id.0,
+        id.0,
+        external_message_id
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
         return Ok(MessageStatus::Failed);
     };
-    if !pending {
-        return Ok(status);
+    if !row.pending {
+        return Ok(row.status);
     }
     let mut tx = pool.begin().await?;
     lock_external_id(&mut tx, external_message_id).await?;
-    let status = apply_pending_callbacks(&mut tx, tenant_id, id, channel, external_message_id)
+    let status = apply_pending_callbacks(&mut tx, tenant_id, id, row.channel, external_message_id)
         .await?
-        .unwrap_or(status);
+        .unwrap_or(row.status);
     tx.commit().await?;
     Ok(status)
 }
@@ -565,14 +615,14 @@ pub async fn mark_failed(
     id: MessageId,
     reason: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update messages
             set status = 'FAILED', failed_reason = $3, failed_at = now(), updated_at = now()
           where tenant_id = $1 and id = $2 and status = 'QUEUED'",
+        tenant_id.0,
+        id.0,
+        reason
     )
-    .bind(tenant_id)
-    .bind(id)
-    .bind(reason)
     .execute(pool)
     .await?;
     Ok(())
@@ -628,40 +678,34 @@ pub async fn record_callback(
     pool: &PgPool,
     callback: &DeliveryCallback,
 ) -> sqlx::Result<CallbackEffect> {
-    let matched: Option<(
-        MessageId,
-        TenantId,
-        Option<String>,
-        MessageStatus,
-        bool,
-        bool,
-    )> = sqlx::query_as(
-        "select matched_id, matched_tenant, signal_workflow_id, after_status, changed, settles
-               from record_delivery_callback($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    let matched = sqlx::query!(
+        r#"select matched_id as "matched_id!: MessageId",
+                  matched_tenant as "matched_tenant!: TenantId",
+                  signal_workflow_id, after_status as "after_status!: MessageStatus",
+                  changed as "changed!", settles as "settles!"
+             from record_delivery_callback($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+        callback.tenant_id.map(|t| t.0),
+        callback.channel as Channel,
+        &callback.external_message_id,
+        callback.status as MessageStatus,
+        callback.reason.as_deref(),
+        callback.occurred_at,
+        &callback.detail,
+        callback.correlation.map(|m| m.0),
+        callback.configuration_set.as_deref()
     )
-    .bind(callback.tenant_id)
-    .bind(callback.channel)
-    .bind(&callback.external_message_id)
-    .bind(callback.status)
-    .bind(&callback.reason)
-    .bind(callback.occurred_at)
-    .bind(&callback.detail)
-    .bind(callback.correlation)
-    .bind(&callback.configuration_set)
     .fetch_optional(pool)
     .await?;
     Ok(match matched {
         None => CallbackEffect::Pending,
-        Some((message_id, tenant_id, workflow_id, status, changed, settles)) => {
-            CallbackEffect::Applied {
-                tenant_id,
-                message_id,
-                workflow_id,
-                status,
-                changed,
-                settles,
-            }
-        }
+        Some(m) => CallbackEffect::Applied {
+            tenant_id: m.matched_tenant,
+            message_id: m.matched_id,
+            workflow_id: m.signal_workflow_id,
+            status: m.after_status,
+            changed: m.changed,
+            settles: m.settles,
+        },
     })
 }
 
@@ -676,10 +720,12 @@ async fn lock_external_id(
     tx: &mut sqlx::PgConnection,
     external_message_id: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("select pg_advisory_xact_lock(hashtext('busflow.messages.external_message_id'), hashtext($1))")
-        .bind(external_message_id)
-        .execute(tx)
-        .await?;
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtext('busflow.messages.external_message_id'), hashtext($1))",
+        external_message_id
+    )
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
@@ -691,14 +737,18 @@ async fn apply_status(
     message_id: MessageId,
     callback: &DeliveryCallback,
 ) -> sqlx::Result<(MessageStatus, bool)> {
-    sqlx::query_as("select after_status, changed from apply_message_status($1, $2, $3, $4, $5)")
-        .bind(tenant_id)
-        .bind(message_id)
-        .bind(callback.status)
-        .bind(callback.occurred_at)
-        .bind(&callback.reason)
-        .fetch_one(tx)
-        .await
+    let applied = sqlx::query!(
+        r#"select after_status as "after_status!: MessageStatus", changed as "changed!"
+             from apply_message_status($1, $2, $3, $4, $5)"#,
+        tenant_id.0,
+        message_id.0,
+        callback.status as MessageStatus,
+        callback.occurred_at,
+        callback.reason.as_deref()
+    )
+    .fetch_one(tx)
+    .await?;
+    Ok((applied.after_status, applied.changed))
 }
 
 /// Applies callbacks that arrived before the message knew its external id.
@@ -710,13 +760,8 @@ async fn apply_pending_callbacks(
     channel: Channel,
     external_message_id: &str,
 ) -> sqlx::Result<Option<MessageStatus>> {
-    let pending: Vec<(
-        i64,
-        MessageStatus,
-        Option<String>,
-        chrono::DateTime<chrono::Utc>,
-    )> = sqlx::query_as(
-        "select id, status, reason, occurred_at from delivery_callbacks
+    let pending = sqlx::query!(
+        r#"select id, status as "status: MessageStatus", reason, occurred_at from delivery_callbacks
           where channel = $1 and external_message_id = $2 and applied_at is null
             and (tenant_id = $3
                  or (tenant_id is null
@@ -727,37 +772,210 @@ async fn apply_pending_callbacks(
                                     on ca.tenant_id = m.tenant_id and ca.id = m.channel_account_id
                                  where m.tenant_id = $3 and m.id = $4), ''))))
           order by occurred_at, id
-          for update",
+          for update"#,
+        channel as Channel,
+        external_message_id,
+        tenant_id.0,
+        message_id.0
     )
-    .bind(channel)
-    .bind(external_message_id)
-    .bind(tenant_id)
-    .bind(message_id)
     .fetch_all(&mut *tx)
     .await?;
     let mut last = None;
-    for (id, status, reason, occurred_at) in pending {
+    for row in pending {
         let callback = DeliveryCallback {
             tenant_id: Some(tenant_id),
             channel,
             external_message_id: external_message_id.to_owned(),
-            status,
-            reason,
-            occurred_at,
+            status: row.status,
+            reason: row.reason,
+            occurred_at: row.occurred_at,
             detail: serde_json::Value::Null,
             correlation: None,
             configuration_set: None,
         };
         let (after, _) = apply_status(tx, tenant_id, message_id, &callback).await?;
-        sqlx::query(
+        sqlx::query!(
             "update delivery_callbacks set tenant_id = $2, message_id = $3, applied_at = now() where id = $1",
+            row.id,
+            tenant_id.0,
+            message_id.0
         )
-        .bind(id)
-        .bind(tenant_id)
-        .bind(message_id)
         .execute(&mut *tx)
         .await?;
         last = Some(after);
     }
     Ok(last)
+}
+
+/// The oldest 500 messages QUEUED for over `secs` seconds, of any tenant
+/// (the watchdog's sweep), with the workflow that sends each.
+pub async fn queued_longer_than(pool: &PgPool, secs: f64) -> sqlx::Result<Vec<StuckMessage>> {
+    sqlx::query_as!(
+        StuckMessage,
+        r#"select tenant_id as "tenant_id: TenantId", id as "message_id: MessageId",
+                  coalesce(batch_workflow_id, workflow_id) as workflow_id
+             from messages
+            where status = 'QUEUED' and created_at < now() - make_interval(secs => $1)
+            order by created_at limit 500"#,
+        secs
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The oldest 500 messages SENDING (claimed) for over `secs` seconds, of any
+/// tenant (the watchdog's sweep), with the workflow that sends each.
+pub async fn claimed_longer_than(pool: &PgPool, secs: f64) -> sqlx::Result<Vec<StuckMessage>> {
+    sqlx::query_as!(
+        StuckMessage,
+        r#"select tenant_id as "tenant_id: TenantId", id as "message_id: MessageId",
+                  coalesce(batch_workflow_id, workflow_id) as workflow_id
+             from messages
+            where status = 'SENDING' and send_claimed_at < now() - make_interval(secs => $1)
+            order by send_claimed_at limit 500"#,
+        secs
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The benchmark's fan-out: how many of the tenant's `trip_delayed`
+/// messages are done (DELIVERED or READ) and how many FAILED.
+pub async fn bench_fanout_outcomes(pool: &PgPool, tenant_id: TenantId) -> sqlx::Result<(i64, i64)> {
+    let counts = sqlx::query!(
+        r#"select count(*) filter (where status in ('DELIVERED', 'READ')) as "done!",
+                  count(*) filter (where status = 'FAILED') as "failed!"
+             from messages where tenant_id = $1 and trigger_event = 'trip_delayed'"#,
+        tenant_id.0
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((counts.done, counts.failed))
+}
+
+/// The benchmark's fan-out: when our API received the first DELIVERED or
+/// READ receipt of each of the tenant's `trip_delayed` messages.
+pub async fn bench_fanout_receipts(
+    pool: &PgPool,
+    tenant_id: TenantId,
+) -> sqlx::Result<Vec<chrono::DateTime<chrono::Utc>>> {
+    sqlx::query_scalar!(
+        r#"select min(d.received_at) as "received_at!"
+             from messages m join delivery_callbacks d
+               on d.tenant_id = m.tenant_id and d.message_id = m.id and d.status in ('DELIVERED', 'READ')
+            where m.tenant_id = $1 and m.trigger_event = 'trip_delayed'
+            group by m.id"#,
+        tenant_id.0
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The benchmark's floor: a bare `trip_delayed` WhatsApp message, QUEUED.
+pub async fn insert_bench_floor(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    workflow_id: &str,
+    body: &str,
+) -> sqlx::Result<MessageId> {
+    sqlx::query_scalar!(
+        r#"insert into messages (tenant_id, direction, channel, workflow_id, trigger_event, body)
+         values ($1, 'OUTBOUND', 'WHATSAPP', $2, 'trip_delayed', $3) returning id as "id: MessageId""#,
+        tenant_id.0,
+        workflow_id,
+        body
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// The benchmark's floor: the message SENT, as a provider's answer leaves it.
+pub async fn mark_bench_floor_sent(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    id: MessageId,
+    external_message_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update messages set status = 'SENT', sent_at = now(), external_message_id = $3, updated_at = now()
+          where tenant_id = $1 and id = $2",
+        tenant_id.0,
+        id.0,
+        external_message_id
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The benchmark's single notifications: how many of the messages of
+/// `workflow_ids` are in one of `done_statuses`, how many FAILED, and one
+/// failure's reason.
+pub async fn bench_outcomes(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    workflow_ids: &[String],
+    done_statuses: &[String],
+) -> sqlx::Result<(i64, i64, Option<String>)> {
+    let counts = sqlx::query!(
+        r#"select count(*) filter (where status = any($3)) as "done!",
+                  count(*) filter (where status = 'FAILED') as "failed!",
+                  min(failed_reason) as reason
+             from messages where tenant_id = $1 and workflow_id = any($2)"#,
+        tenant_id.0,
+        workflow_ids as &[String],
+        done_statuses as &[String]
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((counts.done, counts.failed, counts.reason))
+}
+
+/// When a message became SENT and DELIVERED: DELIVERED is when our API
+/// received the receipt (`delivery_callbacks.received_at`), since the
+/// message's own `delivered_at` is the provider's time, in whole seconds.
+#[derive(Debug)]
+pub struct MessageTimes {
+    pub workflow_id: String,
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The benchmark's single notifications: the times of the messages of
+/// `workflow_ids`.
+pub async fn bench_times(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    workflow_ids: &[String],
+) -> sqlx::Result<Vec<MessageTimes>> {
+    sqlx::query_as!(
+        MessageTimes,
+        r#"select m.workflow_id as "workflow_id!", m.sent_at,
+                (select min(d.received_at) from delivery_callbacks d
+                  where d.tenant_id = m.tenant_id and d.message_id = m.id
+                    and d.status in ('DELIVERED', 'READ')) as delivered_at
+           from messages m
+          where m.tenant_id = $1 and m.workflow_id = any($2)"#,
+        tenant_id.0,
+        workflow_ids as &[String]
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The benchmark's single notifications: how many messages of
+/// `workflow_ids` are READ.
+pub async fn bench_count_read(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    workflow_ids: &[String],
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "read!" from messages
+            where tenant_id = $1 and workflow_id = any($2) and status = 'READ'"#,
+        tenant_id.0,
+        workflow_ids as &[String]
+    )
+    .fetch_one(pool)
+    .await
 }

@@ -1,10 +1,17 @@
-//! Postgres access, one module per table. Every query takes the tenant id and
-//! filters by it: a query that forgets the tenant cannot be written through
-//! these functions.
+//! Postgres access, one module per table: all of the service's SQL but
+//! `/metrics`' (`busflow_api::metrics`). Every query of a tenant's rows takes
+//! the tenant id and filters by it: a query that forgets the tenant cannot be
+//! written through these functions; the few that read across tenants
+//! (webhook routing, sweeps, key rotation) return each row's tenant.
+//!
+//! Queries are `sqlx::query!`, `query_as!` and `query_scalar!`, checked at
+//! build time against the offline data in `.sqlx/` (see the README); the
+//! only SQL built at run time names a database ([`databases`]).
 
 pub mod channel_accounts;
 pub mod contacts;
 pub mod conversations;
+pub mod databases;
 pub mod dead_letters;
 pub mod email_domains;
 pub mod gauges;
@@ -13,6 +20,7 @@ pub mod messages;
 pub mod planning_view;
 pub mod platform_sms;
 pub mod quarantine;
+pub mod rate_limits;
 pub mod requests;
 pub mod templates;
 pub mod tenants;
@@ -40,4 +48,10 @@ pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool,
         .test_before_acquire(false)
         .connect(database_url)
         .await
+}
+
+/// Whether Postgres answers a query on this pool (readiness).
+pub async fn ping(pool: &PgPool) -> sqlx::Result<()> {
+    sqlx::query_scalar!("select 1").fetch_one(pool).await?;
+    Ok(())
 }

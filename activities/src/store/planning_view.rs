@@ -38,16 +38,6 @@ pub struct PlanningView {
     pub templates: Vec<TenantTemplate>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    contact: Option<Json<Contact>>,
-    tenant: Option<Json<TenantSettings>>,
-    trigger_override: Option<serde_json::Value>,
-    accounts: Json<Vec<ChannelAccount>>,
-    window_opens: Option<DateTime<Utc>>,
-    templates: Json<Vec<TenantTemplate>>,
-}
-
 pub async fn read(
     pool: &PgPool,
     tenant_id: TenantId,
@@ -55,13 +45,16 @@ pub async fn read(
     trigger: Trigger,
     trigger_name: &str,
 ) -> sqlx::Result<PlanningView> {
-    let row: Row = sqlx::query_as(
-        "select (select to_jsonb(c) from contacts c where c.tenant_id = $1 and c.id = $2) as contact,
-                (select to_jsonb(t) from tenant_settings t where t.tenant_id = $1) as tenant,
+    let row = sqlx::query!(
+        r#"select (select to_jsonb(c) from contacts c where c.tenant_id = $1 and c.id = $2)
+                    as "contact: Json<Contact>",
+                (select to_jsonb(t) from tenant_settings t where t.tenant_id = $1)
+                    as "tenant: Json<TenantSettings>",
                 (select t.trigger_overrides -> $4 from tenant_settings t where t.tenant_id = $1)
                     as trigger_override,
                 (select coalesce(jsonb_agg(to_jsonb(a) order by a.created_at, a.id), '[]'::jsonb)
-                   from channel_accounts a where a.tenant_id = $1 and a.status = 'ACTIVE') as accounts,
+                   from channel_accounts a where a.tenant_id = $1 and a.status = 'ACTIVE')
+                    as "accounts!: Json<Vec<ChannelAccount>>",
                 send_window_opens($1, $2) as window_opens,
                 (select coalesce(jsonb_agg(jsonb_build_object(
                             'audience', nt.audience, 'channel', nt.channel,
@@ -73,12 +66,13 @@ pub async fn read(
                             'whatsapp_language', nt.whatsapp_language,
                             'whatsapp_parameters', nt.whatsapp_parameters)), '[]'::jsonb)
                    from notification_templates nt
-                  where nt.tenant_id = $1 and nt.trigger_event = $3) as templates",
+                  where nt.tenant_id = $1 and nt.trigger_event = $3)
+                    as "templates!: Json<Vec<TenantTemplate>>""#,
+        tenant_id.0,
+        contact_id.0,
+        trigger as Trigger,
+        trigger_name
     )
-    .bind(tenant_id)
-    .bind(contact_id)
-    .bind(trigger)
-    .bind(trigger_name)
     .fetch_one(pool)
     .await?;
     Ok(PlanningView {

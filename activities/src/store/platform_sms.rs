@@ -34,19 +34,25 @@ pub async fn assign(
     daily_limit: u32,
 ) -> Result<Assigned, AssignError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended('platform-sms:' || $1::text, 0))")
-        .bind(tenant_id)
-        .execute(&mut *tx)
-        .await?;
-    let accounts: Vec<(ChannelAccountId, bool)> = sqlx::query_as(
-        "select id, coalesce((provider_config ->> 'platform_managed')::boolean, false)
-           from channel_accounts
-          where tenant_id = $1 and channel = 'SMS' and status <> 'DISCONNECTED'
-          order by created_at, id",
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtextextended('platform-sms:' || $1::text, 0))",
+        tenant_id as TenantId
     )
-    .bind(tenant_id)
-    .fetch_all(&mut *tx)
+    .execute(&mut *tx)
     .await?;
+    let accounts: Vec<(ChannelAccountId, bool)> = sqlx::query!(
+        r#"select id as "id: ChannelAccountId",
+                  coalesce((provider_config ->> 'platform_managed')::boolean, false) as "platform!"
+             from channel_accounts
+            where tenant_id = $1 and channel = 'SMS' and status <> 'DISCONNECTED'
+            order by created_at, id"#,
+        tenant_id.0
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|a| (a.id, a.platform))
+    .collect();
     if let Some((id, _)) = accounts.iter().find(|(_, platform)| !platform) {
         return Err(AssignError::OwnNumber(*id));
     }
@@ -61,23 +67,23 @@ pub async fn assign(
         PlatformSender::Number(number) => config["origination_number"] = number.as_str().into(),
         PlatformSender::SenderId(id) => config["sender_id"] = id.as_str().into(),
     }
-    sqlx::query("select set_config('busflow.status_actor', 'provisioning', true)")
-        .execute(&mut *tx)
+    sqlx::query_scalar!("select set_config('busflow.status_actor', 'provisioning', true)")
+        .fetch_one(&mut *tx)
         .await?;
     // Shared by many tenants, the sender routes no inbound SMS: no
     // external_account_id.
-    let id = sqlx::query_scalar(
-        "insert into channel_accounts
+    let id = sqlx::query_scalar!(
+        r#"insert into channel_accounts
              (tenant_id, channel, provider, display_name, status, mode, provider_config,
               max_send_rate, send_burst)
          values ($1, 'SMS', 'AWS_SNS', $2, 'ACTIVE', 'LIVE', $3, $4, $5)
-         returning id",
+         returning id as "id: ChannelAccountId""#,
+        tenant_id.0,
+        format!("Platform SMS ({country})"),
+        &config,
+        f64::from(daily_limit.max(1)) / 86_400.0,
+        i32::try_from(daily_limit.max(1)).unwrap_or(i32::MAX)
     )
-    .bind(tenant_id)
-    .bind(format!("Platform SMS ({country})"))
-    .bind(&config)
-    .bind(f64::from(daily_limit.max(1)) / 86_400.0)
-    .bind(i32::try_from(daily_limit.max(1)).unwrap_or(i32::MAX))
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;

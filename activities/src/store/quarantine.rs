@@ -43,24 +43,24 @@ pub struct NewQuarantined {
 /// Keeps it once: SES redelivering the same mail adds no row. Returns
 /// whether this call kept it.
 pub async fn keep(pool: &PgPool, mail: &NewQuarantined) -> sqlx::Result<bool> {
-    let kept = sqlx::query(
+    let kept = sqlx::query!(
         "insert into inbound_quarantine
              (tenant_id, channel_account_id, channel, external_message_id, reason,
               claimed_sender, claimed_sender_name, subject, body, verdicts, content, received_at)
          values ($1, $2, 'EMAIL', $3, $4, $5, $6, $7, $8, $9, $10, $11)
          on conflict (tenant_id, channel_account_id, external_message_id) do nothing",
+        mail.tenant_id.0,
+        mail.channel_account_id.0,
+        &mail.external_message_id,
+        mail.reason as QuarantineReason,
+        &mail.claimed_sender,
+        mail.claimed_sender_name.as_deref(),
+        mail.subject.as_deref(),
+        mail.body.as_deref(),
+        &mail.verdicts,
+        &mail.content,
+        mail.received_at
     )
-    .bind(mail.tenant_id)
-    .bind(mail.channel_account_id)
-    .bind(&mail.external_message_id)
-    .bind(mail.reason)
-    .bind(&mail.claimed_sender)
-    .bind(&mail.claimed_sender_name)
-    .bind(&mail.subject)
-    .bind(&mail.body)
-    .bind(&mail.verdicts)
-    .bind(&mail.content)
-    .bind(mail.received_at)
     .execute(pool)
     .await?;
     Ok(kept.rows_affected() == 1)

@@ -4,7 +4,7 @@ use crate::model::{ContactId, TenantId};
 use crate::triggers::Trigger;
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct NotificationRequestRow {
     pub tenant_id: TenantId,
     pub workflow_id: String,
@@ -16,17 +16,17 @@ pub struct NotificationRequestRow {
 
 /// Records the request once per workflow (retries and replays are no-ops).
 pub async fn record(pool: &PgPool, request: &NotificationRequestRow) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into notification_requests (tenant_id, workflow_id, contact_id, trigger_event, source_event_id, variables)
          values ($1, $2, $3, $4, $5, $6)
          on conflict (tenant_id, workflow_id) do nothing",
+        request.tenant_id.0,
+        &request.workflow_id,
+        request.contact_id.0,
+        request.trigger_event as Trigger,
+        &request.source_event_id,
+        &request.variables.0
     )
-    .bind(request.tenant_id)
-    .bind(&request.workflow_id)
-    .bind(request.contact_id)
-    .bind(request.trigger_event)
-    .bind(&request.source_event_id)
-    .bind(&request.variables)
     .execute(pool)
     .await?;
     Ok(())
@@ -37,12 +37,15 @@ pub async fn get(
     tenant_id: TenantId,
     workflow_id: &str,
 ) -> sqlx::Result<Option<NotificationRequestRow>> {
-    sqlx::query_as(
-        "select tenant_id, workflow_id, contact_id, trigger_event, source_event_id, variables
-           from notification_requests where tenant_id = $1 and workflow_id = $2",
+    sqlx::query_as!(
+        NotificationRequestRow,
+        r#"select tenant_id as "tenant_id: TenantId", workflow_id,
+                  contact_id as "contact_id: ContactId", trigger_event as "trigger_event: Trigger",
+                  source_event_id, variables as "variables: sqlx::types::Json<serde_json::Value>"
+             from notification_requests where tenant_id = $1 and workflow_id = $2"#,
+        tenant_id.0,
+        workflow_id
     )
-    .bind(tenant_id)
-    .bind(workflow_id)
     .fetch_optional(pool)
     .await
 }
@@ -60,8 +63,8 @@ pub async fn take_on(
     let Some(first) = requests.first() else {
         return Ok(Vec::new());
     };
-    sqlx::query_scalar(
-        "with wanted as (
+    sqlx::query_scalar!(
+        r#"with wanted as (
              select w.workflow_id, w.contact_id
                from unnest($2::text[], $3::uuid[]) as w(workflow_id, contact_id)
                join contacts c on c.tenant_id = $1 and c.id = w.contact_id),
@@ -71,18 +74,21 @@ pub async fn take_on(
              select $1, workflow_id, contact_id, $5, $6, $4, $7 from wanted
              on conflict (tenant_id, workflow_id) do nothing
              returning contact_id)
-         select contact_id from taken
+         select contact_id as "contact_id!: ContactId" from taken
          union
          select r.contact_id from notification_requests r join wanted w on w.workflow_id = r.workflow_id
-          where r.tenant_id = $1 and r.owner_workflow_id = $7",
+          where r.tenant_id = $1 and r.owner_workflow_id = $7"#,
+        first.tenant_id.0,
+        &requests
+            .iter()
+            .map(|r| r.workflow_id.clone())
+            .collect::<Vec<_>>(),
+        &requests.iter().map(|r| r.contact_id.0).collect::<Vec<_>>(),
+        &first.variables.0,
+        first.trigger_event as Trigger,
+        &first.source_event_id,
+        owner
     )
-    .bind(first.tenant_id)
-    .bind(requests.iter().map(|r| r.workflow_id.clone()).collect::<Vec<_>>())
-    .bind(requests.iter().map(|r| r.contact_id.0).collect::<Vec<_>>())
-    .bind(&first.variables)
-    .bind(first.trigger_event)
-    .bind(&first.source_event_id)
-    .bind(owner)
     .fetch_all(pool)
     .await
 }

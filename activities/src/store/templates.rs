@@ -2,9 +2,10 @@
 //! locale chain (see `crate::templates`).
 
 use crate::model::{Channel, ContactKind, TenantId};
-use crate::templates::{TemplateSource, platform};
+use crate::templates::{TemplateSource, WhatsAppParameters, platform};
 use crate::triggers::Trigger;
 use sqlx::PgPool;
+use sqlx::types::Json;
 
 /// What a template is for.
 #[derive(Debug, Clone, Copy)]
@@ -23,20 +24,22 @@ pub async fn resolve(
     wanted: TemplateFor,
     locale_chain: &[String],
 ) -> anyhow::Result<Option<TemplateSource>> {
-    let tenant_rows: Vec<TemplateSource> = sqlx::query_as(
-        "select tenant_id::text || '/' || trigger_event || '/' || audience || '/' || channel || '/' || locale
-                    as template_key,
+    let tenant_rows = sqlx::query_as!(
+        TemplateSource,
+        r#"select tenant_id::text || '/' || trigger_event || '/' || audience || '/' || channel || '/' || locale
+                    as "template_key!",
                 locale, subject, body, body_html,
-                whatsapp_template_name, whatsapp_language, whatsapp_parameters
+                whatsapp_template_name, whatsapp_language,
+                whatsapp_parameters as "whatsapp_parameters: Json<WhatsAppParameters>"
            from notification_templates
           where tenant_id = $1 and trigger_event = $2 and audience = $3 and channel = $4
-            and locale = any($5)",
+            and locale = any($5)"#,
+        tenant_id.0,
+        wanted.trigger as Trigger,
+        wanted.audience as ContactKind,
+        wanted.channel as Channel,
+        locale_chain as &[String]
     )
-    .bind(tenant_id)
-    .bind(wanted.trigger)
-    .bind(wanted.audience)
-    .bind(wanted.channel)
-    .bind(locale_chain)
     .fetch_all(pool)
     .await?;
     choose(&tenant_rows, wanted, locale_chain)
@@ -60,4 +63,34 @@ pub fn choose(
                     .cloned()
             })
     }))
+}
+
+/// The dev stack's demo tenant's own `booking_confirmed` WhatsApp template in
+/// `locale`, mapped to its approved template (created or replaced).
+pub async fn upsert_demo_whatsapp(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    locale: &str,
+    body: &str,
+    whatsapp_template_name: &str,
+    whatsapp_language: &str,
+    whatsapp_parameters: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into notification_templates
+            (tenant_id, trigger_event, channel, locale, body, whatsapp_template_name, whatsapp_language, whatsapp_parameters)
+         values ($1, 'booking_confirmed', 'WHATSAPP', $2, $3, $4, $5, $6)
+         on conflict (tenant_id, trigger_event, channel, locale, audience) do update
+            set body = excluded.body, whatsapp_template_name = excluded.whatsapp_template_name,
+                whatsapp_language = excluded.whatsapp_language, whatsapp_parameters = excluded.whatsapp_parameters",
+        tenant_id.0,
+        locale,
+        body,
+        whatsapp_template_name,
+        whatsapp_language,
+        whatsapp_parameters
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
 }

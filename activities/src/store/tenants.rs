@@ -3,7 +3,7 @@
 use crate::model::TenantId;
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct TenantSettings {
     pub display_name: String,
     pub default_region: String,
@@ -26,11 +26,12 @@ impl Default for TenantSettings {
 }
 
 pub async fn settings(pool: &PgPool, tenant_id: TenantId) -> sqlx::Result<TenantSettings> {
-    let row: Option<TenantSettings> = sqlx::query_as(
+    let row = sqlx::query_as!(
+        TenantSettings,
         "select display_name, default_region, default_locale, time_zone, delay_notice_minutes
            from tenant_settings where tenant_id = $1",
+        tenant_id.0
     )
-    .bind(tenant_id)
     .fetch_optional(pool)
     .await?;
     Ok(row.unwrap_or_default())
@@ -67,19 +68,13 @@ pub async fn settings_for_trigger(
     tenant_id: TenantId,
     trigger: &str,
 ) -> Result<(TenantSettings, Option<crate::planning::TriggerOverride>), OverrideError> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        settings: TenantSettings,
-        trigger_override: Option<serde_json::Value>,
-    }
-    let row: Option<Row> = sqlx::query_as(
+    let row = sqlx::query!(
         "select display_name, default_region, default_locale, time_zone, delay_notice_minutes,
                 trigger_overrides -> $2 as trigger_override
            from tenant_settings where tenant_id = $1",
+        tenant_id.0,
+        trigger
     )
-    .bind(tenant_id)
-    .bind(trigger)
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else {
@@ -89,7 +84,14 @@ pub async fn settings_for_trigger(
         .trigger_override
         .map(|value| parse_override(tenant_id, trigger, value))
         .transpose()?;
-    Ok((row.settings, tenant_override))
+    let settings = TenantSettings {
+        display_name: row.display_name,
+        default_region: row.default_region,
+        default_locale: row.default_locale,
+        time_zone: row.time_zone,
+        delay_notice_minutes: row.delay_notice_minutes,
+    };
+    Ok((settings, tenant_override))
 }
 
 /// A trigger's override as stored in `tenant_settings.trigger_overrides`.
@@ -121,13 +123,42 @@ pub async fn local_times(
                 .map(|t| t.with_timezone(&chrono::Utc))
         })
         .collect();
-    let formatted: Vec<Option<String>> = sqlx::query_scalar(
+    let formatted = sqlx::query_scalar!(
         "select to_char(t at time zone $1, 'YYYY-MM-DD HH24:MI')
            from unnest($2::timestamptz[]) with ordinality as u(t, n) order by n",
+        &zone,
+        // `None` (not a timestamp) stays a null element.
+        &parsed as _
     )
-    .bind(&zone)
-    .bind(&parsed)
     .fetch_all(pool)
     .await?;
     Ok(formatted)
+}
+
+/// Creates or updates the tenant's settings row (the dev stack's demo tenant,
+/// the benchmark's tenants).
+pub async fn upsert_settings(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    display_name: &str,
+    default_region: &str,
+    default_locale: &str,
+    time_zone: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into tenant_settings (tenant_id, display_name, default_region, default_locale, time_zone)
+         values ($1, $2, $3, $4, $5)
+         on conflict (tenant_id) do update
+            set display_name = excluded.display_name, default_region = excluded.default_region,
+                default_locale = excluded.default_locale, time_zone = excluded.time_zone,
+                updated_at = now()",
+        tenant_id.0,
+        display_name,
+        default_region,
+        default_locale,
+        time_zone
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
 }

@@ -6,7 +6,6 @@ use crate::model::{ContactId, TenantId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use sqlx::types::Json;
 use uuid::Uuid;
 
 /// A trip event's row, as stored.
@@ -30,8 +29,8 @@ pub const ENDED_STATUSES: &[&str] = &["CANCELLED", "COMPLETED", "DEPARTED", "IN_
 /// that is no longer DELAYED forgets the delay its passengers were told: the
 /// next delay is news again.
 pub async fn upsert(pool: &PgPool, trip: &TripUpdate) -> sqlx::Result<bool> {
-    let applied: Option<bool> = sqlx::query_scalar(
-        "insert into trips (tenant_id, id, departure_at, status, delay_minutes, driver_id, data, source_version)
+    let applied = sqlx::query_scalar!(
+        r#"insert into trips (tenant_id, id, departure_at, status, delay_minutes, driver_id, data, source_version)
          values ($1, $2, $3, $4, $5, $6, $7, $8)
          on conflict (tenant_id, id) do update
             set departure_at = excluded.departure_at, status = excluded.status,
@@ -43,16 +42,16 @@ pub async fn upsert(pool: &PgPool, trip: &TripUpdate) -> sqlx::Result<bool> {
                                             then trips.notified_delay_event end,
                 source_version = excluded.source_version, updated_at = now()
           where trips.source_version <= excluded.source_version
-         returning true",
+         returning true as "applied!""#,
+        trip.tenant_id.0,
+        trip.trip_id,
+        trip.departure_at,
+        &trip.status,
+        trip.delay_minutes,
+        trip.driver_id,
+        &trip.data,
+        trip.version
     )
-    .bind(trip.tenant_id)
-    .bind(trip.trip_id)
-    .bind(trip.departure_at)
-    .bind(&trip.status)
-    .bind(trip.delay_minutes)
-    .bind(trip.driver_id)
-    .bind(Json(&trip.data))
-    .bind(trip.version)
     .fetch_optional(pool)
     .await?;
     Ok(applied.unwrap_or(false))
@@ -72,26 +71,26 @@ pub struct BookingUpdate {
 /// Stores the booking unless a newer event was stored already; returns
 /// whether this event is the booking's latest.
 pub async fn upsert_booking(pool: &PgPool, booking: &BookingUpdate) -> sqlx::Result<bool> {
-    let applied: Option<bool> = sqlx::query_scalar(
-        "insert into trip_bookings (tenant_id, booking_id, trip_id, contact_id, status, source_version)
+    let applied = sqlx::query_scalar!(
+        r#"insert into trip_bookings (tenant_id, booking_id, trip_id, contact_id, status, source_version)
          values ($1, $2, $3, $4, $5, $6)
          on conflict (tenant_id, booking_id) do update
             set trip_id = excluded.trip_id, contact_id = excluded.contact_id,
                 status = excluded.status, source_version = excluded.source_version,
                 updated_at = now()
           where trip_bookings.source_version <= excluded.source_version
-         returning true",
+         returning true as "applied!""#,
+        booking.tenant_id.0,
+        booking.booking_id,
+        booking.trip_id,
+        booking.contact_id.0,
+        if booking.confirmed {
+            "CONFIRMED"
+        } else {
+            "CANCELLED"
+        },
+        booking.version
     )
-    .bind(booking.tenant_id)
-    .bind(booking.booking_id)
-    .bind(booking.trip_id)
-    .bind(booking.contact_id)
-    .bind(if booking.confirmed {
-        "CONFIRMED"
-    } else {
-        "CANCELLED"
-    })
-    .bind(booking.version)
     .fetch_optional(pool)
     .await?;
     Ok(applied.unwrap_or(false))
@@ -121,29 +120,23 @@ pub async fn schedule(
     tenant_id: TenantId,
     trip_id: Uuid,
 ) -> sqlx::Result<Option<TripSchedule>> {
-    let row: Option<(Option<i64>, String, i64, Json<serde_json::Value>)> = sqlx::query_as(
-        "select floor(extract(epoch from t.departure_at) * 1000)::bigint,
+    sqlx::query_as!(
+        TripSchedule,
+        r#"select floor(extract(epoch from t.departure_at) * 1000)::bigint as departure_at_ms,
                 t.status,
-                floor(extract(epoch from t.source_version) * 1000)::bigint,
+                floor(extract(epoch from t.source_version) * 1000)::bigint as "version_ms!",
                 t.data || jsonb_build_object(
                     'departure_local',
                     coalesce(to_char(t.departure_at at time zone coalesce(s.time_zone, 'UTC'), 'YYYY-MM-DD HH24:MI'), ''))
+                    as "variables!"
            from trips t
            left join tenant_settings s on s.tenant_id = t.tenant_id
-          where t.tenant_id = $1 and t.id = $2",
+          where t.tenant_id = $1 and t.id = $2"#,
+        tenant_id.0,
+        trip_id
     )
-    .bind(tenant_id)
-    .bind(trip_id)
     .fetch_optional(pool)
-    .await?;
-    Ok(row.map(
-        |(departure_at_ms, status, version_ms, variables)| TripSchedule {
-            departure_at_ms,
-            status,
-            version_ms,
-            variables: variables.0,
-        },
-    ))
+    .await
 }
 
 /// The driver of a stored trip: `None` when the trip is not known,
@@ -153,11 +146,13 @@ pub async fn driver(
     tenant_id: TenantId,
     trip_id: Uuid,
 ) -> sqlx::Result<Option<Option<Uuid>>> {
-    sqlx::query_scalar("select driver_id from trips where tenant_id = $1 and id = $2")
-        .bind(tenant_id)
-        .bind(trip_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_scalar!(
+        "select driver_id from trips where tenant_id = $1 and id = $2",
+        tenant_id.0,
+        trip_id
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 /// A delay about to be told to a trip's passengers.
@@ -175,20 +170,20 @@ pub struct DelayNotice {
 /// trip's first delay, for one at least `threshold_minutes` longer than the
 /// delay last told, and again to the event that claimed it (its retries).
 pub async fn claim_delay_notice(pool: &PgPool, notice: &DelayNotice) -> sqlx::Result<bool> {
-    let claimed: Option<bool> = sqlx::query_scalar(
-        "update trips
+    let claimed = sqlx::query_scalar!(
+        r#"update trips
             set notified_delay_minutes = $3, notified_delay_event = $4, updated_at = now()
           where tenant_id = $1 and id = $2
             and (notified_delay_event = $4
                  or notified_delay_minutes is null
                  or $3 >= notified_delay_minutes + $5)
-         returning true",
+         returning true as "claimed!""#,
+        notice.tenant_id.0,
+        notice.trip_id,
+        notice.delay_minutes,
+        &notice.event_id,
+        notice.threshold_minutes
     )
-    .bind(notice.tenant_id)
-    .bind(notice.trip_id)
-    .bind(notice.delay_minutes)
-    .bind(&notice.event_id)
-    .bind(notice.threshold_minutes)
     .fetch_optional(pool)
     .await?;
     Ok(claimed.unwrap_or(false))
@@ -199,17 +194,18 @@ pub const DEFAULT_REMINDER_LEAD_MS: i64 = 24 * 3600 * 1000;
 
 /// How long before departure the tenant reminds passengers (24 h by default).
 pub async fn reminder_lead_ms(pool: &PgPool, tenant_id: TenantId) -> sqlx::Result<i64> {
-    let lead: Option<i64> = sqlx::query_scalar(
-        "select (extract(epoch from reminder_lead) * 1000)::bigint from tenant_settings where tenant_id = $1",
+    let lead = sqlx::query_scalar!(
+        r#"select (extract(epoch from reminder_lead) * 1000)::bigint as "lead_ms!"
+             from tenant_settings where tenant_id = $1"#,
+        tenant_id.0
     )
-    .bind(tenant_id)
     .fetch_optional(pool)
     .await?;
     Ok(lead.unwrap_or(DEFAULT_REMINDER_LEAD_MS))
 }
 
 /// One confirmed booking on a trip.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookedPassenger {
     pub booking_id: Uuid,
     pub contact_id: ContactId,
@@ -222,27 +218,38 @@ pub async fn confirmed_bookings(
     tenant_id: TenantId,
     trip_id: Uuid,
 ) -> sqlx::Result<Vec<BookedPassenger>> {
-    sqlx::query_as(
-        "select booking_id, contact_id, floor(extract(epoch from source_version) * 1000)::bigint as version_ms
-           from trip_bookings
-          where tenant_id = $1 and trip_id = $2 and status = 'CONFIRMED'
-          order by booking_id",
+    sqlx::query_as!(
+        BookedPassenger,
+        r#"select booking_id, contact_id as "contact_id: ContactId",
+                  floor(extract(epoch from source_version) * 1000)::bigint as "version_ms!"
+             from trip_bookings
+            where tenant_id = $1 and trip_id = $2 and status = 'CONFIRMED'
+            order by booking_id"#,
+        tenant_id.0,
+        trip_id
     )
-    .bind(tenant_id)
-    .bind(trip_id)
     .fetch_all(pool)
     .await
 }
 
 /// The recipients of a trip-wide notice, in contact id order: confirmed
-/// bookings and (when asked) the driver. A statement of its own so the page
-/// of chunks and the chunk's own read can never disagree on who they are.
-const TRIP_RECIPIENTS: &str = "select contact_id from trip_bookings
+/// bookings and (when asked) the driver. One text for both statements so the
+/// page of chunks and the chunk's own read can never disagree on who they
+/// are: `trip_recipients!(query!([head…], [tail…], args…))` runs `head`, the
+/// recipients (`$1` tenant, `$2` trip, `$3` whether the driver is one), `tail`.
+macro_rules! trip_recipients {
+    ($query:ident!([$($head:literal),+], [$($tail:literal),+] $(, $arg:expr)* $(,)?)) => {
+        sqlx::$query!(
+            $($head +)+ "select contact_id from trip_bookings
       where tenant_id = $1 and trip_id = $2 and status = 'CONFIRMED'
      union
      select c.id from trips t
        join contacts c on c.tenant_id = t.tenant_id and c.driver_id = t.driver_id
-      where t.tenant_id = $1 and t.id = $2 and $3";
+      where t.tenant_id = $1 and t.id = $2 and $3" $(+ $tail)+
+            $(, $arg)*
+        )
+    };
+}
 
 /// One chunk of a trip's recipients: those with ids in `(after, last]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -265,28 +272,29 @@ pub async fn recipient_spans(
     chunk_size: u32,
     chunks: u32,
 ) -> sqlx::Result<Vec<RecipientSpan>> {
-    let ends: Vec<(ContactId, i64)> = sqlx::query_as(&format!(
-        "with page as (
+    let ends = trip_recipients!(query!(
+        ["with page as (
              select contact_id, row_number() over (order by contact_id) as n
-               from ({TRIP_RECIPIENTS}) r
+               from ("],
+        [r#") r
               where $4::uuid is null or contact_id > $4
               order by contact_id
-              limit $5 * $6)
-         select contact_id, n from page
+              limit $5::bigint * $6::bigint)
+         select contact_id as "contact_id!: ContactId", n as "n!" from page
           where n % $5 = 0 or n = (select max(n) from page)
-          order by n"
+          order by n"#],
+        tenant_id.0,
+        trip_id,
+        include_driver,
+        after.map(|a| a.0),
+        i64::from(chunk_size),
+        i64::from(chunks)
     ))
-    .bind(tenant_id)
-    .bind(trip_id)
-    .bind(include_driver)
-    .bind(after)
-    .bind(i64::from(chunk_size))
-    .bind(i64::from(chunks))
     .fetch_all(pool)
     .await?;
     let mut spans = Vec::with_capacity(ends.len());
     let (mut from, mut counted) = (after, 0i64);
-    for (last, n) in ends {
+    for (last, n) in ends.into_iter().map(|e| (e.contact_id, e.n)) {
         spans.push(RecipientSpan {
             after: from,
             last,
@@ -305,16 +313,37 @@ pub async fn recipients_in(
     include_driver: bool,
     span: &RecipientSpan,
 ) -> sqlx::Result<Vec<ContactId>> {
-    sqlx::query_scalar(&format!(
-        "select contact_id from ({TRIP_RECIPIENTS}) r
+    trip_recipients!(query_scalar!(
+        ["select contact_id as \"contact_id!: ContactId\" from ("],
+        [") r
           where ($4::uuid is null or contact_id > $4) and contact_id <= $5
-          order by contact_id"
+          order by contact_id"],
+        tenant_id.0,
+        trip_id,
+        include_driver,
+        span.after.map(|a| a.0),
+        span.last.0
     ))
-    .bind(tenant_id)
-    .bind(trip_id)
-    .bind(include_driver)
-    .bind(span.after)
-    .bind(span.last)
     .fetch_all(pool)
     .await
+}
+
+/// Confirmed bookings of `contacts` on the trip, as the booking events leave
+/// them (the benchmark's fan-outs).
+pub async fn insert_bench_bookings(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    trip_id: Uuid,
+    contacts: &[ContactId],
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into trip_bookings (tenant_id, booking_id, trip_id, contact_id, status, source_version)
+         select $1, gen_random_uuid(), $2, c, 'CONFIRMED', now() from unnest($3::uuid[]) as c",
+        tenant_id.0,
+        trip_id,
+        &contacts.iter().map(|c| c.0).collect::<Vec<_>>()
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
 }

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 pub const NOTIFY_CHANNEL: &str = "busflow_webchat";
 
 /// One message as the widget shows it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct VisitorMessage {
     pub id: MessageId,
     pub direction: Direction,
@@ -24,12 +24,23 @@ pub struct VisitorMessage {
     pub external_message_id: Option<String>,
 }
 
-/// A visitor's messages (`v`: their row, `m`: their messages) as the widget shows them.
-const VISITOR_MESSAGES: &str = "select m.id, m.direction, m.body, m.subject,
-            coalesce(m.sent_at, m.created_at) as sent_at, m.status, m.webchat_seq as seq,
-            m.external_message_id
-       from webchat_visitors v
-       join messages m on m.tenant_id = v.tenant_id and m.contact_id = v.contact_id";
+/// `visitor_messages!("where…", args…)`: a visitor's messages (`v`: their
+/// row, `m`: their messages) as the widget shows them.
+macro_rules! visitor_messages {
+    ($($tail:literal),+ $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            VisitorMessage,
+            r#"select m.id as "id: MessageId", m.direction as "direction: Direction", m.body,
+                      m.subject, coalesce(m.sent_at, m.created_at) as "sent_at!",
+                      m.status as "status: MessageStatus", m.webchat_seq as "seq!",
+                      m.external_message_id
+                 from webchat_visitors v
+                 join messages m on m.tenant_id = v.tenant_id and m.contact_id = v.contact_id
+                "# $(+ $tail)+
+            $(, $arg)*
+        )
+    };
+}
 
 /// The visitor's messages after `cursor`, oldest first, at most `limit`.
 pub async fn after(
@@ -39,17 +50,16 @@ pub async fn after(
     cursor: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<VisitorMessage>> {
-    sqlx::query_as(&format!(
-        "{VISITOR_MESSAGES}
-          where v.tenant_id = $1 and v.visitor_id = $2
+    visitor_messages!(
+        "where v.tenant_id = $1 and v.visitor_id = $2
             and m.channel = 'WEBCHAT' and m.webchat_seq > $3
           order by m.webchat_seq
-          limit $4"
-    ))
-    .bind(tenant_id)
-    .bind(visitor)
-    .bind(cursor)
-    .bind(limit)
+          limit $4",
+        tenant_id.0,
+        visitor,
+        cursor,
+        limit
+    )
     .fetch_all(pool)
     .await
 }
@@ -61,15 +71,14 @@ pub async fn sent_to_visitor(
     visitor: &str,
     ids: &[MessageId],
 ) -> sqlx::Result<Vec<VisitorMessage>> {
-    sqlx::query_as(&format!(
-        "{VISITOR_MESSAGES}
-          where v.tenant_id = $1 and v.visitor_id = $2 and m.id = any($3)
+    visitor_messages!(
+        "where v.tenant_id = $1 and v.visitor_id = $2 and m.id = any($3)
             and m.channel = 'WEBCHAT' and m.direction = 'OUTBOUND' and m.webchat_seq is not null
-          order by m.webchat_seq"
-    ))
-    .bind(tenant_id)
-    .bind(visitor)
-    .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
+          order by m.webchat_seq",
+        tenant_id.0,
+        visitor,
+        &ids.iter().map(|id| id.0).collect::<Vec<_>>()
+    )
     .fetch_all(pool)
     .await
 }

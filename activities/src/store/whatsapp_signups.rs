@@ -54,41 +54,47 @@ pub async fn record(
 ) -> Result<Recorded, SignupError> {
     let mut tx = pool.begin().await?;
     // One signup of a number at a time, across tenants.
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended('whatsapp-number:' || $1, 0))")
-        .bind(signup.phone_number_id)
-        .execute(&mut *tx)
-        .await?;
-    let earlier: Option<(TenantId, ChannelAccountId, String, String)> = sqlx::query_as(
-        "select tenant_id, channel_account_id, phone_number_id, workflow_id
-           from whatsapp_signups where code_sha256 = $1",
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtextextended('whatsapp-number:' || $1, 0))",
+        signup.phone_number_id
     )
-    .bind(signup.code_sha256)
+    .execute(&mut *tx)
+    .await?;
+    let earlier = sqlx::query!(
+        r#"select tenant_id as "tenant_id: TenantId",
+                  channel_account_id as "channel_account_id: ChannelAccountId",
+                  phone_number_id, workflow_id
+             from whatsapp_signups where code_sha256 = $1"#,
+        signup.code_sha256
+    )
     .fetch_optional(&mut *tx)
     .await?;
-    if let Some((tenant_id, account_id, phone_number_id, workflow_id)) = earlier {
-        if tenant_id == signup.tenant_id && phone_number_id == signup.phone_number_id {
+    if let Some(earlier) = earlier {
+        if earlier.tenant_id == signup.tenant_id
+            && earlier.phone_number_id == signup.phone_number_id
+        {
             return Ok(Recorded {
-                channel_account_id: account_id,
-                workflow_id,
+                channel_account_id: earlier.channel_account_id,
+                workflow_id: earlier.workflow_id,
                 new: false,
             });
         }
         return Err(SignupError::CodeUsed);
     }
-    let holders: Vec<(TenantId, Option<String>, Option<String>)> = sqlx::query_as(
-        "select tenant_id, external_account_id, provider_config ->> 'waba_id'
+    let holders = sqlx::query!(
+        "select tenant_id, external_account_id, provider_config ->> 'waba_id' as waba_id
            from channel_accounts
           where channel = 'WHATSAPP' and status <> 'DISCONNECTED' and tenant_id <> $1
             and (external_account_id = $2 or provider_config ->> 'waba_id' = $3)",
+        signup.tenant_id.0,
+        signup.phone_number_id,
+        signup.waba_id
     )
-    .bind(signup.tenant_id)
-    .bind(signup.phone_number_id)
-    .bind(signup.waba_id)
     .fetch_all(&mut *tx)
     .await?;
     if holders
         .iter()
-        .any(|(_, number, _)| number.as_deref() == Some(signup.phone_number_id))
+        .any(|h| h.external_account_id.as_deref() == Some(signup.phone_number_id))
     {
         return Err(SignupError::PhoneNumberHeld(
             signup.phone_number_id.to_owned(),
@@ -97,31 +103,33 @@ pub async fn record(
     if !holders.is_empty() {
         return Err(SignupError::WabaHeld(signup.waba_id.to_owned()));
     }
-    let existing: Option<(ChannelAccountId, ChannelAccountStatus)> = sqlx::query_as(
-        "select id, status from channel_accounts
-          where tenant_id = $1 and channel = 'WHATSAPP' and external_account_id = $2
-          for update",
+    let existing = sqlx::query!(
+        r#"select id as "id: ChannelAccountId", status as "status: ChannelAccountStatus"
+             from channel_accounts
+            where tenant_id = $1 and channel = 'WHATSAPP' and external_account_id = $2
+            for update"#,
+        signup.tenant_id.0,
+        signup.phone_number_id
     )
-    .bind(signup.tenant_id)
-    .bind(signup.phone_number_id)
     .fetch_optional(&mut *tx)
-    .await?;
+    .await?
+    .map(|a| (a.id, a.status));
     let config = serde_json::json!({
         "phone_number_id": signup.phone_number_id,
         "waba_id": signup.waba_id,
     });
-    sqlx::query("select set_config('busflow.status_actor', 'provisioning', true)")
-        .execute(&mut *tx)
+    sqlx::query_scalar!("select set_config('busflow.status_actor', 'provisioning', true)")
+        .fetch_one(&mut *tx)
         .await?;
     let account_id = match existing {
         Some((id, ChannelAccountStatus::Verifying)) => {
-            let running: Option<String> = sqlx::query_scalar(
+            let running = sqlx::query_scalar!(
                 "select workflow_id from whatsapp_signups
                   where tenant_id = $1 and channel_account_id = $2
                   order by created_at desc limit 1",
+                signup.tenant_id.0,
+                id.0
             )
-            .bind(signup.tenant_id)
-            .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
             return Err(SignupError::InProgress {
@@ -130,7 +138,7 @@ pub async fn record(
             });
         }
         Some((id, status)) => {
-            sqlx::query(
+            sqlx::query!(
                 "update channel_accounts
                     set provider_config = provider_config || $3,
                         status = case when $4 then 'PENDING' else status end,
@@ -138,43 +146,43 @@ pub async fn record(
                         display_name = coalesce($5, display_name),
                         mode = 'LIVE', updated_at = now()
                   where tenant_id = $1 and id = $2",
+                signup.tenant_id.0,
+                id.0,
+                &config,
+                status == ChannelAccountStatus::Disconnected,
+                signup.display_name
             )
-            .bind(signup.tenant_id)
-            .bind(id)
-            .bind(&config)
-            .bind(status == ChannelAccountStatus::Disconnected)
-            .bind(signup.display_name)
             .execute(&mut *tx)
             .await?;
             id
         }
         None => {
-            sqlx::query_scalar(
-                "insert into channel_accounts
+            sqlx::query_scalar!(
+                r#"insert into channel_accounts
                      (tenant_id, channel, provider, display_name, status, mode, provider_config, external_account_id)
                  values ($1, 'WHATSAPP', 'META_CLOUD', coalesce($2, ''), 'PENDING', 'LIVE', $3, $4)
-                 returning id",
+                 returning id as "id: ChannelAccountId""#,
+                signup.tenant_id.0,
+                signup.display_name,
+                &config,
+                signup.phone_number_id
             )
-            .bind(signup.tenant_id)
-            .bind(signup.display_name)
-            .bind(&config)
-            .bind(signup.phone_number_id)
             .fetch_one(&mut *tx)
             .await?
         }
     };
     let workflow_id = workflow_id_for(account_id);
-    sqlx::query(
+    sqlx::query!(
         "insert into whatsapp_signups
              (code_sha256, tenant_id, channel_account_id, waba_id, phone_number_id, workflow_id)
          values ($1, $2, $3, $4, $5, $6)",
+        signup.code_sha256,
+        signup.tenant_id.0,
+        account_id.0,
+        signup.waba_id,
+        signup.phone_number_id,
+        &workflow_id
     )
-    .bind(signup.code_sha256)
-    .bind(signup.tenant_id)
-    .bind(account_id)
-    .bind(signup.waba_id)
-    .bind(signup.phone_number_id)
-    .bind(&workflow_id)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -15,7 +15,7 @@ pub async fn replace(
 ) -> sqlx::Result<()> {
     let rows = serde_json::to_value(templates).unwrap_or_default();
     let mut tx = pool.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "with listed as (
              select * from jsonb_to_recordset($3) as t
                  (id text, name text, language text, status text, category text,
@@ -23,13 +23,13 @@ pub async fn replace(
          delete from whatsapp_message_templates w
           where w.tenant_id = $1 and w.channel_account_id = $2
             and not exists (select 1 from listed l where l.name = w.name and l.language = w.language)",
+        tenant_id.0,
+        account_id.0,
+        &rows
     )
-    .bind(tenant_id)
-    .bind(account_id)
-    .bind(&rows)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into whatsapp_message_templates
              (tenant_id, channel_account_id, name, language, meta_template_id, status, category,
               parameter_format, components, synced_at)
@@ -42,17 +42,17 @@ pub async fn replace(
             set meta_template_id = excluded.meta_template_id, status = excluded.status,
                 category = excluded.category, parameter_format = excluded.parameter_format,
                 components = excluded.components, synced_at = excluded.synced_at",
+        tenant_id.0,
+        account_id.0,
+        &rows
     )
-    .bind(tenant_id)
-    .bind(account_id)
-    .bind(&rows)
     .execute(&mut *tx)
     .await?;
     tx.commit().await
 }
 
 /// One synced template.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncedTemplate {
     pub name: String,
     pub language: String,
@@ -65,12 +65,13 @@ pub async fn list(
     tenant_id: TenantId,
     account_id: ChannelAccountId,
 ) -> sqlx::Result<Vec<SyncedTemplate>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        SyncedTemplate,
         "select name, language, status from whatsapp_message_templates
           where tenant_id = $1 and channel_account_id = $2 order by name, language",
+        tenant_id.0,
+        account_id.0
     )
-    .bind(tenant_id)
-    .bind(account_id)
     .fetch_all(pool)
     .await
 }

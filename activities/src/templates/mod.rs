@@ -34,7 +34,7 @@ pub fn locale_chain(preferred: &str) -> Vec<String> {
 }
 
 /// A template as stored, before rendering.
-#[derive(Debug, Clone, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct TemplateSource {
     pub template_key: String,
     pub locale: String,
