@@ -8,6 +8,7 @@ use busflow_activities::providers::aws::AwsSettings;
 use busflow_activities::providers::whatsapp::meta::MetaSettings;
 use busflow_activities::providers::whatsapp::onboarding::MetaApp;
 use busflow_activities::sms_pool::SmsPool;
+use busflow_activities::traces::{OtlpSettings, Traces, TracesGuard};
 use busflow_api::temporal::TemporalSettings;
 use busflow_workflows::names::TASK_QUEUE;
 use clap::Args;
@@ -53,6 +54,7 @@ impl TemporalArgs {
             address: self.address.clone(),
             namespace: self.namespace.clone(),
             payload_keys: Some(keys.key_ring()?),
+            traces: Default::default(),
         })
     }
 }
@@ -400,5 +402,43 @@ impl WatchdogArgs {
             threshold: Duration::from_secs(self.stuck_threshold_secs),
             alert_url: self.alert_webhook_url.clone(),
         }
+    }
+}
+
+/// Traces over OTLP/HTTP (protobuf): off unless an endpoint is set. The
+/// OpenTelemetry variables, as every OTLP exporter reads them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TracesArgs {
+    /// A collector's OTLP/HTTP endpoint (e.g. `http://collector:4318`);
+    /// traces go to `<it>/v1/traces`. Unset (and no traces endpoint): no
+    /// traces.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// The traces endpoint, used as it is (over `--otlp-endpoint`).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otlp_traces_endpoint: Option<String>,
+    /// `service.name` of the spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "busflow-comms")]
+    pub otel_service_name: String,
+}
+
+impl TracesArgs {
+    /// The traces, and the guard that flushes them at exit; off without an
+    /// endpoint.
+    pub fn start(&self) -> anyhow::Result<(Traces, Option<TracesGuard>)> {
+        let endpoint = match (&self.otlp_traces_endpoint, &self.otlp_endpoint) {
+            (Some(traces), _) if !traces.is_empty() => traces.clone(),
+            (_, Some(base)) if !base.is_empty() => {
+                format!("{}/v1/traces", base.trim_end_matches('/'))
+            }
+            _ => return Ok((Traces::off(), None)),
+        };
+        let (traces, guard) = Traces::otlp(&OtlpSettings {
+            endpoint: endpoint.clone(),
+            service_name: self.otel_service_name.clone(),
+            batch_delay: std::time::Duration::from_secs(5),
+        })?;
+        tracing::info!("exporting traces to {endpoint}");
+        Ok((traces, Some(guard)))
     }
 }

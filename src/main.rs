@@ -7,7 +7,8 @@ use busflow_activities::notification::NotificationActivities;
 use busflow_api::AppState;
 use busflow_api::temporal::TemporalGateway;
 use busflow_comms::config::{
-    ApiArgs, DatabaseArgs, KeyArgs, ProviderArgs, TemporalArgs, WatchdogArgs, WorkerMetricsArgs,
+    ApiArgs, DatabaseArgs, KeyArgs, ProviderArgs, TemporalArgs, TracesArgs, WatchdogArgs,
+    WorkerMetricsArgs,
 };
 use busflow_comms::shutdown::Shutdown;
 use busflow_comms::{database, dev, server, worker};
@@ -37,6 +38,8 @@ enum Command {
         /// The stack file.
         #[arg(long, default_value = "temporal-dev.yml")]
         config: PathBuf,
+        #[command(flatten)]
+        traces: TracesArgs,
     },
     /// Measure throughput, latency, memory and history size on a fresh
     /// local stack (drops and recreates its own database).
@@ -51,6 +54,8 @@ enum Command {
         api: ApiArgs,
         #[command(flatten)]
         keys: KeyArgs,
+        #[command(flatten)]
+        traces: TracesArgs,
     },
     /// Run the Temporal worker.
     Worker {
@@ -66,6 +71,8 @@ enum Command {
         watchdog: WatchdogArgs,
         #[command(flatten)]
         metrics: WorkerMetricsArgs,
+        #[command(flatten)]
+        traces: TracesArgs,
         /// Activities run at once (as many local activities again); the
         /// pool grows to match (two connections per slot, plus two).
         #[arg(long, env = "BUSFLOW_ACTIVITY_SLOTS", default_value_t = 20)]
@@ -152,7 +159,10 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Dev { config } => dev::run(&config).await,
+        Command::Dev { config, traces } => {
+            let (traces, _flushed_at_exit) = traces.start()?;
+            dev::run(&config, traces).await
+        }
         Command::Bench(args) => busflow_comms::bench::run(&args).await,
         Command::Migrate { database } => {
             database::ensure_database(&database.database_url).await?;
@@ -169,22 +179,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             temporal,
             api,
             keys,
+            traces,
         } => {
+            let (traces, _flushed_at_exit) = traces.start()?;
             let mut config = api.config()?;
             config.codec.namespace = temporal.namespace.clone();
-            let settings = temporal.settings(&keys)?;
+            let mut settings = temporal.settings(&keys)?;
+            settings.traces = traces.clone();
             let keys = keys.key_ring()?;
             let pool =
                 database::connect(&database.database_url, database.db_max_connections).await?;
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
-            let state = Arc::new(AppState::new(
+            let mut state = AppState::new(
                 pool,
                 keys,
                 TemporalGateway::new(settings, temporal.task_queue.clone()),
                 config,
                 busflow_api::sns_verifier()?,
-            )?);
+            )?;
+            state.traces = traces;
+            let state = Arc::new(state);
             let listener = server::bind(api.listen).await?;
             server::serve(listener, state, shutdown.wait()).await
         }
@@ -195,10 +210,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             keys,
             watchdog,
             metrics,
+            traces,
             activity_slots,
             max_cached_workflows,
         } => {
-            let settings = temporal.settings(&keys)?;
+            let (traces, _flushed_at_exit) = traces.start()?;
+            let mut settings = temporal.settings(&keys)?;
+            settings.traces = traces.clone();
             let keys = keys.key_ring()?;
             let connections =
                 worker::pool_size_for(activity_slots).max(database.db_max_connections);
@@ -208,12 +226,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .context("the worker needs Temporal")?;
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
-            let providers = worker::providers(
+            let mut providers = worker::providers(
                 &providers.aws(),
                 providers.meta(),
                 providers.public_url.clone(),
             )
             .await?;
+            providers.traces = traces;
             let activities = NotificationActivities::new(pool.clone(), providers, keys);
             if let Some(address) = metrics.metrics_listen {
                 let listener = server::bind(address).await?;

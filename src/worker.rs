@@ -53,6 +53,7 @@ pub async fn providers(
         sms: SnsSms::new(&sdk),
         meta: MetaCloud::new(meta).context("building the Meta Graph API client")?,
         sandbox_webhook_base,
+        traces: Default::default(),
     })
 }
 

@@ -6,13 +6,15 @@
 
 use crate::model::TenantId;
 use crate::notification::NotificationActivities;
-use crate::providers::FailureClass;
 use crate::providers::email::domains::{DomainVerification, dns_records};
 use crate::providers::email::ses::SesEmail;
+use crate::providers::{Failure, FailureClass};
 use crate::provisioning::{AccountRef, Step};
 use crate::store::{channel_accounts, email_domains};
+use crate::traces::Traces;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use std::future::Future;
 use std::sync::Arc;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -67,6 +69,8 @@ struct DomainConfig {
 pub struct EmailDomainActivities {
     pool: PgPool,
     ses: SesEmail,
+    /// Each call to SES is a span of these traces.
+    traces: Traces,
 }
 
 impl EmailDomainActivities {
@@ -75,7 +79,20 @@ impl EmailDomainActivities {
         Self {
             pool: pool.clone(),
             ses: providers.ses.clone(),
+            traces: providers.traces.clone(),
         }
+    }
+
+    /// One SES call of the domain of `at`, as a client span.
+    async fn ses_call<T>(
+        &self,
+        name: &'static str,
+        at: AccountRef,
+        call: impl Future<Output = Result<T, Failure>>,
+    ) -> Result<T, Failure> {
+        self.traces
+            .provider_call(name, at.trace_attributes(), Failure::code_only, call)
+            .await
     }
 
     async fn config(&self, at: AccountRef) -> Result<DomainConfig, ActivityError> {
@@ -117,12 +134,25 @@ impl EmailDomainActivities {
         at: AccountRef,
     ) -> Result<Step, ActivityError> {
         let config = self.config(at).await?;
-        let identity = match self.ses.create_domain_with_dkim(&config.domain).await {
+        let identity = match self
+            .ses_call(
+                "ses create email identity",
+                at,
+                self.ses.create_domain_with_dkim(&config.domain),
+            )
+            .await
+        {
             Ok(identity) => identity,
             Err(failure) => return ses_step(failure),
         };
         if let Some(mail_from) = &config.mail_from_domain
-            && let Err(failure) = self.ses.set_mail_from(&config.domain, mail_from).await
+            && let Err(failure) = self
+                .ses_call(
+                    "ses put mail from",
+                    at,
+                    self.ses.set_mail_from(&config.domain, mail_from),
+                )
+                .await
         {
             return ses_step(failure);
         }
@@ -145,7 +175,14 @@ impl EmailDomainActivities {
         at: AccountRef,
     ) -> Result<DomainCheck, ActivityError> {
         let config = self.config(at).await?;
-        let identity = match self.ses.domain_identity(&config.domain).await {
+        let identity = match self
+            .ses_call(
+                "ses get email identity",
+                at,
+                self.ses.domain_identity(&config.domain),
+            )
+            .await
+        {
             Ok(Some(identity)) => identity,
             Ok(None) => {
                 return Ok(DomainCheck::Failed {
@@ -186,7 +223,14 @@ impl EmailDomainActivities {
         };
         let at = connection.account;
         let name = configuration_set_name(at.tenant_id);
-        if let Err(failure) = self.ses.ensure_configuration_set(&name, Some(topic)).await {
+        if let Err(failure) = self
+            .ses_call(
+                "ses configuration set",
+                at,
+                self.ses.ensure_configuration_set(&name, Some(topic)),
+            )
+            .await
+        {
             return ses_step(failure);
         }
         email_domains::set_configuration_set(

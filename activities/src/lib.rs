@@ -3,6 +3,7 @@
 //! implementations registered on the worker. Workflows call these activities
 //! by their definitions; nothing here is deterministic-only.
 
+pub mod background;
 pub mod crypto;
 pub mod email_domains;
 pub mod fanout;
@@ -25,6 +26,7 @@ pub mod secrets;
 pub mod sms_pool;
 pub mod store;
 pub mod templates;
+pub mod traces;
 pub mod triggers;
 pub mod trips;
 pub mod watchdog;

@@ -225,43 +225,20 @@ pub fn sdk_meter() -> anyhow::Result<Arc<dyn CoreMeter>> {
     if let Some(exporter) = SDK_EXPORTER.get() {
         return Ok(exporter.meter.clone());
     }
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("temporal-sdk-metrics".to_owned())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    let _ = started_tx.send(Err(anyhow::Error::from(e)));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let options = PrometheusExporterOptions::builder()
-                    .socket_addr(SocketAddr::from(([127, 0, 0, 1], 0)))
-                    .counters_total_suffix(true)
-                    .unit_suffix(true)
-                    .use_seconds_for_durations(true)
-                    .build();
-                let started =
-                    start_prometheus_metric_exporter(options).map(|started| SdkExporter {
-                        meter: started.meter,
-                        address: started.bound_addr,
-                    });
-                let serving = started.is_ok();
-                let _ = started_tx.send(started);
-                if serving {
-                    // The exporter's server is a task of this runtime.
-                    std::future::pending::<()>().await;
-                }
-            });
-        })?;
-    let exporter = started_rx
-        .recv()
-        .map_err(|_| anyhow::anyhow!("the SDK's metrics exporter thread stopped"))??;
+    let (exporter, _) = crate::background::runtime("temporal-sdk-metrics", || async {
+        let options = PrometheusExporterOptions::builder()
+            .socket_addr(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .counters_total_suffix(true)
+            .unit_suffix(true)
+            .use_seconds_for_durations(true)
+            .build();
+        // The exporter's server is a task of the background runtime.
+        let started = start_prometheus_metric_exporter(options)?;
+        Ok(SdkExporter {
+            meter: started.meter,
+            address: started.bound_addr,
+        })
+    })?;
     // Two workers starting at once: the second exporter is left unused.
     let _ = SDK_EXPORTER.set(exporter);
     SDK_EXPORTER

@@ -20,8 +20,10 @@ use crate::providers::whatsapp::onboarding::OnboardingError;
 use crate::secrets::{self, ProviderSecrets};
 use crate::store::channel_accounts::{self, Move};
 use crate::store::whatsapp_templates;
+use crate::traces::Traces;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use temporalio_macros::activities;
@@ -32,6 +34,19 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 pub struct AccountRef {
     pub tenant_id: TenantId,
     pub channel_account_id: ChannelAccountId,
+}
+
+impl AccountRef {
+    /// What a trace of a call for this account says of it: ids.
+    pub fn trace_attributes(self) -> Vec<opentelemetry::KeyValue> {
+        vec![
+            opentelemetry::KeyValue::new("busflow.tenant_id", self.tenant_id.to_string()),
+            opentelemetry::KeyValue::new(
+                "busflow.channel_account_id",
+                self.channel_account_id.to_string(),
+            ),
+        ]
+    }
 }
 
 /// Which account, and which signup (its id: the first 16 hex digits of
@@ -89,6 +104,8 @@ pub struct ProvisioningActivities {
     meta: MetaCloud,
     /// This service's public URL, where Meta posts the tenant's webhooks.
     public_url: Option<String>,
+    /// Each call to Meta is a span of these traces.
+    traces: Traces,
 }
 
 impl ProvisioningActivities {
@@ -101,7 +118,25 @@ impl ProvisioningActivities {
             keys: keys.clone(),
             meta: providers.meta.clone(),
             public_url: providers.sandbox_webhook_base.clone(),
+            traces: providers.traces.clone(),
         }
+    }
+
+    /// One Graph API call of the connection of `at`, as a client span.
+    async fn graph_call<T>(
+        &self,
+        name: &'static str,
+        at: AccountRef,
+        call: impl Future<Output = Result<T, OnboardingError>>,
+    ) -> Result<T, OnboardingError> {
+        self.traces
+            .provider_call(
+                name,
+                at.trace_attributes(),
+                OnboardingError::code_only,
+                call,
+            )
+            .await
     }
 
     async fn account(
@@ -255,7 +290,14 @@ impl ProvisioningActivities {
                 });
             }
         };
-        let token = match self.meta.exchange_signup_code(&code).await {
+        let token = match self
+            .graph_call(
+                "graph exchange signup code",
+                at,
+                self.meta.exchange_signup_code(&code),
+            )
+            .await
+        {
             Ok(token) => token,
             Err(e) => return onboarding_step(e),
         };
@@ -299,8 +341,12 @@ impl ProvisioningActivities {
             });
         };
         match self
-            .meta
-            .register_phone_number(token, &config.phone_number_id, pin)
+            .graph_call(
+                "graph register phone number",
+                at,
+                self.meta
+                    .register_phone_number(token, &config.phone_number_id, pin),
+            )
             .await
         {
             Ok(()) => Ok(Step::Done),
@@ -358,8 +404,12 @@ impl ProvisioningActivities {
         );
         let waba_id = config.waba_id.as_deref().unwrap_or_default();
         match self
-            .meta
-            .subscribe_app(token, waba_id, &callback, verify_token)
+            .graph_call(
+                "graph subscribe app",
+                at,
+                self.meta
+                    .subscribe_app(token, waba_id, &callback, verify_token),
+            )
             .await
         {
             Ok(()) => Ok(Step::Done),
@@ -389,7 +439,14 @@ impl ProvisioningActivities {
             });
         };
         let waba_id = config.waba_id.as_deref().unwrap_or_default();
-        let templates = match self.meta.message_templates(token, waba_id).await {
+        let templates = match self
+            .graph_call(
+                "graph message templates",
+                at,
+                self.meta.message_templates(token, waba_id),
+            )
+            .await
+        {
             Ok(templates) => templates,
             Err(e) => {
                 return match onboarding_step(e)? {

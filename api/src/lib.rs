@@ -14,6 +14,7 @@ pub mod retry;
 pub mod temporal;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod traced;
 pub mod webchat;
 pub mod webhooks;
 
@@ -106,6 +107,8 @@ pub struct AppState {
     pub meta_signing: webhooks::meta_signing::SigningKeys,
     /// The webchat long polls waiting on this replica.
     pub webchat: Arc<webchat::hub::Hub>,
+    /// Requests continue their caller's trace when tracing is on.
+    pub traces: busflow_activities::traces::Traces,
 }
 
 impl AppState {
@@ -126,6 +129,7 @@ impl AppState {
             config,
             meta_signing: Default::default(),
             webchat: Default::default(),
+            traces: Default::default(),
         })
     }
 }
@@ -196,6 +200,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     );
     service
         .merge(polls)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            traced::requests,
+        ))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(edge::errors_as_json))
         .with_state(state)

@@ -9,6 +9,7 @@ use busflow_activities::model::TenantId;
 use busflow_activities::payload_codec::PayloadEncryption;
 use busflow_activities::provisioning::ConnectRequest;
 use busflow_activities::store::trips::TripSchedule;
+use busflow_activities::traces::Traces;
 use busflow_activities::workflow_state::{WorkflowState, workflow_state};
 use busflow_workflows::names::{memo, search_attributes as sa, workflow_types};
 use busflow_workflows::names::{snooze_workflow_id, trip_reminder_workflow_id};
@@ -26,6 +27,7 @@ use temporalio_client::{
 };
 use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_common::{HasWorkflowDefinition, MemoValues, SignalDefinition};
+use temporalio_sdk::opentelemetry::OpenTelemetryPlugin;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
@@ -41,6 +43,9 @@ pub struct TemporalSettings {
     /// `None` only for tools that read raw histories or drive bare
     /// workflows (the benchmark's floor).
     pub payload_keys: Option<KeyRing>,
+    /// When on, the client and the workers made from it carry each trace
+    /// through workflows and activities (the SDK's `OpenTelemetryPlugin`).
+    pub traces: Traces,
 }
 
 /// Connects a client per the settings and the Temporal environment.
@@ -68,6 +73,18 @@ pub async fn connect(settings: &TemporalSettings, identity: &str) -> anyhow::Res
     }
     if let Some(keys) = &settings.payload_keys {
         client_options.data_converter = PayloadEncryption::new(keys.clone()).data_converter();
+    }
+    if let Some(tracer) = settings.traces.tracer() {
+        // Plugins are set on the builder only.
+        client_options = ClientOptions::new(client_options.namespace)
+            .data_converter(client_options.data_converter)
+            .client_interceptors(client_options.client_interceptors)
+            .plugin(
+                OpenTelemetryPlugin::builder()
+                    .tracer(tracer.clone())
+                    .build(),
+            )
+            .build();
     }
     connection.identity = identity.to_owned();
     connection.connect_timeout = Some(Duration::from_secs(3));

@@ -78,6 +78,7 @@ pub async fn start(database_url: &str, temporal_cli: PathBuf) -> anyhow::Result<
         address: Some(address),
         namespace: Some("default".to_owned()),
         payload_keys: Some(keys.clone()),
+        traces: Default::default(),
     };
     let client = connect_patiently(&settings).await?;
 

@@ -16,6 +16,7 @@ use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
 use busflow_activities::providers::whatsapp::meta::MetaSettings;
 use busflow_activities::providers::whatsapp::onboarding::MetaApp;
+use busflow_activities::traces::Traces;
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use busflow_api::{ApiConfig, AppState};
 use config::DevStack;
@@ -24,7 +25,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+pub async fn run(config_path: &Path, traces: Traces) -> anyhow::Result<()> {
     let stack = DevStack::load(config_path)?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
@@ -97,6 +98,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         address: Some(stack.temporal_address()),
         namespace: Some(stack.temporal.namespace.clone()),
         payload_keys: Some(keys.clone()),
+        traces: traces.clone(),
     };
     let client = connect_with_patience(&temporal_settings, Duration::from_secs(30)).await?;
 
@@ -135,8 +137,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         }),
         ..MetaSettings::default()
     };
-    let providers =
+    let mut providers =
         worker::providers(&aws, meta, Some(format!("http://{}", stack.service.listen))).await?;
+    providers.traces = traces.clone();
     let demo_domain = stack
         .demo_tenant
         .email
@@ -150,7 +153,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .await
         .context("registering the demo sender domain on the emulator")?;
     seed::seed_demo_tenant(&pool, &keys, &stack.demo_tenant).await?;
-    let state = Arc::new(AppState::new(
+    let mut state = AppState::new(
         pool.clone(),
         keys.clone(),
         TemporalGateway::with_client(client.clone(), stack.service.task_queue.clone()),
@@ -173,7 +176,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             edge: Default::default(),
         },
         busflow_api::sns_verifier()?,
-    )?);
+    )?;
+    state.traces = traces;
+    let state = Arc::new(state);
     let listener = server::bind(stack.service.listen).await?;
     let api = tokio::spawn(server::serve(listener, state, shutdown.wait()));
     print_banner(&stack);

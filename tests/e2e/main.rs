@@ -33,6 +33,7 @@ mod snooze;
 mod startup;
 mod support;
 mod threads;
+mod traces;
 mod trips;
 mod unknown_outcomes;
 mod watchdog;

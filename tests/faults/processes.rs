@@ -76,6 +76,7 @@ impl DevServer {
             address: Some(self.address.clone()),
             namespace: Some("default".to_owned()),
             payload_keys: None,
+            traces: Default::default(),
         };
         let deadline = tokio::time::Instant::now() + within;
         loop {

@@ -170,6 +170,14 @@ pub struct Failure {
     pub retry_after: Option<Duration>,
 }
 
+impl Failure {
+    /// The provider, its code and the class, without the reason (which may
+    /// name what the provider was told): what a trace may show.
+    pub fn code_only(&self) -> String {
+        format!("{} {} ({:?})", self.provider, self.code, self.class)
+    }
+}
+
 /// One row of a provider's error table: an error code and its class.
 pub type ErrorRule = (&'static str, FailureClass);
 

@@ -13,6 +13,8 @@ use crate::crypto::KeyRing;
 use crate::model::{Channel, ChannelAccountMode, TenantId};
 use crate::secrets;
 use crate::store::channel_accounts::ChannelAccount;
+use crate::traces::Traces;
+use opentelemetry::KeyValue;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -25,6 +27,8 @@ pub struct Providers {
     /// Where sandbox accounts post their simulated receipts (this service's
     /// API); `None` disables simulated receipts.
     pub sandbox_webhook_base: Option<String>,
+    /// Each provider call is a span of these traces.
+    pub traces: Traces,
 }
 
 /// `provider_config.sandbox` of a sandbox account.
@@ -75,11 +79,31 @@ impl Providers {
         account: &ChannelAccount,
         command: &SendMessageCommand,
     ) -> Result<Accepted, Failure> {
-        if account.mode == ChannelAccountMode::Sandbox {
-            return self.send_sandbox(keys, account, command);
-        }
-        super::adapter(command.channel)
-            .send(self, keys, account, command)
+        let attributes = vec![
+            KeyValue::new("busflow.tenant_id", account.tenant_id.to_string()),
+            KeyValue::new("busflow.channel_account_id", account.id.to_string()),
+            KeyValue::new("busflow.message_id", command.message_id.to_string()),
+            KeyValue::new("busflow.channel", command.channel.as_str()),
+            KeyValue::new(
+                "busflow.sandbox",
+                account.mode == ChannelAccountMode::Sandbox,
+            ),
+        ];
+        let name = match command.channel {
+            Channel::WhatsApp => "send WHATSAPP",
+            Channel::Email => "send EMAIL",
+            Channel::Sms => "send SMS",
+            Channel::Webchat => "send WEBCHAT",
+        };
+        self.traces
+            .provider_call(name, attributes, Failure::code_only, async {
+                if account.mode == ChannelAccountMode::Sandbox {
+                    return self.send_sandbox(keys, account, command);
+                }
+                super::adapter(command.channel)
+                    .send(self, keys, account, command)
+                    .await
+            })
             .await
     }
 

@@ -11,6 +11,7 @@ use busflow_activities::notification::NotificationActivities;
 use busflow_activities::providers::aws::AwsSettings;
 use busflow_activities::providers::whatsapp::meta::MetaSettings;
 use busflow_activities::providers::whatsapp::onboarding::MetaApp;
+use busflow_activities::traces::{OtlpSettings, Traces, TracesGuard};
 use busflow_api::temporal::{TemporalGateway, TemporalSettings};
 use busflow_api::testing::StaticCertFetcher;
 use busflow_api::webhooks::sns::SnsVerifier;
@@ -73,6 +74,9 @@ pub struct TestOptions {
     pub metrics_token: Option<String>,
     /// The HTTP edge's limits.
     pub edge: busflow_api::edge::EdgeLimits,
+    /// An OTLP/HTTP traces endpoint: the API, the workflows and the
+    /// providers' calls export their spans there.
+    pub otlp_endpoint: Option<String>,
     /// Who the codec server admits (default: the bearer `CODEC_TOKEN`).
     pub codec: busflow_api::codec::CodecSettings,
 }
@@ -112,6 +116,7 @@ impl Default for TestOptions {
             email_verification: Default::default(),
             metrics_token: None,
             edge: Default::default(),
+            otlp_endpoint: None,
         }
     }
 }
@@ -127,6 +132,8 @@ pub struct TestApp {
     /// This test's task queue (its worker polls nothing else).
     pub task_queue: String,
     http: reqwest::Client,
+    /// Exports the spans of a test with `otlp_endpoint` ([`Self::flush_traces`]).
+    traces_guard: Option<Arc<TracesGuard>>,
     shutdown: Shutdown,
     /// How this test's worker is wired: a second worker process is another
     /// worker with the same wiring.
@@ -188,10 +195,23 @@ impl TestApp {
             &Uuid::new_v4().simple().to_string()[..12]
         );
         let shutdown = Shutdown::new();
+        let (traces, traces_guard) = match &options.otlp_endpoint {
+            Some(endpoint) => {
+                let (traces, guard) = Traces::otlp(&OtlpSettings {
+                    endpoint: endpoint.clone(),
+                    service_name: "busflow-comms-test".to_owned(),
+                    batch_delay: Duration::from_millis(200),
+                })
+                .expect("the OTLP exporter");
+                (traces, Some(Arc::new(guard)))
+            }
+            None => (Traces::off(), None),
+        };
         let temporal_settings = TemporalSettings {
             address: Some(temporal_address.clone()),
             namespace: Some("default".to_owned()),
             payload_keys: Some(test_keys()),
+            traces: traces.clone(),
         };
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -222,33 +242,33 @@ impl TestApp {
         }
 
         let sns = SnsVerifier::new(Arc::new(StaticCertFetcher::test_cert()));
-        let state = Arc::new(
-            AppState::new(
-                pool.clone(),
-                test_keys(),
-                TemporalGateway::new(temporal_settings, task_queue.clone()),
-                ApiConfig {
-                    sns_topics: options.sns_topics.clone().unwrap_or_else(|| {
-                        SnsTopics::same_for_every_feed(vec![
-                            busflow_api::testing::TEST_TOPIC_ARN.to_owned(),
-                        ])
-                    }),
-                    webhook_secret: SECRET.to_owned(),
-                    step_deadline: options.step_deadline,
-                    firehose_access_key: Some(FIREHOSE_KEY.to_owned()),
-                    stuck_threshold: Duration::from_secs(300),
-                    fanout_concurrency: options.fanout_concurrency,
-                    webchat: Default::default(),
-                    platform_sms: options.platform_sms.clone(),
-                    email_verification: options.email_verification,
-                    metrics_token: options.metrics_token.clone(),
-                    codec: options.codec.clone(),
-                    edge: options.edge.clone(),
-                },
-                sns,
-            )
-            .expect("app state"),
-        );
+        let mut state = AppState::new(
+            pool.clone(),
+            test_keys(),
+            TemporalGateway::new(temporal_settings, task_queue.clone()),
+            ApiConfig {
+                sns_topics: options.sns_topics.clone().unwrap_or_else(|| {
+                    SnsTopics::same_for_every_feed(vec![
+                        busflow_api::testing::TEST_TOPIC_ARN.to_owned(),
+                    ])
+                }),
+                webhook_secret: SECRET.to_owned(),
+                step_deadline: options.step_deadline,
+                firehose_access_key: Some(FIREHOSE_KEY.to_owned()),
+                stuck_threshold: Duration::from_secs(300),
+                fanout_concurrency: options.fanout_concurrency,
+                webchat: Default::default(),
+                platform_sms: options.platform_sms.clone(),
+                email_verification: options.email_verification,
+                metrics_token: options.metrics_token.clone(),
+                codec: options.codec.clone(),
+                edge: options.edge.clone(),
+            },
+            sns,
+        )
+        .expect("app state");
+        state.traces = traces;
+        let state = Arc::new(state);
         tokio::spawn(server::serve(listener, state, shutdown.wait()));
 
         let app = Self {
@@ -261,6 +281,7 @@ impl TestApp {
             task_queue,
 
             http: busflow_activities::http::client(Duration::from_secs(60)).expect("http client"),
+            traces_guard,
             shutdown,
             worker: wiring,
         };
@@ -473,6 +494,7 @@ impl TestApp {
                 address: Some(self.temporal_address.clone()),
                 namespace: Some("default".to_owned()),
                 payload_keys: Some(test_keys()),
+                traces: Default::default(),
             },
             "busflow-comms-tests",
         )
@@ -686,6 +708,7 @@ impl TestApp {
                 address: Some(self.temporal_address.clone()),
                 namespace: Some("default".to_owned()),
                 payload_keys: Some(test_keys()),
+                traces: Default::default(),
             },
             self.task_queue.clone(),
         )
@@ -701,6 +724,13 @@ impl TestApp {
             .text()
             .await
             .expect("metrics text")
+    }
+
+    /// Exports every span finished so far (with `otlp_endpoint`).
+    pub fn flush_traces(&self) {
+        if let Some(guard) = &self.traces_guard {
+            guard.flush().expect("traces exported");
+        }
     }
 
     /// The value of the series `name` with exactly `labels` (any order) in
@@ -850,9 +880,10 @@ fn spawn_worker(wiring: WorkerWiring) {
             let client = busflow_api::temporal::connect(&temporal, "busflow-comms-test-worker")
                 .await
                 .expect("worker temporal client");
-            let providers = worker::providers(&aws, meta, Some(sandbox_webhook_base))
+            let mut providers = worker::providers(&aws, meta, Some(sandbox_webhook_base))
                 .await
                 .expect("providers");
+            providers.traces = temporal.traces.clone();
             let activities = NotificationActivities::new(pool.clone(), providers, test_keys());
             let watchdog = worker::WatchdogSettings {
                 interval: Duration::from_secs(3600),

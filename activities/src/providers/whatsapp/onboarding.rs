@@ -48,6 +48,18 @@ pub struct OnboardingError {
     pub retryable: bool,
 }
 
+impl OnboardingError {
+    /// The step and Meta's codes, without the reason: what a trace may show.
+    pub fn code_only(&self) -> String {
+        format!(
+            "{}: Meta {} / {}",
+            self.step,
+            self.code.map_or("-".to_owned(), |c| c.to_string()),
+            self.subcode.map_or("-".to_owned(), |c| c.to_string())
+        )
+    }
+}
+
 /// Codes that mean "later": rate limits, temporary trouble, a number still
 /// being deleted elsewhere.
 const TRANSIENT_CODES: &[i64] = &[1, 2, 4, 17, 32, 341, 80007, 130429, 131000, 133004, 133015];

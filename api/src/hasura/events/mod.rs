@@ -25,20 +25,78 @@ use super::payload::EventTriggerPayload;
 use crate::AppState;
 use crate::auth::require_shared_secret;
 use crate::error::{ApiError, parse_json};
+use crate::traced;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use busflow_activities::triggers::{self, RecipientRule, Route, Trigger};
+use opentelemetry::KeyValue;
 use std::sync::Arc;
 
 pub async fn receive(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
+) -> Response {
+    if app.traces.tracer().is_none() {
+        return handle(&app, &headers, &body).await.into_response();
+    }
+    // The trace goes on from Hasura's: the event's own trace context, else
+    // the request's headers.
+    let probe: TraceProbe = serde_json::from_slice(&body).unwrap_or_default();
+    let parent = probe
+        .event
+        .trace_context
+        .as_ref()
+        .and_then(traced::parent_from_hasura)
+        .unwrap_or_else(|| traced::parent_from_headers(&headers));
+    let trigger = probe.trigger.name.unwrap_or_default();
+    traced::in_server_span(
+        &app.traces,
+        format!("hasura event {trigger}"),
+        &parent,
+        vec![
+            KeyValue::new("busflow.trigger", trigger),
+            KeyValue::new("hasura.event_id", probe.id.unwrap_or_default()),
+        ],
+        async { handle(&app, &headers, &body).await.into_response() },
+    )
+    .await
+}
+
+/// What tracing reads of an event before it is checked.
+#[derive(Debug, Default, serde::Deserialize)]
+struct TraceProbe {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    trigger: TraceProbeTrigger,
+    #[serde(default)]
+    event: TraceProbeEvent,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct TraceProbeTrigger {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct TraceProbeEvent {
+    #[serde(default)]
+    trace_context: Option<serde_json::Value>,
+}
+
+async fn handle(
+    app: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: &[u8],
 ) -> Result<Json<EventResponse>, ApiError> {
-    require_shared_secret(&headers, &app.config.webhook_secret)?;
-    let event: EventTriggerPayload = parse_json(&body)?;
+    let app = Arc::clone(app);
+    require_shared_secret(headers, &app.config.webhook_secret)?;
+    let event: EventTriggerPayload = parse_json(body)?;
     validate_event_id(&event.id)?;
     let name = event.trigger.name.as_str();
     let unknown = || {
