@@ -27,11 +27,11 @@ use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::MethodRouter;
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use utoipa_axum::router::{UtoipaMethodRouter, UtoipaMethodRouterExt as _};
 
 /// How much work the edge lets in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +89,7 @@ impl BodyLimit {
 }
 
 /// `route` reading bodies of at most `limit`.
-pub fn limited<S>(route: MethodRouter<S>, limit: BodyLimit) -> MethodRouter<S>
+pub fn limited<S>(route: UtoipaMethodRouter<S>, limit: BodyLimit) -> UtoipaMethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
 {

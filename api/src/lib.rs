@@ -10,6 +10,7 @@ pub mod error;
 pub mod hasura;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod retry;
 pub mod temporal;
 #[cfg(any(test, feature = "test-support"))]
@@ -19,12 +20,12 @@ pub mod webchat;
 pub mod webhooks;
 
 use axum::Router;
-use axum::routing::{get, post};
 use busflow_activities::crypto::KeyRing;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use temporal::TemporalGateway;
+use utoipa_axum::router::OpenApiRouter;
 use webhooks::sns::SnsVerifier;
 
 /// Settings the handlers need.
@@ -142,50 +143,50 @@ pub fn sns_verifier() -> anyhow::Result<SnsVerifier> {
 }
 
 /// Every route of the service, each with the largest body it reads, behind
-/// the edge's time and concurrency limits ([`edge`]).
+/// the edge's time and concurrency limits ([`edge`]). Routes are
+/// registered only through `routes!`, with their `#[utoipa::path]`: the
+/// same registration makes the OpenAPI document (`GET /openapi.json`).
 pub fn router(state: Arc<AppState>) -> Router {
+    let (router, _) = router_and_document(state);
+    router
+}
+
+/// The router and its OpenAPI document.
+pub fn router_and_document(state: Arc<AppState>) -> (Router, utoipa::openapi::OpenApi) {
     use edge::{BodyLimit, limited};
+    use utoipa::OpenApi as _;
+    use utoipa_axum::{router::OpenApiRouter, routes};
     let limits = state.config.edge.clone();
-    let service = Router::new()
-        .route("/healthz", limited(get(health::healthz), BodyLimit::Small))
-        .route("/readyz", limited(get(health::readyz), BodyLimit::Small))
-        .route("/metrics", limited(get(metrics::metrics), BodyLimit::Small))
-        .route(
-            "/hasura/events",
-            limited(post(hasura::events::receive), BodyLimit::Batch),
-        )
-        .route(
-            "/hasura/actions",
-            limited(post(hasura::actions::receive), BodyLimit::Command),
-        )
-        .route(
-            "/hasura/cron/{name}",
-            limited(post(hasura::cron::receive), BodyLimit::Small),
-        )
-        .route(
-            "/webhooks/meta/{tenant_id}",
-            limited(
-                get(webhooks::meta::verify).post(webhooks::meta::receive),
-                BodyLimit::Batch,
-            ),
-        )
-        .route(
-            "/webhooks/ses",
-            limited(post(webhooks::ses::receive), BodyLimit::Notification),
-        )
-        .route(
-            "/webhooks/sns",
-            limited(
-                post(webhooks::sns_inbound::receive),
-                BodyLimit::Notification,
-            ),
-        )
-        .route(
-            "/webhooks/sms-status",
-            limited(post(webhooks::sms_status::receive), BodyLimit::Firehose),
-        )
+    let (service, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(limited(routes!(health::healthz), BodyLimit::Small))
+        .routes(limited(routes!(health::readyz), BodyLimit::Small))
+        .routes(limited(routes!(metrics::metrics), BodyLimit::Small))
+        .routes(limited(routes!(openapi::document), BodyLimit::Small))
+        .routes(limited(routes!(hasura::events::receive), BodyLimit::Batch))
+        .routes(limited(
+            routes!(hasura::actions::receive),
+            BodyLimit::Command,
+        ))
+        .routes(limited(routes!(hasura::cron::receive), BodyLimit::Small))
+        .routes(limited(
+            routes!(webhooks::meta::verify, webhooks::meta::receive),
+            BodyLimit::Batch,
+        ))
+        .routes(limited(
+            routes!(webhooks::ses::receive),
+            BodyLimit::Notification,
+        ))
+        .routes(limited(
+            routes!(webhooks::sns_inbound::receive),
+            BodyLimit::Notification,
+        ))
+        .routes(limited(
+            routes!(webhooks::sms_status::receive),
+            BodyLimit::Firehose,
+        ))
         .merge(webchat_routes())
-        .merge(codec_routes(&state.config.codec));
+        .merge(codec_routes(&state.config.codec))
+        .split_for_parts();
     let service = edge::bounded(
         service,
         limits.request_timeout,
@@ -193,12 +194,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     );
     // The long poll waits up to its own limit: a time limit above it, and a
     // concurrency limit of its own.
+    let (polls, polls_document) = webchat_poll_route().split_for_parts();
+    document.merge(polls_document);
     let polls = edge::bounded(
-        webchat_poll_route(),
+        polls,
         webchat::LONGEST_POLL + Duration::from_secs(10),
         limits.max_waiting_polls,
     );
-    service
+    let router = service
         .merge(polls)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -206,64 +209,51 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(edge::errors_as_json))
-        .with_state(state)
+        .layer(axum::Extension(Arc::new(document.clone())))
+        .with_state(state);
+    (router, document)
 }
 
 /// The codec server's routes, with CORS for the Web UI's origins.
-fn codec_routes(settings: &codec::CodecSettings) -> Router<Arc<AppState>> {
+fn codec_routes(settings: &codec::CodecSettings) -> OpenApiRouter<Arc<AppState>> {
     use edge::{BodyLimit, limited};
-    Router::new()
-        .route(
-            "/codec/decode",
-            limited(post(codec::decode), BodyLimit::Batch),
-        )
-        .route(
-            "/codec/encode",
-            limited(post(codec::encode), BodyLimit::Batch),
-        )
+    use utoipa_axum::routes;
+    OpenApiRouter::new()
+        .routes(limited(routes!(codec::decode), BodyLimit::Batch))
+        .routes(limited(routes!(codec::encode), BodyLimit::Batch))
         .layer(codec::cors(settings))
 }
 
 /// The widget's routes: called from any site that embeds it, so open to
 /// every origin (a bearer token, never a cookie, admits the visitor).
-fn webchat_routes() -> Router<Arc<AppState>> {
+fn webchat_routes() -> OpenApiRouter<Arc<AppState>> {
     use edge::{BodyLimit, limited};
-    Router::new()
-        .route(
-            "/webchat/{tenant_id}/sessions",
-            limited(post(webchat::start_session), BodyLimit::Small),
-        )
-        .route(
-            "/webchat/{tenant_id}/sessions/renew",
-            limited(post(webchat::renew_session), BodyLimit::Small),
-        )
-        .route(
-            "/webchat/{tenant_id}/messages",
-            limited(post(webchat::receive_message), BodyLimit::Command),
-        )
-        .route(
-            "/webchat/{tenant_id}/read",
-            limited(post(webchat::mark_read), BodyLimit::Small),
-        )
-        .route(
-            "/webchat/{tenant_id}/widget.js",
-            limited(get(webchat::assets::widget_js), BodyLimit::Small),
-        )
-        .route(
-            "/webchat/{tenant_id}/demo",
-            limited(get(webchat::assets::demo_page), BodyLimit::Small),
-        )
+    use utoipa_axum::routes;
+    OpenApiRouter::new()
+        .routes(limited(routes!(webchat::start_session), BodyLimit::Small))
+        .routes(limited(routes!(webchat::renew_session), BodyLimit::Small))
+        .routes(limited(
+            routes!(webchat::receive_message),
+            BodyLimit::Command,
+        ))
+        .routes(limited(routes!(webchat::mark_read), BodyLimit::Small))
+        .routes(limited(
+            routes!(webchat::assets::widget_js),
+            BodyLimit::Small,
+        ))
+        .routes(limited(
+            routes!(webchat::assets::demo_page),
+            BodyLimit::Small,
+        ))
         .layer(webchat_cors())
 }
 
 /// The visitor's long poll for new messages.
-fn webchat_poll_route() -> Router<Arc<AppState>> {
+fn webchat_poll_route() -> OpenApiRouter<Arc<AppState>> {
     use edge::{BodyLimit, limited};
-    Router::new()
-        .route(
-            "/webchat/{tenant_id}/messages",
-            limited(get(webchat::fetch_messages), BodyLimit::Small),
-        )
+    use utoipa_axum::routes;
+    OpenApiRouter::new()
+        .routes(limited(routes!(webchat::fetch_messages), BodyLimit::Small))
         .layer(webchat_cors())
 }
 

@@ -18,6 +18,16 @@ use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format: the cluster's gauges from Postgres, this process's counters and the Temporal SDK's metrics", content_type = "text/plain", body = String),
+        (status = 401, description = "UNAUTHORIZED: BUSFLOW_METRICS_TOKEN is set and the bearer token is missing or wrong", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn metrics(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -18,6 +18,7 @@ mod inbox;
 mod lifecycles;
 mod metrics;
 mod notifications;
+mod openapi;
 #[path = "../shared/ops.rs"]
 mod ops;
 mod outages;

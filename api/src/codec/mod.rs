@@ -41,12 +41,13 @@ pub struct CodecSettings {
 }
 
 /// The protocol's body: payloads in protobuf JSON (bytes as base64).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CodecBody {
     pub payloads: Vec<JsonPayload>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// One payload: its metadata values and its data, base64.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JsonPayload {
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -54,6 +55,23 @@ pub struct JsonPayload {
     pub data: String,
 }
 
+/// Opens sealed payloads for ops (Temporal's remote codec protocol).
+#[utoipa::path(
+    post,
+    path = "/codec/decode",
+    tag = "ops",
+    request_body = CodecBody,
+    params(
+        ("X-Namespace" = String, Header, description = "The namespace of the payloads: the service's (TEMPORAL_NAMESPACE)"),
+        ("Authorization" = String, Header, description = "`Bearer <BUSFLOW_CODEC_TOKEN>`, or an identity provider's JWT (BUSFLOW_CODEC_JWKS_URL)"),
+    ),
+    responses(
+        (status = 200, description = "The payloads, in order", body = CodecBody),
+        (status = 400, description = "NAMESPACE_REQUIRED, UNKNOWN_NAMESPACE, INVALID_BODY, INVALID_PAYLOAD", body = crate::openapi::ApiErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no credential, a wrong one, or none configured; nothing is decoded", body = crate::openapi::ApiErrorBody),
+        (status = 422, description = "PAYLOAD_NOT_OPENED: no key of the ring opens a payload", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn decode(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -65,6 +83,23 @@ pub async fn decode(
     Ok(Json(to_json(opened)))
 }
 
+/// Seals payloads (what the Web UI sends, e.g. a signal's input).
+#[utoipa::path(
+    post,
+    path = "/codec/encode",
+    tag = "ops",
+    request_body = CodecBody,
+    params(
+        ("X-Namespace" = String, Header, description = "The namespace of the payloads: the service's (TEMPORAL_NAMESPACE)"),
+        ("Authorization" = String, Header, description = "`Bearer <BUSFLOW_CODEC_TOKEN>`, or an identity provider's JWT (BUSFLOW_CODEC_JWKS_URL)"),
+    ),
+    responses(
+        (status = 200, description = "The payloads, in order", body = CodecBody),
+        (status = 400, description = "NAMESPACE_REQUIRED, UNKNOWN_NAMESPACE, INVALID_BODY, INVALID_PAYLOAD", body = crate::openapi::ApiErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no credential, a wrong one, or none configured; nothing is decoded", body = crate::openapi::ApiErrorBody),
+        (status = 422, description = "PAYLOAD_NOT_OPENED: no key of the ring opens a payload", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn encode(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -50,18 +50,57 @@ pub const ACTIONS: &[&str] = &[
 /// Roles that work the inbox.
 const AGENTS: &[&str] = &["dispatcher", "admin"];
 
-#[derive(Debug, Deserialize)]
-struct ActionPayload {
+/// A Hasura action call.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct ActionPayload {
     action: ActionName,
+    /// The action's arguments: the input of the action named.
     #[serde(default)]
+    #[schema(value_type = ActionInput)]
     input: Value,
+    /// Who acts: `x-hasura-role`, `x-hasura-user-id`, `x-hasura-tenant-id`
+    /// (the only source of the acting tenant and user).
     #[serde(default)]
     session_variables: HashMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ActionName {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct ActionName {
+    /// One of [`ACTIONS`].
+    #[schema(example = "claimConversation")]
     name: String,
+}
+
+/// Each action's input, as Hasura sends it (only described: the handler
+/// reads the input of the action named).
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(super) enum ActionInput {
+    /// `claimConversation`, `resolveConversation`, `unsnoozeConversation`.
+    Conversation(ConversationInput),
+    /// `reassignConversation` (admin).
+    Reassign(ReassignInput),
+    /// `snoozeConversation`.
+    Snooze(SnoozeInput),
+    /// `markConversationRead`.
+    MarkRead(MarkReadInput),
+    /// `sendAgentMessage`.
+    SendAgentMessage(SendAgentMessageInput),
+    /// `sendAgentTemplate`.
+    SendAgentTemplate(SendAgentTemplateInput),
+    /// `retryMessage`.
+    RetryMessage(RetryMessageInput),
+    /// `connectWhatsApp`.
+    ConnectWhatsApp(provisioning::ConnectWhatsAppInput),
+    /// `connectEmailDomain`.
+    ConnectEmailDomain(provisioning::EmailDomainInput),
+    /// `connectPlatformSms`.
+    ConnectPlatformSms(provisioning::PlatformSmsInput),
+    /// `disconnectChannelAccount`, `reverifyChannelAccount`.
+    Account(provisioning::AccountInput),
+    /// `rotateChannelAccountCredentials`.
+    Rotate(provisioning::RotateInput),
 }
 
 /// Who is acting, from Hasura's session variables.
@@ -124,6 +163,22 @@ pub(super) fn input<T: DeserializeOwned>(action: &str, value: Value) -> Result<T
         .map_err(|e| ApiError::bad_request("INVALID_INPUT", format!("{action}: input: {e}")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/hasura/actions",
+    tag = "hasura",
+    request_body = ActionPayload,
+    params(("x-busflow-secret" = String, Header, description = "The shared secret (BUSFLOW_WEBHOOK_SECRET)")),
+    responses(
+        (status = 200, description = "The action's output type (hasura/metadata/actions.graphql): a conversation's state (claim, reassign, resolve, snooze, unsnooze), `{conversation_id, last_read_at}` (markConversationRead), `{workflow_id, message_id, outcome}` (sendAgentMessage, sendAgentTemplate), `{workflow_id, result}` (retryMessage), a `ChannelAccountState` (connect…, disconnect, reverify, rotate)", body = Object),
+        (status = 400, description = "INVALID_PAYLOAD, UNKNOWN_ACTION, INVALID_INPUT (names the field), NOT_WHATSAPP, NOT_RETRYABLE, MESSAGE_NOT_FAILED, NOT_VERIFIABLE, NOTHING_TO_ROTATE, NO_PLATFORM_SENDER: nothing written", body = crate::openapi::ApiErrorBody),
+        (status = 401, description = "UNAUTHORIZED: the shared secret is missing or wrong", body = crate::openapi::ApiErrorBody),
+        (status = 403, description = "FORBIDDEN: no tenant, user or role in the session, or a role the action does not allow", body = crate::openapi::ApiErrorBody),
+        (status = 404, description = "CONVERSATION_NOT_FOUND, MESSAGE_NOT_FOUND, CHANNEL_ACCOUNT_NOT_FOUND (in the session's tenant)", body = crate::openapi::ApiErrorBody),
+        (status = 409, description = "ALREADY_CLAIMED, CONVERSATION_RESOLVED, WINDOW_CLOSED, STILL_RUNNING, ALREADY_DELIVERED, SIGNUP_CODE_ALREADY_USED, PHONE_NUMBER_HELD_BY_ANOTHER_TENANT, WABA_HELD_BY_ANOTHER_TENANT, CONNECTION_IN_PROGRESS, DOMAIN_HELD_BY_ANOTHER_TENANT, VERIFICATION_IN_PROGRESS, OWN_SMS_NUMBER, CHANNEL_ACCOUNT_STATUS", body = crate::openapi::ApiErrorBody),
+        (status = 503, description = "TEMPORAL_UNAVAILABLE: retry (Retry-After)", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn receive(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -246,13 +301,13 @@ pub async fn receive(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct ConversationInput {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct ConversationInput {
     conversation_id: Uuid,
 }
 
-#[derive(Debug, Deserialize)]
-struct SendAgentMessageInput {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct SendAgentMessageInput {
     conversation_id: Uuid,
     body: String,
     /// Chosen by the agent's client; a retried call with the same id sends nothing new.
@@ -292,8 +347,8 @@ async fn send_agent_message(
     .await
 }
 
-#[derive(Debug, Deserialize)]
-struct SendAgentTemplateInput {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct SendAgentTemplateInput {
     conversation_id: Uuid,
     template_name: String,
     /// Meta language code, e.g. `es_MX`.
@@ -420,21 +475,21 @@ async fn send_reply(
     Ok(Json(json!({"workflow_id": workflow_id, "result": result})))
 }
 
-#[derive(Debug, Deserialize)]
-struct SnoozeInput {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct SnoozeInput {
     conversation_id: Uuid,
     until: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ReassignInput {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct ReassignInput {
     conversation_id: Uuid,
     /// `null` returns the conversation to the shared queue.
     assignee_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct MarkReadInput {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct MarkReadInput {
     conversation_id: Uuid,
     #[serde(default)]
     read_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -457,8 +512,8 @@ fn conversation_error(e: ConversationError) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct RetryMessageInput {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct RetryMessageInput {
     message_id: Uuid,
 }
 

@@ -20,12 +20,29 @@ use std::sync::Arc;
 /// Every cron trigger this endpoint serves (checked against the metadata).
 pub const CRON_TRIGGERS: &[&str] = &["conversation_snooze_wakeup"];
 
-#[derive(Debug, Deserialize)]
+/// A Hasura cron trigger's call (`id`, `name`, `scheduled_time`, `payload`, `comment`; only `name` is read).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CronPayload {
     #[serde(default)]
     name: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/hasura/cron/{name}",
+    tag = "hasura",
+    request_body = CronPayload,
+    params(
+        ("name" = String, Path, description = "The cron trigger: conversation_snooze_wakeup"),
+        ("x-busflow-secret" = String, Header, description = "The shared secret (BUSFLOW_WEBHOOK_SECRET)"),
+    ),
+    responses(
+        (status = 200, description = "What the run did, e.g. `{\"restarted\": 2}`", body = Object),
+        (status = 400, description = "INVALID_PAYLOAD, UNKNOWN_CRON_TRIGGER", body = crate::openapi::ApiErrorBody),
+        (status = 401, description = "UNAUTHORIZED: the shared secret is missing or wrong", body = crate::openapi::ApiErrorBody),
+        (status = 503, description = "TEMPORAL_UNAVAILABLE: retry (Retry-After)", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn receive(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EventTriggerPayload {
     /// Hasura's event id: the idempotency key of everything this event causes.
     pub id: String,
@@ -36,30 +36,35 @@ fn utc_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>
         })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TriggerRef {
     pub name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TableRef {
     pub schema: String,
     pub name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryInfo {
     pub current_retry: Option<u32>,
     pub max_retries: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EventBody {
     pub op: Op,
     pub data: EventData,
+    /// Hasura's trace (`trace_id`, `span_id`), which this service's trace
+    /// continues when tracing is on (`crate::traced`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub trace_context: Option<Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Op {
     Insert,
@@ -68,8 +73,12 @@ pub enum Op {
     Manual,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EventData {
+    /// The row before the write (UPDATE, DELETE).
+    #[schema(value_type = Option<Object>)]
     pub old: Option<Value>,
+    /// The row after the write (INSERT, UPDATE).
+    #[schema(value_type = Option<Object>)]
     pub new: Option<Value>,
 }

@@ -37,9 +37,9 @@ pub const ADMINS: &[&str] = &["tenant_admin", "admin"];
 /// answers with the account as it is (Hasura gives an action 30 s).
 const CONNECT_WAIT: Duration = Duration::from_secs(20);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConnectWhatsAppInput {
+pub(super) struct ConnectWhatsAppInput {
     code: String,
     waba_id: String,
     phone_number_id: String,
@@ -128,9 +128,10 @@ pub async fn connect_whatsapp(
     account_answer(app, account, &recorded.workflow_id, outcome.as_ref()).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AccountInput {
+pub(super) struct AccountInput {
+    #[schema(value_type = uuid::Uuid)]
     channel_account_id: ChannelAccountId,
     #[serde(default)]
     reason: Option<String>,
@@ -236,9 +237,10 @@ async fn start_reverification(
     account_answer(app, reference, &workflow_id, outcome.as_ref()).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RotateInput {
+pub(super) struct RotateInput {
+    #[schema(value_type = uuid::Uuid)]
     channel_account_id: ChannelAccountId,
     /// WhatsApp: the new system-user access token from Meta Business Manager.
     #[serde(default)]
@@ -322,9 +324,9 @@ pub async fn rotate(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PlatformSmsInput {
+pub(super) struct PlatformSmsInput {
     /// ISO 3166 country of the sender; the tenant's default region if absent.
     #[serde(default)]
     country: Option<String>,
@@ -386,9 +388,9 @@ pub async fn connect_platform_sms(
     account_answer(app, reference, "", None).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EmailDomainInput {
+pub(super) struct EmailDomainInput {
     domain: String,
     /// The sender address, at the domain (default `no-reply@<domain>`).
     #[serde(default)]

@@ -23,6 +23,16 @@ const DEMO_HTML: &str = include_str!("demo.html");
 const WIDGET_CACHE_CONTROL: &str = "public, max-age=300";
 
 /// The embeddable widget script.
+#[utoipa::path(
+    get,
+    path = "/webchat/{tenant_id}/widget.js",
+    tag = "webchat",
+    params(("tenant_id" = uuid::Uuid, Path, description = "The tenant whose widget it is")),
+    responses(
+        (status = 200, description = "The widget (JavaScript)", content_type = "text/javascript", body = String),
+        (status = 400, description = "UNKNOWN_TENANT: not a tenant id", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn widget_js(Path(tenant): Path<String>) -> Response {
     if let Err(err) = tenant_id(&tenant) {
         return err.into_response();
@@ -44,6 +54,16 @@ pub async fn widget_js(Path(tenant): Path<String>) -> Response {
 }
 
 /// The demo booking page of `tenant`, embedding the widget.
+#[utoipa::path(
+    get,
+    path = "/webchat/{tenant_id}/demo",
+    tag = "webchat",
+    params(("tenant_id" = uuid::Uuid, Path, description = "The tenant whose widget it is")),
+    responses(
+        (status = 200, description = "A demo booking page with the widget", content_type = "text/html", body = String),
+        (status = 400, description = "UNKNOWN_TENANT: not a tenant id", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn demo_page(Path(tenant): Path<String>) -> Response {
     match tenant_id(&tenant) {
         Ok(tenant) => (

@@ -78,13 +78,15 @@ impl Default for WebchatSettings {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// What the widget may say of a new visitor.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct SessionRequest {
     #[serde(default)]
     name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A visitor's message.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct VisitorWrites {
     client_message_id: String,
     text: String,
@@ -92,20 +94,38 @@ struct VisitorWrites {
     name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FetchQuery {
+    /// The cursor of the last message seen (absent: from the start).
     #[serde(default)]
     after: Option<String>,
+    /// Seconds to wait for news when there is none (25 at most).
     #[serde(default)]
     wait: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The messages the widget showed.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ReadAcknowledgement {
+    #[schema(value_type = Vec<uuid::Uuid>)]
     message_ids: Vec<MessageId>,
 }
 
 /// A new anonymous visitor: id and token.
+#[utoipa::path(
+    post,
+    path = "/webchat/{tenant_id}/sessions",
+    tag = "webchat",
+    params(("tenant_id" = uuid::Uuid, Path, description = "The tenant whose widget it is")),
+    request_body(content = Option<SessionRequest>, description = "Optional; an empty body is a visitor without a name"),
+    responses(
+        (status = 200, description = "`visitor`, `token`, `expires_at`", body = Object),
+        (status = 400, description = "UNKNOWN_TENANT, INVALID_PAYLOAD", body = crate::openapi::ApiErrorBody),
+        (status = 404, description = "WEBCHAT_NOT_CONFIGURED: the tenant has no webchat account", body = crate::openapi::ApiErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many new sessions from this address or tenant (Retry-After)", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn start_session(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,
@@ -134,6 +154,17 @@ pub async fn start_session(
 }
 
 /// A fresh token for the visitor of a valid or lately expired one.
+#[utoipa::path(
+    post,
+    path = "/webchat/{tenant_id}/sessions/renew",
+    tag = "webchat",
+    params(("tenant_id" = uuid::Uuid, Path, description = "The tenant whose widget it is"), ("Authorization" = String, Header, description = "`Bearer <visitor token>`")),
+    responses(
+        (status = 200, description = "`visitor`, `token`, `expires_at`: the same visitor", body = Object),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED (more than 30 days ago: start a new session)", body = crate::openapi::ApiErrorBody),
+        (status = 404, description = "WEBCHAT_NOT_CONFIGURED", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn renew_session(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,
@@ -164,6 +195,19 @@ pub async fn renew_session(
 }
 
 /// A message from a visitor.
+#[utoipa::path(
+    post,
+    path = "/webchat/{tenant_id}/messages",
+    tag = "webchat",
+    params(("tenant_id" = uuid::Uuid, Path, description = "The tenant whose widget it is"), ("Authorization" = String, Header, description = "`Bearer <visitor token>`")),
+    request_body = VisitorWrites,
+    responses(
+        (status = 200, description = "Stored once per `client_message_id`: `message_id`, `conversation_id`, `duplicate`", body = Object),
+        (status = 400, description = "INVALID_PAYLOAD, INVALID_INPUT (empty or too long)", body = crate::openapi::ApiErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED (renew)", body = crate::openapi::ApiErrorBody),
+        (status = 404, description = "WEBCHAT_NOT_CONFIGURED", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn receive_message(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,
@@ -223,6 +267,18 @@ pub async fn receive_message(
 
 /// The visitor's thread after the cursor: at once when there is something,
 /// else when something arrives, within `wait` seconds (25 at most).
+#[utoipa::path(
+    get,
+    path = "/webchat/{tenant_id}/messages",
+    tag = "webchat",
+    params(("tenant_id" = uuid::Uuid, Path, description = "The tenant whose widget it is"), ("Authorization" = String, Header, description = "`Bearer <visitor token>`"), FetchQuery),
+    responses(
+        (status = 200, description = "`messages` (theirs and ours, oldest first) and the next `cursor`; fetching an outbound message is its DELIVERED receipt", body = Object),
+        (status = 400, description = "INVALID_CURSOR", body = crate::openapi::ApiErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED (renew)", body = crate::openapi::ApiErrorBody),
+        (status = 404, description = "WEBCHAT_NOT_CONFIGURED", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn fetch_messages(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,
@@ -270,6 +326,18 @@ pub async fn fetch_messages(
 }
 
 /// The widget showed these messages to the visitor.
+#[utoipa::path(
+    post,
+    path = "/webchat/{tenant_id}/read",
+    tag = "webchat",
+    params(("tenant_id" = uuid::Uuid, Path, description = "The tenant whose widget it is"), ("Authorization" = String, Header, description = "`Bearer <visitor token>`")),
+    request_body = ReadAcknowledgement,
+    responses(
+        (status = 200, description = "`read`: the messages now READ", body = Object),
+        (status = 400, description = "INVALID_PAYLOAD", body = crate::openapi::ApiErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED (renew)", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn mark_read(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,

@@ -35,6 +35,22 @@ use uuid::Uuid;
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
 /// Meta's subscription check: echo `hub.challenge` when the token matches.
+#[utoipa::path(
+    get,
+    path = "/webhooks/meta/{tenant_id}",
+    tag = "providers",
+    params(
+        ("tenant_id" = uuid::Uuid, Path, description = "The tenant whose WABA subscribed this URL"),
+        ("hub.mode" = String, Query, description = "`subscribe`"),
+        ("hub.verify_token" = String, Query, description = "The verify token sealed with the tenant's WhatsApp account"),
+        ("hub.challenge" = String, Query, description = "Echoed back"),
+    ),
+    responses(
+        (status = 200, description = "The challenge, as text", content_type = "text/plain", body = String),
+        (status = 400, description = "INVALID_CHALLENGE, UNKNOWN_TENANT", body = crate::openapi::ApiErrorBody),
+        (status = 403, description = "FORBIDDEN: hub.verify_token does not match", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn verify(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,
@@ -74,6 +90,21 @@ pub async fn verify(
 }
 
 /// Statuses (and, later, inbound messages) for one tenant.
+#[utoipa::path(
+    post,
+    path = "/webhooks/meta/{tenant_id}",
+    tag = "providers",
+    request_body(content = Object, description = "Meta's WhatsApp Business Account webhook: `object`, `entry[].changes[].value` with `statuses` (receipts) and `messages` (inbound)"),
+    params(
+        ("tenant_id" = uuid::Uuid, Path, description = "The tenant whose WABA subscribed this URL"),
+        ("X-Hub-Signature-256" = String, Header, description = "`sha256=<hex HMAC-SHA256 of the raw body with the app secret>`, checked before the body is read"),
+    ),
+    responses(
+        (status = 200, description = "Recorded (receipts and inbound messages, counted), also for what is kept as a dead letter", body = Object),
+        (status = 400, description = "INVALID_PAYLOAD, UNKNOWN_TENANT", body = crate::openapi::ApiErrorBody),
+        (status = 401, description = "UNAUTHORIZED: the signature is missing or does not match", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn receive(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,

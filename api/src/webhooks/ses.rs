@@ -22,6 +22,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/ses",
+    tag = "providers",
+    request_body(content = SnsEnvelope, description = "An SNS delivery (text/plain JSON) of an SES event-publishing record (its `Message`), or a subscription confirmation"),
+    responses(
+        (status = 200, description = "Recorded, confirmed, or ignored (with why)", body = Object),
+        (status = 400, description = "INVALID_PAYLOAD, INVALID_SES_EVENT", body = crate::openapi::ApiErrorBody),
+        (status = 401, description = "UNAUTHORIZED: the SNS signature or the topic is refused", body = crate::openapi::ApiErrorBody),
+        (status = 503, description = "SNS_CERT_UNAVAILABLE, SNS_CONFIRM_FAILED: SNS delivers again", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn receive(
     State(app): State<Arc<AppState>>,
     body: Bytes,

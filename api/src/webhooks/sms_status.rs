@@ -45,7 +45,8 @@ pub const MAX_RECORD_BYTES: usize = 2 * 1024 * 1024;
 /// A delivery's bytes, decoded and decompressed, all records together.
 pub const MAX_DELIVERY_BYTES: usize = 32 * 1024 * 1024;
 
-#[derive(Debug, Deserialize)]
+/// A Kinesis Data Firehose HTTP endpoint delivery.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct FirehoseRequest {
     request_id: String,
@@ -53,11 +54,27 @@ struct FirehoseRequest {
     records: Vec<FirehoseRecord>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct FirehoseRecord {
+    /// Base64 of a CloudWatch Logs record (gzip) whose log events are SNS
+    /// SMS delivery-status records, or of one such record.
     data: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/sms-status",
+    tag = "providers",
+    request_body = FirehoseRequest,
+    params(("X-Amz-Firehose-Access-Key" = String, Header, description = "The access key of the Firehose destination (BUSFLOW_FIREHOSE_ACCESS_KEY)")),
+    responses(
+        (status = 200, description = "Firehose's answer: `requestId` echoed, `timestamp`, and the receipts applied", body = Object),
+        (status = 400, description = "INVALID_PAYLOAD, INVALID_RECORD (names the record)", body = crate::openapi::ApiErrorBody),
+        (status = 401, description = "UNAUTHORIZED: the access key is missing or wrong", body = crate::openapi::ApiErrorBody),
+        (status = 404, description = "NOT_CONFIGURED: no access key is set", body = crate::openapi::ApiErrorBody),
+        (status = 413, description = "TOO_MANY_RECORDS, RECORD_TOO_LARGE, DELIVERY_TOO_LARGE: refused whole; Firehose retries, then backs it up", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn receive(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -54,7 +54,7 @@ pub const NEW_CERT_FETCHES_PER_MINUTE: usize = 10;
 const MAX_CACHED_KEYS: usize = 64;
 
 /// The `Type` of an SNS HTTP(S) message (also sent as [`MESSAGE_TYPE_HEADER`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum SnsMessageType {
     /// Sent once after subscribing; confirmed by visiting `SubscribeURL`.
     SubscriptionConfirmation,
@@ -77,7 +77,7 @@ impl SnsMessageType {
 
 /// The JSON body of an SNS HTTP(S) delivery (raw message delivery off).
 /// Untrusted until [`SnsVerifier::verify`] accepted it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct SnsEnvelope {
     /// `Type`.

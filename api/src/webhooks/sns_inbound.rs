@@ -44,6 +44,18 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::sync::Arc;
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/sns",
+    tag = "providers",
+    request_body(content = SnsEnvelope, description = "An SNS delivery (text/plain JSON): a two-way SMS, or an SES `Received` notification with the raw mail, or a subscription confirmation"),
+    responses(
+        (status = 200, description = "Into the inbox (`received`, `duplicates`), quarantined (`quarantined`: VIRUS, SPAM, DMARC_FAIL, SENDER_NOT_AUTHENTICATED), kept as a dead letter (`dead_letter`), confirmed or ignored", body = Object),
+        (status = 400, description = "INVALID_PAYLOAD", body = crate::openapi::ApiErrorBody),
+        (status = 401, description = "UNAUTHORIZED: the SNS signature or the topic is refused", body = crate::openapi::ApiErrorBody),
+        (status = 503, description = "SNS_CERT_UNAVAILABLE, SNS_CONFIRM_FAILED, TEMPORAL_UNAVAILABLE: SNS delivers again", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn receive(
     State(app): State<Arc<AppState>>,
     body: Bytes,

@@ -35,6 +35,20 @@ use busflow_activities::triggers::{self, RecipientRule, Route, Trigger};
 use opentelemetry::KeyValue;
 use std::sync::Arc;
 
+#[utoipa::path(
+    post,
+    path = "/hasura/events",
+    tag = "hasura",
+    request_body = EventTriggerPayload,
+    params(("x-busflow-secret" = String, Header, description = "The shared secret (BUSFLOW_WEBHOOK_SECRET)")),
+    responses(
+        (status = 200, description = "Done, or nothing to do (`outcome`): Hasura stops retrying", body = EventResponse),
+        (status = 400, description = "INVALID_PAYLOAD, INVALID_EVENT_ID, UNKNOWN_TRIGGER, WRONG_TABLE, MISSING_ROW, INVALID_ROW: nothing written; the message names the field", body = crate::openapi::ApiErrorBody),
+        (status = 401, description = "UNAUTHORIZED: the shared secret is missing or wrong", body = crate::openapi::ApiErrorBody),
+        (status = 409, description = "CONTACT_NOT_YET_KNOWN, TRIP_NOT_YET_KNOWN: the event came before the person or trip it names; Retry-After", body = crate::openapi::ApiErrorBody),
+        (status = 503, description = "TEMPORAL_UNAVAILABLE: retry (Retry-After)", body = crate::openapi::ApiErrorBody),
+    )
+)]
 pub async fn receive(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
